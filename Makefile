@@ -1,0 +1,39 @@
+# Two commands: `make run` and `make test`. Everything else is a helper for them.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 3
+
+.PHONY: run test lint bench venv dev-venv clean
+
+$(BIN)/.installed: requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(BIN)/.dev-installed: $(BIN)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+dev-venv: $(BIN)/.dev-installed
+
+run: venv
+	mkdir -p instance
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/flask --app wsgi crm demo
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --config crm/gunicorn_conf.py wsgi:app
+
+test: dev-venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: dev-venv
+	$(BIN)/ruff check .
+
+bench: dev-venv
+	$(BIN)/python -m benchmarks.timeline $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""Pharma CRM: the application factory, a table of contents of the app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from crm.config import Settings
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=False)
+    register_config(app, config)
+    register_extensions(app)
+    register_request_lifecycle(app)
+    register_templates(app)
+    register_blueprints(app)
+    register_errors(app)
+    register_cli(app)
+    return app
+
+
+def register_config(app: Flask, overrides: dict[str, Any] | None) -> None:
+    settings = Settings.from_env()
+    app.config.update(settings.flask_config())
+    if overrides:
+        app.config.update(overrides)
+
+
+def register_extensions(app: Flask) -> None:
+    from crm import models  # noqa: F401  (every model registered on the metadata)
+    from crm.auth.context import register_login
+    from crm.db import harden_engine
+    from crm.extensions import csrf, db, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        harden_engine(db.engine)
+    migrate.init_app(app, db, directory=str(_migrations_dir()))
+    csrf.init_app(app)
+    register_login(app)
+
+
+def register_request_lifecycle(app: Flask) -> None:
+    from crm.web import register_lifecycle
+
+    register_lifecycle(app)
+
+
+def register_templates(app: Flask) -> None:
+    from crm.navigation import nav_links
+
+    app.jinja_env.globals["nav_links"] = nav_links
+
+
+def register_blueprints(app: Flask) -> None:
+    from crm.blueprints import all_blueprints
+    from crm.extensions import csrf
+
+    for bp, is_api in all_blueprints():
+        if is_api:
+            csrf.exempt(bp)  # bearer tokens, no cookies: CSRF does not apply
+        app.register_blueprint(bp)
+
+
+def register_errors(app: Flask) -> None:
+    from crm.errors import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def register_cli(app: Flask) -> None:
+    from crm.cli import crm_cli
+
+    app.cli.add_command(crm_cli)
+
+
+def _migrations_dir() -> Any:
+    from crm.config import PROJECT_ROOT
+
+    return PROJECT_ROOT / "migrations"

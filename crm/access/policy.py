@@ -1,0 +1,213 @@
+"""The visibility policy (SPEC section 4). Pure functions: no database, no request, no globals.
+
+Everything that decides what a person may see or write asks this module; nothing else decides.
+Each decision carries the rule that applied and a sentence a user can read ("why can I see this?").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from crm.errors import Forbidden
+
+
+class Role(StrEnum):
+    FIELD_REP = "field_rep"
+    MARKETER = "marketer"
+    CALL_CENTRE = "call_centre"
+    MEDICAL = "medical"
+    COMPLIANCE = "compliance"
+    ADMIN = "admin"
+
+
+ROLES: tuple[str, ...] = tuple(r.value for r in Role)
+SENSITIVITIES: tuple[str, ...] = ("standard", "medical", "pv")
+
+ROLE_LABELS = {
+    "field_rep": "Field force",
+    "marketer": "Marketing",
+    "call_centre": "Call centre",
+    "medical": "Medical Affairs",
+    "compliance": "Compliance",
+    "admin": "Administration",
+    "system": "Integration",
+}
+
+
+class Level(StrEnum):
+    FULL = "full"  # everything
+    SUMMARY = "summary"  # a safe summary written for that purpose, no free text
+    EXISTENCE = "existence"  # date, channel, kind, owning role, and why the rest is withheld
+    HIDDEN = "hidden"  # never used for timeline items: a contact that happened is never invisible
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """What the policy needs to know about the person asking: role and *current* territories."""
+
+    user_id: int
+    role: str
+    territory_ids: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: str
+    reason: str
+    level: Level = Level.FULL
+
+
+_MEDICAL_ONLY = "Details restricted to Medical Affairs"
+_PV_ONLY = "Details restricted to Pharmacovigilance"
+
+# role x sensitivity -> (level, rule, reason). One row per role; a test per cell.
+VISIBILITY: dict[str, dict[str, tuple[Level, str, str]]] = {
+    "field_rep": {
+        "standard": (Level.FULL, "share-by-default", "Shared with every internal user"),
+        "medical": (Level.EXISTENCE, "medical-firewall", _MEDICAL_ONLY),
+        "pv": (Level.EXISTENCE, "pv-restricted", _PV_ONLY),
+    },
+    "marketer": {
+        "standard": (Level.FULL, "share-by-default", "Shared with every internal user"),
+        "medical": (Level.EXISTENCE, "medical-firewall", _MEDICAL_ONLY),
+        "pv": (Level.EXISTENCE, "pv-restricted", _PV_ONLY),
+    },
+    "call_centre": {
+        "standard": (Level.FULL, "share-by-default", "Shared with every internal user"),
+        "medical": (Level.FULL, "medical-information-role", "Call centre handles medical information"),
+        "pv": (Level.FULL, "pv-intake-role", "Call centre takes adverse-event reports"),
+    },
+    "medical": {
+        "standard": (Level.FULL, "share-by-default", "Shared with every internal user"),
+        "medical": (Level.FULL, "medical-affairs-role", "Medical Affairs owns medical content"),
+        "pv": (Level.FULL, "pv-medical-role", "Medical Affairs reviews adverse events"),
+    },
+    "compliance": {
+        "standard": (Level.FULL, "share-by-default", "Shared with every internal user"),
+        "medical": (Level.FULL, "compliance-oversight", "Compliance reviews everything"),
+        "pv": (Level.FULL, "compliance-oversight", "Compliance reviews everything"),
+    },
+    "admin": {
+        "standard": (Level.FULL, "share-by-default", "Shared with every internal user"),
+        "medical": (Level.FULL, "admin-oversight", "Administrators see everything"),
+        "pv": (Level.FULL, "admin-oversight", "Administrators see everything"),
+    },
+}
+
+# Roles that see superseded (corrected) items next to their corrections.
+SEES_SUPERSEDED = frozenset({"compliance", "admin"})
+
+# Reads of these sensitivities at full level are logged for compliance.
+LOGGED_SENSITIVITIES = frozenset({"medical", "pv"})
+
+
+def item_decision(viewer: Viewer, sensitivity: str) -> Decision:
+    """How much of one timeline item ``viewer`` may see, and why."""
+    try:
+        level, rule, reason = VISIBILITY[viewer.role][sensitivity]
+    except KeyError:
+        # Unknown role or sensitivity: the safest level that still shows the contact happened.
+        return Decision(True, "unknown-defaults-to-existence", "Details restricted", Level.EXISTENCE)
+    return Decision(True, rule, reason, level)
+
+
+_CONTACT_CLEAR_ROLES = frozenset({"call_centre", "medical", "compliance", "admin"})
+
+
+def contact_data_decision(viewer: Viewer, hcp_territory_id: int | None) -> Decision:
+    """Clear or masked contact data (email, phone, address line) for one HCP."""
+    if viewer.role in _CONTACT_CLEAR_ROLES:
+        return Decision(True, "contact-data-role", f"{ROLE_LABELS[viewer.role]} sees contact data")
+    if viewer.role == "field_rep" and hcp_territory_id is not None and hcp_territory_id in viewer.territory_ids:
+        return Decision(True, "contact-data-own-territory", "The HCP is in one of your territories")
+    if viewer.role == "field_rep":
+        return Decision(False, "contact-data-outside-territory", "Contact data is masked outside your territories")
+    return Decision(False, "contact-data-masked", "Contact data is masked for your role")
+
+
+def can_see_consent_evidence(viewer: Viewer) -> Decision:
+    if viewer.role in ("compliance", "admin"):
+        return Decision(True, "consent-evidence-oversight", "Compliance and administrators see consent evidence")
+    return Decision(False, "consent-evidence-restricted", "Consent evidence is restricted to Compliance")
+
+
+# action -> (roles allowed, roles that are limited to their own territories)
+WRITE_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "hcp.create": (frozenset({"admin", "field_rep"}), frozenset({"field_rep"})),
+    "hcp.update": (frozenset({"admin", "field_rep"}), frozenset({"field_rep"})),
+    "hcp.merge": (frozenset({"admin"}), frozenset()),
+    "visit.create": (frozenset({"field_rep", "medical"}), frozenset({"field_rep"})),
+    "call_centre.contact": (frozenset({"call_centre"}), frozenset()),
+    "consent.capture": (frozenset({"field_rep", "call_centre", "admin"}), frozenset({"field_rep"})),
+    "consent.review": (frozenset({"compliance"}), frozenset()),
+    "template.write": (frozenset({"marketer"}), frozenset()),
+    "template.approve": (frozenset({"compliance"}), frozenset()),
+    "campaign.write": (frozenset({"marketer"}), frozenset()),
+    "event.write": (frozenset({"marketer", "medical"}), frozenset()),
+    "order.write": (frozenset({"field_rep"}), frozenset({"field_rep"})),
+    "user.manage": (frozenset({"admin"}), frozenset()),
+    "territory.manage": (frozenset({"admin"}), frozenset()),
+    "product.manage": (frozenset({"admin"}), frozenset()),
+    "audit.read": (frozenset({"compliance", "admin"}), frozenset()),
+    "sensitive_log.read": (frozenset({"compliance", "admin"}), frozenset()),
+}
+
+
+def write_decision(viewer: Viewer, action: str, hcp_territory_ids: Iterable[int | None] = ()) -> Decision:
+    """May ``viewer`` do ``action``, for HCPs in ``hcp_territory_ids`` (all must be covered)?"""
+    allowed_roles, territorial = WRITE_RULES[action]
+    if viewer.role not in allowed_roles:
+        roles = ", ".join(sorted(allowed_roles))
+        return Decision(False, f"{action}:role", f"Only {roles} may do {action}")
+    if viewer.role in territorial:
+        for tid in hcp_territory_ids:
+            if tid is None or tid not in viewer.territory_ids:
+                return Decision(
+                    False, f"{action}:territory", f"{action} is limited to HCPs in your own territories"
+                )
+    return Decision(True, f"{action}:allowed", "Allowed")
+
+
+def require_write(viewer: Viewer, action: str, hcp_territory_ids: Iterable[int | None] = ()) -> Decision:
+    """``write_decision`` that raises ``Forbidden`` (403, rule in the body) when refused."""
+    decision = write_decision(viewer, action, hcp_territory_ids)
+    if not decision.allowed:
+        raise Forbidden(decision.reason, rule=decision.rule)
+    return decision
+
+
+def mask_email(value: str | None) -> str | None:
+    """``john@hospital.org`` -> ``j***@h***.org``."""
+    if not value:
+        return value
+    local, _, domain = value.partition("@")
+    if not domain:
+        return (local[:1] or "*") + "***"
+    host, dot, tld = domain.rpartition(".")
+    if not dot:
+        host, tld = domain, ""
+    return f"{local[:1]}***@{host[:1]}***{('.' + tld) if tld else ''}"
+
+
+def mask_phone(value: str | None) -> str | None:
+    """Every digit but the last two becomes ``*``."""
+    if not value:
+        return value
+    digits = sum(c.isdigit() for c in value)
+    out, seen = [], 0
+    for c in value:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen > digits - 2 else "*")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def mask_address(value: str | None) -> str | None:
+    if not value:
+        return value
+    return value[:1] + "***"

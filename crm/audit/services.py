@@ -1,0 +1,143 @@
+"""Record and verify the audit trail.
+
+Every service that writes calls ``record``. Records are chained: each stores the hash of the previous
+one, so an edited, deleted or inserted record breaks the chain at that point and ``verify_chain``
+names it. Writers are serialised on the chain head (an advisory lock on PostgreSQL; SQLite's
+BEGIN IMMEDIATE already serialises writers), so two transactions never fork the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from crm.audit.models import AuditRecord
+from crm.db import iso_z, utcnow
+
+GENESIS = "0" * 64
+PERSONAL_FIELDS = frozenset({"email", "phone", "address_line", "signature", "evidence", "ip_address",
+                             "user_agent", "password", "password_hash"})
+_PERSONAL_MARK = "[personal data withheld]"
+_AUDIT_LOCK_ID = 7_310_001
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """``{field: {"before": x, "after": y}}`` for fields that changed; personal data never in clear."""
+    out: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key), after.get(key)
+        if b == a:
+            continue
+        if key in PERSONAL_FIELDS:
+            out[key] = {"before": _PERSONAL_MARK if b is not None else None,
+                        "after": _PERSONAL_MARK if a is not None else None}
+        else:
+            out[key] = {"before": _jsonable(b), "after": _jsonable(a)}
+    return out
+
+
+def created(values: dict[str, Any]) -> dict[str, Any]:
+    return diff({}, values)
+
+
+def _digest(rec: AuditRecord) -> str:
+    payload = {
+        "prev": rec.prev_hash,
+        "at": iso_z(rec.occurred_at),
+        "actor_id": rec.actor_id,
+        "actor": rec.actor_label,
+        "action": rec.action,
+        "entity": rec.entity,
+        "entity_id": rec.entity_id,
+        "changes": rec.changes,
+        "reason": rec.reason,
+    }
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _lock_chain(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_ID})
+
+
+def record(
+    session: Session,
+    actor: Any,
+    action: str,
+    entity: str,
+    entity_id: Any,
+    changes: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> AuditRecord:
+    """Append one audit record for a write done by ``actor`` (a User, or None for the system).
+
+    ``changes`` is normally built with ``diff``/``created``; values must be JSON-able.
+    """
+    _lock_chain(session)
+    prev = session.execute(select(AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)).scalar()
+    label = "system" if actor is None else f"{actor.name} <{actor.role}>"
+    rec = AuditRecord(
+        occurred_at=utcnow(),
+        actor_id=getattr(actor, "id", None),
+        actor_label=label,
+        action=action,
+        entity=entity,
+        entity_id=str(entity_id),
+        # round-trip so what is hashed is exactly what the JSON column gives back
+        changes=json.loads(json.dumps(_jsonable(changes or {}), sort_keys=True)),
+        reason=reason,
+        prev_hash=prev or GENESIS,
+    )
+    rec.hash = _digest(rec)
+    session.add(rec)
+    session.flush()
+    return rec
+
+
+@dataclass
+class ChainReport:
+    ok: bool
+    checked: int
+    broken_id: int | None = None
+    problem: str | None = None
+
+
+def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
+    """Walk the chain in order; report the first record whose link or hash does not hold."""
+    prev = GENESIS
+    checked = 0
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            select(AuditRecord).where(AuditRecord.id > last_id).order_by(AuditRecord.id).limit(batch)
+        ).all()
+        if not rows:
+            return ChainReport(True, checked)
+        for rec in rows:
+            if rec.prev_hash != prev:
+                return ChainReport(False, checked, rec.id, "its link to the previous record does not match")
+            if _digest(rec) != rec.hash:
+                return ChainReport(False, checked, rec.id, "its content does not match its hash")
+            prev = rec.hash
+            checked += 1
+            last_id = rec.id
+        session.expunge_all()

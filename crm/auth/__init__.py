@@ -1,0 +1,1 @@
+"""Users, API tokens, server-side web sessions and login throttling."""

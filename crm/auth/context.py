@@ -1,0 +1,80 @@
+"""Who is asking: bearer tokens for the API, server-side sessions for pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import g, request, session
+from flask_login import current_user
+
+from crm.access.policy import Viewer
+from crm.auth import services
+from crm.auth.models import User
+from crm.errors import Forbidden, Unauthorized
+from crm.extensions import db, login_manager
+
+
+def api_auth(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Require a live bearer token; sets ``g.actor`` (User) and ``g.viewer`` (policy Viewer)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise Unauthorized("Send Authorization: Bearer <token> (POST /api/v1/auth/token gives one).")
+        user = services.user_for_token(db.session, raw.strip())
+        g.actor = user
+        g.viewer = services.viewer_for(db.session, user)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def page_auth(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Require a logged-in page user (optionally one of ``roles``); sets ``g.actor``/``g.viewer``."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            user: User = current_user._get_current_object()  # type: ignore[attr-defined]
+            if roles and user.role not in roles:
+                raise Forbidden(f"This page is for {', '.join(roles)}", rule="page:role")
+            g.actor = user
+            g.viewer = services.viewer_for(db.session, user)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def actor() -> User:
+    return g.actor  # type: ignore[no-any-return]
+
+
+def viewer() -> Viewer:
+    return g.viewer  # type: ignore[no-any-return]
+
+
+def client_address() -> str | None:
+    # Behind a proxy, configure gunicorn's forwarded_allow_ips; we trust only remote_addr.
+    return request.remote_addr
+
+
+def register_login(app: Any) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in."
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def _load(user_id: str) -> User | None:
+        user = services.user_for_web_session(db.session, session.get("sid"))
+        if user is None or str(user.id) != user_id:
+            return None
+        return user

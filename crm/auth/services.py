@@ -1,0 +1,235 @@
+"""Authentication: API tokens, server-side web sessions, throttled password checks, viewers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from crm.access.policy import ROLES, Viewer
+from crm.audit import services as audit
+from crm.auth.models import ApiToken, LoginAttempt, User, WebSession
+from crm.db import keep_on_error, utcnow
+from crm.errors import Invalid, TooManyAttempts, Unauthorized
+from crm.hcps.models import Territory, UserTerritoryAssignment
+from crm.security.crypto import blind_index
+from crm.security.passwords import hash_password, password_problem, verify_password
+from crm.security.tokens import new_token, token_hash
+
+_GENERIC = "Wrong email or password."
+
+
+def find_user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email_bidx == blind_index(email)))
+
+
+def current_territory_ids(session: Session, user_id: int, at: datetime | None = None) -> frozenset[int]:
+    at = at or utcnow()
+    rows = session.scalars(
+        select(UserTerritoryAssignment.territory_id).where(
+            UserTerritoryAssignment.user_id == user_id,
+            UserTerritoryAssignment.valid_from <= at,
+            or_(UserTerritoryAssignment.valid_to.is_(None), UserTerritoryAssignment.valid_to > at),
+        )
+    )
+    return frozenset(rows)
+
+
+def viewer_for(session: Session, user: User, at: datetime | None = None) -> Viewer:
+    """The policy's view of ``user``: role and territories covered at ``at`` (now by default)."""
+    return Viewer(user.id, user.role, current_territory_ids(session, user.id, at))
+
+
+def _throttle_keys(email: str, address: str | None) -> list[str]:
+    keys = [f"account:{blind_index(email) or '-'}"]
+    if address:
+        keys.append(f"address:{address}")
+    return keys
+
+
+def _check_throttle(session: Session, email: str, address: str | None) -> None:
+    cfg = current_app.config
+    since = utcnow() - timedelta(minutes=cfg["CRM_LOGIN_WINDOW_MINUTES"])
+    limits = {"account": cfg["CRM_LOGIN_MAX_FAILS_ACCOUNT"], "address": cfg["CRM_LOGIN_MAX_FAILS_ADDRESS"]}
+    for key in _throttle_keys(email, address):
+        fails = session.scalar(
+            select(func.count()).select_from(LoginAttempt).where(
+                LoginAttempt.key == key, LoginAttempt.occurred_at >= since, LoginAttempt.succeeded.is_(False)
+            )
+        ) or 0
+        if fails >= limits[key.split(":", 1)[0]]:
+            # Same message whether or not the account exists.
+            raise TooManyAttempts("Too many failed sign-in attempts. Wait a few minutes and try again.")
+
+
+def check_password(session: Session, email: str, password: str, address: str | None) -> User:
+    """The user for these credentials, or ``Unauthorized``; failures are recorded for the throttle.
+
+    Failures must survive the failed request's rollback, so they are written in their own transaction.
+    """
+    _check_throttle(session, email, address)
+    user = find_user_by_email(session, email)
+    ok = verify_password(user.password_hash if user else None, password)
+    if not ok or user is None or not user.active:
+        _record_failure(session, email, address, user.id if user else None)
+        raise Unauthorized(_GENERIC)
+    return user
+
+
+def _record_failure(session: Session, email: str, address: str | None, user_id: int | None) -> None:
+    for key in _throttle_keys(email, address):
+        session.add(LoginAttempt(key=key, succeeded=False, user_id=user_id))
+    session.flush()
+    # The request ends in 401, but the failure must be kept for the throttle to work.
+    keep_on_error(session)
+
+
+def issue_token(session: Session, email: str, password: str, address: str | None) -> tuple[str, ApiToken, User]:
+    user = check_password(session, email, password, address)
+    raw = new_token()
+    tok = ApiToken(
+        user_id=user.id,
+        token_hash=token_hash(raw),
+        role_at_issue=user.role,
+        expires_at=utcnow() + timedelta(hours=current_app.config["CRM_TOKEN_TTL_HOURS"]),
+    )
+    session.add(tok)
+    session.flush()
+    return raw, tok, user
+
+
+def user_for_token(session: Session, raw: str) -> User:
+    """The live user behind a bearer token; expired, revoked, disabled or re-roled: 401."""
+    tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(raw)))
+    if tok is None or tok.revoked_at is not None or tok.expires_at <= utcnow():
+        raise Unauthorized("The token is invalid, expired or revoked.")
+    user = session.get(User, tok.user_id)
+    if user is None or not user.active or user.role != tok.role_at_issue:
+        raise Unauthorized("The token is invalid, expired or revoked.")
+    return user
+
+
+def start_web_session(session: Session, user: User) -> str:
+    raw = new_token()
+    session.add(
+        WebSession(
+            user_id=user.id,
+            session_hash=token_hash(raw),
+            role_at_issue=user.role,
+            expires_at=utcnow() + timedelta(hours=current_app.config["CRM_SESSION_TTL_HOURS"]),
+        )
+    )
+    session.flush()
+    return raw
+
+
+def user_for_web_session(session: Session, raw: str | None) -> User | None:
+    if not raw:
+        return None
+    ws = session.scalar(select(WebSession).where(WebSession.session_hash == token_hash(raw)))
+    if ws is None or ws.revoked_at is not None or ws.expires_at <= utcnow():
+        return None
+    user = session.get(User, ws.user_id)
+    if user is None or not user.active or user.role != ws.role_at_issue:
+        return None
+    return user
+
+
+def end_web_session(session: Session, raw: str | None) -> None:
+    if not raw:
+        return
+    ws = session.scalar(select(WebSession).where(WebSession.session_hash == token_hash(raw)))
+    if ws is not None and ws.revoked_at is None:
+        ws.revoked_at = utcnow()
+
+
+def revoke_all_credentials(session: Session, user_id: int) -> None:
+    now = utcnow()
+    for model in (ApiToken, WebSession):
+        for row in session.scalars(select(model).where(model.user_id == user_id, model.revoked_at.is_(None))):
+            row.revoked_at = now
+
+
+def create_user(
+    session: Session,
+    actor: Any,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    territory_codes: list[str] | tuple[str, ...] = (),
+) -> User:
+    """Create a user (admin, or the CLI as ``actor=None``). Unknown territory codes are an error."""
+    errors: dict[str, list[str]] = {}
+    if role not in ROLES:
+        errors["role"] = [f"must be one of {', '.join(ROLES)}"]
+    if "@" not in email:
+        errors["email"] = ["must be an email address"]
+    problem = password_problem(password)
+    if problem:
+        errors["password"] = [problem]
+    if not name.strip():
+        errors["name"] = ["must not be empty"]
+    territories = []
+    for code in territory_codes:
+        t = session.scalar(select(Territory).where(Territory.code == code))
+        if t is None:
+            errors.setdefault("territory", []).append(f"unknown territory code {code!r}")
+        territories.append(t)
+    if not errors and find_user_by_email(session, email) is not None:
+        errors["email"] = ["a user with this email exists"]
+    if errors:
+        raise Invalid("The user cannot be created.", errors=errors)
+    user = User(email=email.strip(), email_bidx=blind_index(email), name=name.strip(), role=role,
+                password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    for t in territories:
+        session.add(UserTerritoryAssignment(user_id=user.id, territory_id=t.id))
+    audit.record(session, actor, "user.create", "user", user.id,
+                 audit.created({"email": email, "name": name, "role": role,
+                                "territories": list(territory_codes)}))
+    return user
+
+
+def update_user(session: Session, actor: Any, user: User, *, role: str | None = None,
+                active: bool | None = None) -> User:
+    """Change role or active flag; either change kills the user's tokens and sessions."""
+    before = {"role": user.role, "active": user.active}
+    if role is not None:
+        if role not in ROLES:
+            raise Invalid(errors={"role": [f"must be one of {', '.join(ROLES)}"]})
+        user.role = role
+    if active is not None:
+        user.active = active
+    after = {"role": user.role, "active": user.active}
+    if before != after:
+        revoke_all_credentials(session, user.id)
+        audit.record(session, actor, "user.update", "user", user.id, audit.diff(before, after))
+    return user
+
+
+def assign_territory(session: Session, actor: Any, user: User, territory: Territory,
+                     valid_from: datetime | None = None) -> UserTerritoryAssignment:
+    row = UserTerritoryAssignment(user_id=user.id, territory_id=territory.id, valid_from=valid_from or utcnow())
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "user.territory.assign", "user", user.id,
+                 audit.created({"territory": territory.code}))
+    return row
+
+
+def end_territory(session: Session, actor: Any, user: User, territory: Territory,
+                  at: datetime | None = None) -> None:
+    at = at or utcnow()
+    rows = session.scalars(select(UserTerritoryAssignment).where(and_(
+        UserTerritoryAssignment.user_id == user.id, UserTerritoryAssignment.territory_id == territory.id,
+        UserTerritoryAssignment.valid_to.is_(None))))
+    for row in rows:
+        row.valid_to = at
+    audit.record(session, actor, "user.territory.end", "user", user.id,
+                 audit.diff({"territory": territory.code}, {}))

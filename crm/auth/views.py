@@ -1,0 +1,57 @@
+"""Login and logout pages. Sessions are server-side rows; logout really ends them."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import login_user, logout_user
+
+from crm.auth import services
+from crm.auth.context import client_address
+from crm.errors import TooManyAttempts, Unauthorized
+from crm.extensions import db
+
+bp = Blueprint("auth", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths: ``//evil``, ``https://evil``, ``\\\\evil`` and the like go home instead."""
+    if not target:
+        return url_for("home.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return url_for("home.index")
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return url_for("home.index")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    status = 200
+    if request.method == "POST":
+        email = request.form.get("email", "")
+        password = request.form.get("password", "")
+        try:
+            user = services.check_password(db.session, email, password, client_address())
+        except (Unauthorized, TooManyAttempts) as exc:
+            error, status = exc.detail, exc.status
+            db.session.info["keep_on_error"] = True  # keep the recorded failure
+        else:
+            raw = services.start_web_session(db.session, user)
+            session.clear()
+            session["sid"] = raw
+            login_user(user)
+            return redirect(safe_next(request.args.get("next") or request.form.get("next")))
+    return render_template("auth/login.html", error=error, next=request.args.get("next", "")), status
+
+
+@bp.post("/logout")
+def logout():
+    services.end_web_session(db.session, session.get("sid"))
+    logout_user()
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,1 @@
+"""HCP and HCO master data, territories and their effective-dated assignments."""

@@ -1,0 +1,127 @@
+"""The OpenAPI document, generated from the marshmallow schemas that the endpoints really use.
+
+Each API view is decorated with ``@doc(...)`` naming its request, query and response schemas; the
+document is built by walking the URL map, so an endpoint cannot exist without appearing in it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Flask, current_app, jsonify, render_template
+from marshmallow import Schema
+
+from crm.schemas import ProblemSchema
+
+_ERROR_TEXT = {
+    400: "Malformed request (e.g. invalid JSON)",
+    401: "Missing, bad, expired or revoked token",
+    403: "Refused by a visibility, territory or role rule (the rule is in `detail` and `rule`)",
+    404: "No such object",
+    409: "Version conflict or duplicate",
+    413: "Body over CRM_MAX_BODY_MB",
+    415: "Body is not application/json",
+    422: "Invalid fields (per-field messages in `errors`)",
+}
+
+
+def doc(
+    summary: str,
+    *,
+    tags: list[str] | None = None,
+    body: Schema | type[Schema] | None = None,
+    query: Schema | type[Schema] | None = None,
+    responses: dict[int, Schema | type[Schema] | str | None] | None = None,
+    errors: tuple[int, ...] = (400, 401, 403, 404, 422),
+    auth: bool = True,
+    description: str = "",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn._openapi = {  # type: ignore[attr-defined]
+            "summary": summary, "tags": tags or [], "body": body, "query": query,
+            "responses": responses or {200: None}, "errors": errors, "auth": auth,
+            "description": description or (fn.__doc__ or "").strip(),
+        }
+        return fn
+    return wrap
+
+
+def _schema_name(schema: Any) -> Any:
+    return schema
+
+
+def build_spec(app: Flask) -> dict[str, Any]:
+    spec = APISpec(
+        title="Pharma CRM API",
+        version="1",
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        info={"description": "One timeline per HCP, consent as evidence, role-based visibility."},
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Problem", schema=ProblemSchema)
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        view = app.view_functions.get(rule.endpoint)
+        meta = getattr(view, "_openapi", None)
+        if meta is None:
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        params = [
+            {"in": "path", "name": name, "required": True,
+             "schema": {"type": "integer" if conv == "int" else "string"}}
+            for conv, name in re.findall(r"<(?:([a-z]+):)?([a-z_]+)>", rule.rule)
+        ]
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            op: dict[str, Any] = {"summary": meta["summary"], "tags": meta["tags"], "responses": {}}
+            if meta["description"]:
+                op["description"] = meta["description"]
+            if meta["auth"]:
+                op["security"] = [{"bearer": []}]
+            op_params = list(params)
+            if meta["query"] is not None:
+                op_params.append({"in": "query", "schema": meta["query"]})
+            if op_params:
+                op["parameters"] = op_params
+            if meta["body"] is not None:
+                op["requestBody"] = {"required": True,
+                                     "content": {"application/json": {"schema": meta["body"]}}}
+            for status, schema in meta["responses"].items():
+                entry: dict[str, Any] = {"description": "OK" if status < 300 else str(status)}
+                if isinstance(schema, str):
+                    entry["description"] = schema
+                elif schema is not None:
+                    entry["content"] = {"application/json": {"schema": schema}}
+                op["responses"][str(status)] = entry
+            for status in meta["errors"]:
+                if str(status) in op["responses"] or (status == 401 and not meta["auth"]):
+                    continue
+                op["responses"][str(status)] = {
+                    "description": _ERROR_TEXT.get(status, str(status)),
+                    "content": {"application/problem+json": {"schema": "Problem"}},
+                }
+            paths.setdefault(path, {})[method.lower()] = op
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+bp = Blueprint("openapi", __name__)
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi_json():
+    spec = current_app.extensions.get("crm_openapi")
+    if spec is None:
+        spec = current_app.extensions["crm_openapi"] = build_spec(current_app)
+    return jsonify(spec)
+
+
+@bp.get("/api/docs")
+def openapi_page():
+    spec = current_app.extensions.get("crm_openapi") or build_spec(current_app)
+    return render_template("openapi.html", spec=spec)

@@ -1,0 +1,1 @@
+"""The product catalogue (as last synced from the ERP)."""

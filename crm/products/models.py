@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from sqlalchemy import Boolean, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.db import Base, TimestampMixin
+
+
+class Product(TimestampMixin, Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    unit: Mapped[str] = mapped_column(String(40), default="pack", nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    # Sample-only products can be detailed and given as samples but not ordered.
+    orderable: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)

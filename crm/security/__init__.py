@@ -1,0 +1,1 @@
+"""Encryption column types, blind index, password hashing and token helpers."""

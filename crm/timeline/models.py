@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm.db import Base, UTCDateTime, utcnow
+
+CHANNELS = ("visit", "email", "event", "call_centre", "order", "survey", "consent")
+SOURCES = ("crm", "esp", "event_platform", "call_centre_system", "erp", "import")
+SENSITIVITIES = ("standard", "medical", "pv")
+
+
+class Interaction(Base):
+    """One fact on the timeline. Never rewritten: a correction is a new item that supersedes it."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_interactions_feed", "occurred_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    channel: Mapped[str] = mapped_column(String(20), nullable=False)
+    kind: Mapped[str] = mapped_column(String(60), nullable=False)
+    source: Mapped[str] = mapped_column(String(30), nullable=False, default="crm")
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # Written for the `summary` level: no free text, safe to show where details are withheld.
+    safe_summary: Mapped[str] = mapped_column(String(300), nullable=False, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    sensitivity: Mapped[str] = mapped_column(String(20), nullable=False, default="standard")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The department that owns the item ("system" for outside sources), a fact of the item, not an ACL.
+    owner_role: Mapped[str] = mapped_column(String(20), nullable=False)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"), unique=True)
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"))
+    consent_gap: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    owner = relationship("User", lazy="joined")
+    participants: Mapped[list[InteractionParticipant]] = relationship(
+        back_populates="interaction", cascade="all, delete-orphan", lazy="selectin"
+    )
+    products: Mapped[list[InteractionProduct]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class InteractionParticipant(Base):
+    """An HCP on an interaction. ``occurred_at`` is copied so one HCP's timeline is an index range scan."""
+
+    __tablename__ = "interaction_participants"
+    __table_args__ = (Index("ix_interaction_participants_timeline", "hcp_id", "occurred_at", "interaction_id"),)
+
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id"), primary_key=True)
+    hcp_id: Mapped[int] = mapped_column(ForeignKey("hcps.id"), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    interaction: Mapped[Interaction] = relationship(back_populates="participants")
+
+
+class InteractionProduct(Base):
+    __tablename__ = "interaction_products"
+    __table_args__ = (Index("ix_interaction_products_sku", "sku", "interaction_id"),)
+
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id"), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class SensitiveRead(Base):
+    """Who read a `medical`/`pv` item or consent evidence, and when (SPEC section 4)."""
+
+    __tablename__ = "sensitive_reads"
+    __table_args__ = (Index("ix_sensitive_reads_time", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    viewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    what: Mapped[str] = mapped_column(String(30), nullable=False)  # interaction | consent_evidence
+    interaction_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"))
+    hcp_id: Mapped[int | None] = mapped_column(ForeignKey("hcps.id"))
+    sensitivity: Mapped[str | None] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

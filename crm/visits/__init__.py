@@ -1,0 +1,1 @@
+"""Field-force visits: draft -> submitted, amendments that supersede."""

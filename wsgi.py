@@ -1,0 +1,5 @@
+"""gunicorn wsgi:app"""
+
+from crm import create_app
+
+app = create_app()
