@@ -1,0 +1,70 @@
+"""Configuration from the environment: development keys generated once, production refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm.config import ConfigError, Settings
+
+
+def test_development_generates_keys_once_and_reuses_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    first = Settings.from_env({})
+    second = Settings.from_env({})
+    assert first.secret_key == second.secret_key
+    assert first.encryption_keys == second.encryption_keys
+    assert first.blind_index_key == second.blind_index_key
+    assert (tmp_path / "crm_secret_key.key").exists()
+    assert first.database_url == f"sqlite:///{tmp_path / 'crm.sqlite3'}"
+    assert first.outbox_dir == str(tmp_path / "outbox")
+
+
+@pytest.mark.parametrize("missing", ["CRM_SECRET_KEY", "CRM_ENCRYPTION_KEYS", "CRM_BLIND_INDEX_KEY",
+                                     "CRM_DATABASE_URL"])
+def test_production_refuses_a_missing_secret_with_one_line(missing, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    from cryptography.fernet import Fernet
+
+    env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x"}
+    del env[missing]
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert missing in str(info.value) and "\n" not in str(info.value)
+    assert not list(tmp_path.glob("*.key")), "production must not generate keys"
+
+
+def test_bad_values_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CRM_ENCRYPTION_KEYS": "not-a-key"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CRM_EMAIL_BACKEND": "carrier-pigeon"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CRM_EMAIL_BACKEND": "smtp"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CRM_MAX_BODY_MB": "ten"})
+
+
+def test_max_body_and_secure_cookies_in_production(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    from cryptography.fernet import Fernet
+
+    env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
+           "CRM_MAX_BODY_MB": "2"}
+    cfg = Settings.from_env(env).flask_config()
+    assert cfg["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024
+    assert cfg["SESSION_COOKIE_SECURE"] is True and cfg["SESSION_COOKIE_HTTPONLY"] is True
+    assert cfg["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_production_app_refuses_to_start_without_keys(tmp_path, monkeypatch):
+    for name in ("CRM_SECRET_KEY", "CRM_ENCRYPTION_KEYS", "CRM_BLIND_INDEX_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRM_ENV", "production")
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    from crm import create_app
+
+    with pytest.raises(ConfigError):
+        create_app()
