@@ -29,6 +29,9 @@ _ERROR_TEXT = {
 }
 
 
+_DEFAULT_ERRORS = (400, 401, 403, 404, 422)
+
+
 def doc(
     summary: str,
     *,
@@ -36,14 +39,17 @@ def doc(
     body: Schema | type[Schema] | None = None,
     query: Schema | type[Schema] | None = None,
     responses: dict[int, Schema | type[Schema] | str | None] | None = None,
-    errors: tuple[int, ...] = (400, 401, 403, 404, 422),
+    errors: tuple[int, ...] | None = None,
     auth: bool = True,
     description: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn._openapi = {  # type: ignore[attr-defined]
             "summary": summary, "tags": tags or [], "body": body, "query": query,
-            "responses": responses or {200: None}, "errors": errors, "auth": auth,
+            "responses": responses or {200: None}, "auth": auth,
+            # Listed errors are documented as given; by default the usual ones (401 only behind auth).
+            "errors": errors if errors is not None else tuple(
+                s for s in _DEFAULT_ERRORS if s != 401 or auth),
             "description": description or (fn.__doc__ or "").strip(),
         }
         return fn
@@ -98,7 +104,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
                     entry["content"] = {"application/json": {"schema": schema}}
                 op["responses"][str(status)] = entry
             for status in meta["errors"]:
-                if str(status) in op["responses"] or (status == 401 and not meta["auth"]):
+                if str(status) in op["responses"]:
                     continue
                 op["responses"][str(status)] = {
                     "description": _ERROR_TEXT.get(status, str(status)),

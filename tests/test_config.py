@@ -68,3 +68,22 @@ def test_production_app_refuses_to_start_without_keys(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError):
         create_app()
+
+
+def test_password_hashes_use_full_argon2_cost_unless_configured(app):
+    from argon2 import PasswordHasher
+
+    from crm.security.passwords import hash_password, verify_password
+
+    default = PasswordHasher()
+    with app.app_context():
+        saved = (app.config["CRM_ARGON2_TIME_COST"], app.config["CRM_ARGON2_MEMORY_KIB"])
+        app.config["CRM_ARGON2_TIME_COST"] = app.config["CRM_ARGON2_MEMORY_KIB"] = None
+        try:
+            strong = hash_password("a long enough password")
+        finally:
+            app.config["CRM_ARGON2_TIME_COST"], app.config["CRM_ARGON2_MEMORY_KIB"] = saved
+        assert f"m={default.memory_cost},t={default.time_cost}" in strong
+        # hashes carry their own parameters: a strong hash verifies under the cheap test setting too
+        assert verify_password(strong, "a long enough password")
+        assert not verify_password(strong, "a long enough passwordX")

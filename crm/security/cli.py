@@ -1,0 +1,148 @@
+"""``crm keys rotate``: re-encrypt every encrypted column under the newest key, while the app serves.
+
+Works on the ciphertext with plain SQL: nothing is decrypted into ORM objects, the ``table.column``
+context inside each value stays as it is, and ORM side effects (``updated_at``, optimistic ``version``)
+are not triggered, because no business data changes. Rows go in primary-key order, in small batches
+that each commit on their own, so the app keeps writing between them and a killed run simply starts
+again: values already under the newest key are recognised and skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from cryptography.fernet import InvalidToken
+from flask.cli import AppGroup
+from sqlalchemy import Column, Table, text
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from crm.extensions import db
+from crm.security.crypto import EncryptedString, Keyring, keyring
+
+keys_cli = AppGroup("keys", help="Encryption keys.")
+
+
+@dataclass
+class ColumnReport:
+    name: str
+    rotated: int = 0
+    current: int = 0
+    unreadable: int = 0
+    done: bool = False
+
+
+def encrypted_columns(metadata: Any) -> list[tuple[Table, Column[Any]]]:
+    """Every column whose type is ``EncryptedString``, found from the models, in a stable order."""
+    found = []
+    for table in metadata.sorted_tables:
+        for column in table.columns:
+            if isinstance(column.type, EncryptedString):
+                found.append((table, column))
+    return found
+
+
+class _Sql:
+    """The three statements for one column, with quoted names; values travel as bound parameters."""
+
+    def __init__(self, session: Session, table: Table, column: Column[Any]) -> None:
+        quote = session.get_bind().dialect.identifier_preparer.quote
+        pk = [c.name for c in table.primary_key.columns]
+        self.pk = pk
+        tbl, col = quote(table.name), quote(column.name)
+        pk_list = ", ".join(quote(c) for c in pk)
+        after = (f"{quote(pk[0])} > :k0" if len(pk) == 1
+                 else f"({pk_list}) > ({', '.join(f':k{i}' for i in range(len(pk)))})")
+        base = f"SELECT {pk_list}, {col} AS value FROM {tbl} WHERE {col} IS NOT NULL"  # noqa: S608
+        self.first = text(f"{base} ORDER BY {pk_list} LIMIT :n")
+        self.next = text(f"{base} AND {after} ORDER BY {pk_list} LIMIT :n")
+        self.count = text(f"SELECT COUNT(*) FROM {tbl} WHERE {col} IS NOT NULL")  # noqa: S608
+        match = " AND ".join(f"{quote(c)} = :k{i}" for i, c in enumerate(pk))
+        # Compare-and-set: a value the app rewrote meanwhile (already under the newest key) is left alone.
+        self.update = text(f"UPDATE {tbl} SET {col} = :new WHERE {match} AND {col} = :old")  # noqa: S608
+
+
+def rotate_column(
+    session: Session, ring: Keyring, table: Table, column: Column[Any], batch_size: int,
+    max_batches: int | None = None, progress: Any = None,
+) -> tuple[ColumnReport, int]:
+    """Re-encrypt one column in committed batches. Returns the report and the batches used."""
+    sql = _Sql(session, table, column)
+    report = ColumnReport(f"{table.name}.{column.name}")
+    last: tuple[Any, ...] | None = None
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        params: dict[str, Any] = {"n": batch_size}
+        if last is not None:
+            params.update({f"k{i}": v for i, v in enumerate(last)})
+        rows = session.execute(sql.first if last is None else sql.next, params).all()
+        if not rows:
+            report.done = True
+            break
+        updates = []
+        for row in rows:
+            token = row.value
+            if ring.is_current(token):
+                report.current += 1
+                continue
+            try:
+                new = ring.rotate(token)
+            except InvalidToken:
+                # Not readable under any configured key: report it, never print it, leave it untouched.
+                report.unreadable += 1
+                continue
+            updates.append({"new": new, "old": token, **{f"k{i}": row[i] for i in range(len(sql.pk))}})
+        if updates:
+            result = session.execute(sql.update, updates)
+            changed = len(updates)
+            if session.get_bind().dialect.supports_sane_multi_rowcount:
+                # Rows the app rewrote meanwhile were left alone; the app writes under the newest key.
+                changed = result.rowcount  # type: ignore[attr-defined]
+                report.current += len(updates) - changed
+            report.rotated += changed
+        session.commit()  # one short transaction per batch: the app's writers wait milliseconds, not minutes
+        batches += 1
+        last = tuple(rows[-1][i] for i in range(len(sql.pk)))
+        if progress is not None:
+            progress.update(len(rows))
+    return report, batches
+
+
+@keys_cli.command("rotate")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Rows per committed batch.")
+@click.option("--max-batches", default=None, type=click.IntRange(min=1),
+              help="Stop after this many batches in all (run again to continue).")
+def rotate(batch_size: int, max_batches: int | None) -> None:
+    """Re-encrypt personal data under the newest key of CRM_ENCRYPTION_KEYS (newest first)."""
+    ring = keyring()
+    session = db.session
+    reports: list[ColumnReport] = []
+    left = max_batches
+    on_terminal = sys.stderr.isatty()
+    for table, column in encrypted_columns(db.metadata):
+        if left is not None and left <= 0:
+            break
+        total = session.execute(_Sql(session, table, column).count).scalar_one() if on_terminal else None
+        session.commit()
+        with tqdm(total=total, desc=f"{table.name}.{column.name}", unit="row", disable=not on_terminal) as bar:
+            report, used = rotate_column(session, ring, table, column, batch_size, left, bar)
+        reports.append(report)
+        if left is not None:
+            left -= used
+    for report in reports:
+        line = f"{report.name}: rotated {report.rotated}, already current {report.current}"
+        if report.unreadable:
+            line += f", unreadable {report.unreadable}"
+        click.echo(line)
+    finished = len(reports) == len(encrypted_columns(db.metadata)) and all(r.done for r in reports)
+    if not finished:
+        click.echo(f"stopped after {max_batches} batches; run the command again to continue")
+    unreadable = sum(r.unreadable for r in reports)
+    if unreadable:
+        click.echo(f"error: {unreadable} values do not decrypt under any configured key; "
+                   "add the missing key to CRM_ENCRYPTION_KEYS and run again", err=True)
+        raise SystemExit(1)
