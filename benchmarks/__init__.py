@@ -1,0 +1,1 @@
+"""Benchmarks run by ``make bench``; each writes its own section of docs/performance.md."""

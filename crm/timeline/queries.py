@@ -1,0 +1,426 @@
+"""Reading the timeline: one HCP's items, the feed across HCPs, one item, the contact-fatigue strip.
+
+Every read is a keyset scan over an index that matches its order, so the page at item 9,950 costs
+the same as the first: the per-HCP timeline walks ``interaction_participants (hcp_id, occurred_at,
+interaction_id)``, the feed walks ``interactions (occurred_at, id)``. The same query brings the page's
+interactions, owner names, participants and skus (one query per page, whatever its size: no N+1), as
+plain rows rather than ORM objects, which keeps a page close to the cost of its SQL. Items are redacted
+on the way out by ``crm.access.policy``; nothing about visibility is stored on the rows. Reads of
+``medical``/``pv`` items at full level are logged as ``SensitiveRead`` rows (one bulk insert per page);
+the request boundary commits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session, aliased
+
+from crm.access.policy import LOGGED_SENSITIVITIES, ROLE_LABELS, SEES_SUPERSEDED, Level, Viewer, item_decision
+from crm.auth.models import User
+from crm.db import iso_z, utcnow
+from crm.errors import NotFound
+from crm.hcps.models import HCP, Territory
+from crm.schemas import decode_cursor, encode_cursor
+from crm.timeline.models import CHANNELS, Interaction, InteractionParticipant, InteractionProduct, SensitiveRead
+
+FATIGUE_WINDOWS = (30, 90)
+# Consent changes are timeline facts, but not contacts that tire an HCP.
+NOT_A_TOUCH = ("consent",)
+TOUCH_CHANNELS = tuple(c for c in CHANNELS if c not in NOT_A_TOUCH)
+
+
+@dataclass
+class TimelineFilters:
+    """What to show. ``since`` is inclusive, ``until`` exclusive; empty lists mean "any".
+
+    ``territory`` (code), ``profession`` and ``specialty`` apply to the feed only: an item matches when
+    one of its participants matches.
+    """
+
+    channels: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    products: list[str] = field(default_factory=list)
+    owner_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    territory: str | None = None
+    profession: str | None = None
+    specialty: str | None = None
+
+
+# -- the shape of one item, redacted for the viewer ------------------------------------------------
+
+class ItemRow(NamedTuple):
+    """What serialising one item needs: the interaction's columns, its owner's name, participants, skus."""
+
+    id: int
+    occurred_at: datetime
+    channel: str
+    kind: str
+    source: str
+    summary: str
+    safe_summary: str
+    details: dict[str, Any] | None
+    sensitivity: str
+    owner_id: int | None
+    owner_name: str | None
+    owner_role: str
+    supersedes_id: int | None
+    superseded_by_id: int | None
+    consent_gap: bool
+    hcp_ids: list[int]
+    skus: list[str]
+
+
+def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
+    """One timeline item as SPEC section 5 describes it, with what the viewer may not see withheld.
+
+    ``existence`` keeps the facts every internal user shares (when, which channel and kind, which
+    department) and says why the rest is withheld; ``summary`` shows the safe summary only; ``full``
+    shows everything. ``visibility`` answers "why can I see this?".
+    """
+    i = interaction
+    owner = i.owner
+    return _serialize(viewer, ItemRow(
+        i.id, i.occurred_at, i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details, i.sensitivity,
+        i.owner_id, owner.name if owner is not None else None, i.owner_role, i.supersedes_id, i.superseded_by_id,
+        i.consent_gap, sorted(p.hcp_id for p in i.participants), sorted(p.sku for p in i.products),
+    ))
+
+
+def _serialize(viewer: Viewer, row: ItemRow) -> dict[str, Any]:
+    decision = item_decision(viewer, row.sensitivity)
+    level = decision.level
+    full = level == Level.FULL
+    shown = full or level == Level.SUMMARY
+    return {
+        "id": row.id,
+        "hcp_ids": row.hcp_ids,
+        # UTCDateTime hands back aware UTC values: only the ``Z`` is missing.
+        "occurred_at": row.occurred_at.isoformat().replace("+00:00", "Z"),
+        "channel": row.channel,
+        "kind": row.kind,
+        "source": row.source,
+        "summary": row.summary if full else row.safe_summary if shown else "",
+        # Who made the contact is shared with everyone, whatever its content.
+        "owner": {"id": row.owner_id, "name": row.owner_name, "role": row.owner_role},
+        "products": row.skus if shown else [],
+        "details": dict(row.details or {}) if full else {},
+        "sensitivity": row.sensitivity,
+        "redacted": not full,
+        "redaction_reason": None if full else decision.reason,
+        "consent_gap": row.consent_gap,
+        "supersedes": row.supersedes_id,
+        "superseded_by": row.superseded_by_id,
+        # Anything stricter than summary is shown as existence: a contact that happened stays visible.
+        "visibility": {"level": level.value if shown else Level.EXISTENCE.value, "rule": decision.rule,
+                       "reason": decision.reason},
+    }
+
+
+def _log_sensitive_reads(session: Session, viewer: Viewer, reads: Iterable[tuple[ItemRow, Sequence[int]]]) -> None:
+    """One bulk insert for the page: a row per (item, HCP) read at full level that compliance tracks."""
+    now = utcnow()
+    rows = [
+        {"viewer_id": viewer.user_id, "what": "interaction", "interaction_id": item.id, "hcp_id": hcp_id,
+         "sensitivity": item.sensitivity, "occurred_at": now}
+        for item, hcp_ids in reads
+        if item.sensitivity in LOGGED_SENSITIVITIES and item_decision(viewer, item.sensitivity).level == Level.FULL
+        for hcp_id in hcp_ids
+    ]
+    if rows:
+        session.execute(insert(SensitiveRead), rows)
+
+
+# A separator no sku or id contains, for the participants and skus aggregated into one column each.
+_SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Which filters a page query uses. Each shape's statement is built once and then only re-run with
+    new parameter values: building and fingerprinting a statement costs more than running a page."""
+
+    dialect: str
+    hide_superseded: bool
+    channels: bool = False
+    kinds: bool = False
+    owner: bool = False
+    products: bool = False
+    since: bool = False
+    until: bool = False
+    after: bool = False
+    territory: bool = False
+    profession: bool = False
+    specialty: bool = False
+
+
+def _shape(session: Session, viewer: Viewer, filters: TimelineFilters, cursor: str | None,
+           limit: int) -> tuple[_Shape, dict[str, Any]]:
+    """The query shape and its parameters; a tampered cursor raises here (422 on ``cursor``)."""
+    params: dict[str, Any] = {"limit": limit + 1}
+    after = None
+    if cursor:
+        params["after_at"], params["after_id"] = after = decode_cursor(cursor, (datetime, int))
+    values = {
+        "channels": list(filters.channels), "kinds": list(filters.kinds), "owner_id": filters.owner_id,
+        "products": list(filters.products), "since": filters.since, "until": filters.until,
+        "territory": filters.territory,
+        "profession": filters.profession,
+        "specialty": filters.specialty.strip().lower() if filters.specialty else None,
+    }
+    params.update({k: v for k, v in values.items() if v not in (None, [])})
+    shape = _Shape(
+        dialect=session.get_bind().dialect.name,
+        hide_superseded=viewer.role not in SEES_SUPERSEDED,
+        channels="channels" in params, kinds="kinds" in params, owner="owner_id" in params,
+        products="products" in params, since="since" in params, until="until" in params,
+        after=after is not None, territory="territory" in params, profession="profession" in params,
+        specialty="specialty" in params,
+    )
+    return shape, params
+
+
+@cache
+def _item_columns(dialect: str) -> tuple[Any, ...]:
+    """The columns of ``ItemRow``, in order: the page's rows, owners, participants and skus come back
+    in the same query as the keyset scan (participants and skus aggregated per row)."""
+    agg = func.string_agg if dialect == "postgresql" else func.group_concat
+    p, prod = aliased(InteractionParticipant), aliased(InteractionProduct)
+    hcp_ids = (select(agg(cast(p.hcp_id, String), _SEP))
+               .where(p.interaction_id == Interaction.id).correlate(Interaction).scalar_subquery())
+    skus = (select(agg(prod.sku, _SEP))
+            .where(prod.interaction_id == Interaction.id).correlate(Interaction).scalar_subquery())
+    i = Interaction
+    return (i.id, i.occurred_at, i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details,
+            i.sensitivity, i.owner_id, User.name, i.owner_role, i.supersedes_id, i.superseded_by_id,
+            i.consent_gap, hcp_ids, skus)
+
+
+def _fetch_items(session: Session, stmt: Select[Any], params: dict[str, Any]) -> list[ItemRow]:
+    """Run a page query on the session's connection: plain rows, without the ORM's result machinery."""
+    session.flush()  # what autoflush would do: the page must include this transaction's own writes
+    return [
+        ItemRow(*row[:15], sorted(int(h) for h in row[15].split(_SEP)) if row[15] else [],
+                sorted(row[16].split(_SEP)) if row[16] else [])
+        for row in session.connection().execute(stmt, params).all()
+    ]
+
+
+# -- filters and keyset -------------------------------------------------------------------------
+
+def _before(occurred: Any, ident: Any) -> ColumnElement[bool]:
+    """Rows strictly after the cursor's (``after_at``, ``after_id``) in DESC order.
+
+    Written as ``occurred <= at AND (occurred < at OR id < last_id)`` rather than a bare OR so both
+    SQLite and PostgreSQL turn the first term into an index range bound.
+    """
+    at = bindparam("after_at")
+    return and_(occurred <= at, or_(occurred < at, ident < bindparam("after_id")))
+
+
+def _conditions(shape: _Shape, occurred: Any, interaction_id: Any) -> list[ColumnElement[bool]]:
+    """The filters every page query shares; ``occurred``/``interaction_id`` are the keyset columns."""
+    conds: list[ColumnElement[bool]] = []
+    if shape.hide_superseded:
+        conds.append(Interaction.superseded_by_id.is_(None))
+    if shape.channels:
+        conds.append(Interaction.channel.in_(bindparam("channels", expanding=True)))
+    if shape.kinds:
+        conds.append(Interaction.kind.in_(bindparam("kinds", expanding=True)))
+    if shape.owner:
+        conds.append(Interaction.owner_id == bindparam("owner_id"))
+    if shape.products:
+        conds.append(exists().where(InteractionProduct.interaction_id == interaction_id,
+                                    InteractionProduct.sku.in_(bindparam("products", expanding=True))))
+    if shape.since:
+        conds.append(occurred >= bindparam("since"))
+    if shape.until:
+        conds.append(occurred < bindparam("until"))
+    if shape.territory or shape.profession or shape.specialty:
+        # An item matches when one of its participants does.
+        p = aliased(InteractionParticipant)
+        sub = exists().where(p.interaction_id == Interaction.id, HCP.id == p.hcp_id)
+        if shape.territory:
+            sub = sub.where(HCP.territory_id == Territory.id, Territory.code == bindparam("territory"))
+        if shape.profession:
+            sub = sub.where(HCP.profession == bindparam("profession"))
+        if shape.specialty:
+            sub = sub.where(func.lower(HCP.specialty) == bindparam("specialty"))
+        conds.append(sub)
+    if shape.after:
+        conds.append(_before(occurred, interaction_id))
+    return conds
+
+
+def _page(rows: list[ItemRow], limit: int) -> tuple[list[ItemRow], str | None]:
+    """Fetched ``limit + 1`` rows: the page and the cursor to the next one."""
+    if len(rows) > limit:
+        page = rows[:limit]
+        return page, encode_cursor(page[-1].occurred_at, page[-1].id)
+    return rows, None
+
+
+# -- the per-HCP timeline -----------------------------------------------------------------------
+
+def require_hcp(session: Session, hcp_id: int) -> None:
+    if session.scalar(select(HCP.id).where(HCP.id == hcp_id)) is None:
+        raise NotFound(f"There is no HCP with id {hcp_id}.")
+
+
+@cache
+def _timeline_statement(shape: _Shape) -> Select[Any]:
+    p = InteractionParticipant
+    return (
+        select(*_item_columns(shape.dialect))
+        .select_from(p)
+        .join(Interaction, Interaction.id == p.interaction_id)
+        .outerjoin(User, User.id == Interaction.owner_id)
+        .where(p.hcp_id == bindparam("hcp_id"), *_conditions(shape, p.occurred_at, p.interaction_id))
+        .order_by(p.occurred_at.desc(), p.interaction_id.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+def timeline_page(
+    session: Session, viewer: Viewer, hcp_id: int, filters: TimelineFilters, limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of one HCP's timeline, redacted for ``viewer``: ``(items, next_cursor)``.
+
+    One query: the keyset range scan of the HCP's participations joined to the page's interactions.
+    Superseded items are left out except for roles that review corrections (compliance, admin).
+    Full-level reads of medical/pv items are logged against this HCP. The territory, profession and
+    specialty filters are the feed's and do not apply here.
+    """
+    shape, params = _shape(session, viewer, replace(filters, territory=None, profession=None, specialty=None),
+                           cursor, limit)
+    params["hcp_id"] = hcp_id
+    rows, next_cursor = _page(_fetch_items(session, _timeline_statement(shape), params), limit)
+    _log_sensitive_reads(session, viewer, ((row, (hcp_id,)) for row in rows))
+    return [_serialize(viewer, row) for row in rows], next_cursor
+
+
+# -- the feed across HCPs -----------------------------------------------------------------------
+
+@cache
+def _feed_statement(shape: _Shape) -> Select[Any]:
+    return (
+        select(*_item_columns(shape.dialect))
+        .outerjoin(User, User.id == Interaction.owner_id)
+        .where(*_conditions(shape, Interaction.occurred_at, Interaction.id))
+        .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+def feed_page(
+    session: Session, viewer: Viewer, filters: TimelineFilters, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the interaction feed across all HCPs, newest first, redacted like the timeline."""
+    shape, params = _shape(session, viewer, filters, cursor, limit)
+    rows, next_cursor = _page(_fetch_items(session, _feed_statement(shape), params), limit)
+    _log_sensitive_reads(session, viewer, ((row, row.hcp_ids) for row in rows))
+    return [_serialize(viewer, row) for row in rows], next_cursor
+
+
+def feed_channel_counts(session: Session, viewer: Viewer, filters: TimelineFilters) -> dict[str, int]:
+    """Items per channel in the feed's filtered window (one aggregate query), in channel order."""
+    shape, params = _shape(session, viewer, filters, None, 0)
+    del params["limit"]
+    stmt = (
+        select(Interaction.channel, func.count())
+        .where(*_conditions(shape, Interaction.occurred_at, Interaction.id))
+        .group_by(Interaction.channel)
+    )
+    session.flush()
+    found = dict(session.connection().execute(stmt, params).all())
+    return {c: found[c] for c in CHANNELS if c in found}
+
+
+@cache
+def _item_statement(dialect: str) -> Select[Any]:
+    return (
+        select(*_item_columns(dialect))
+        .outerjoin(User, User.id == Interaction.owner_id)
+        .where(Interaction.id == bindparam("interaction_id"))
+    )
+
+
+def get_item(session: Session, viewer: Viewer, interaction_id: int) -> dict[str, Any]:
+    """One item by id, redacted, with its visibility explanation; 404 when it does not exist.
+
+    A superseded item is returned to everyone who asks for it by id (``superseded_by`` points to the
+    correction): it exists, and existing objects are not hidden behind a 404.
+    """
+    stmt = _item_statement(session.get_bind().dialect.name)
+    rows = _fetch_items(session, stmt, {"interaction_id": interaction_id})
+    if not rows:
+        raise NotFound(f"There is no interaction with id {interaction_id}.")
+    _log_sensitive_reads(session, viewer, [(rows[0], rows[0].hcp_ids)])
+    return _serialize(viewer, rows[0])
+
+
+# -- the contact-fatigue strip ------------------------------------------------------------------
+
+def fatigue_strip(session: Session, hcp_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """Touches in the last 30 and 90 days per channel and per department, and the last item per channel.
+
+    Two aggregate queries. Consent changes are not touches; a superseded item is counted once, through
+    its correction. Items dated after ``now`` are not counted.
+    """
+    now = now or utcnow()
+    short, long_ = (now - timedelta(days=d) for d in FATIGUE_WINDOWS)
+    p, i = InteractionParticipant, Interaction
+    in_short = func.sum(case((p.occurred_at >= short, 1), else_=0))
+    counted = (
+        select(i.channel, i.owner_role, in_short, func.count())
+        .select_from(p).join(i, i.id == p.interaction_id)
+        .where(p.hcp_id == hcp_id, p.occurred_at >= long_, p.occurred_at <= now,
+               i.channel.not_in(NOT_A_TOUCH), i.superseded_by_id.is_(None))
+        .group_by(i.channel, i.owner_role)
+    )
+    by_channel = {c: [0, 0] for c in TOUCH_CHANNELS}
+    by_department: dict[str, list[int]] = {}
+    for channel, department, n_short, n_long in session.execute(counted):
+        for bucket in (by_channel.setdefault(channel, [0, 0]), by_department.setdefault(department, [0, 0])):
+            bucket[0] += int(n_short or 0)
+            bucket[1] += int(n_long)
+    latest = (
+        select(i.channel, func.max(p.occurred_at))
+        .select_from(p).join(i, i.id == p.interaction_id)
+        .where(p.hcp_id == hcp_id, p.occurred_at <= now, i.superseded_by_id.is_(None))
+        .group_by(i.channel)
+    )
+    last = sorted(session.execute(latest).all(), key=lambda row: row[1], reverse=True)
+    return {
+        "hcp_id": hcp_id,
+        "as_of": iso_z(now),
+        "touches": {"last_30_days": sum(v[0] for v in by_channel.values()),
+                    "last_90_days": sum(v[1] for v in by_channel.values())},
+        "by_channel": [{"channel": c, "last_30_days": v[0], "last_90_days": v[1]} for c, v in by_channel.items()],
+        "by_department": [
+            {"department": d, "label": ROLE_LABELS.get(d, d), "last_30_days": v[0], "last_90_days": v[1]}
+            for d, v in sorted(by_department.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        ],
+        "last_by_channel": [{"channel": c, "occurred_at": iso_z(at)} for c, at in last],
+    }
