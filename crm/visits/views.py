@@ -1,0 +1,274 @@
+"""The phone-first visit form: new draft, edit draft, submit with the HCP's signature, my drafts.
+
+Times: ``datetime-local`` inputs carry no offset, and the server never guesses one. The form sends the
+browser's offset (a hidden field that crm/static/visit.js fills for the chosen date, so daylight saving is
+right) or the offset the user picked; with neither, the page says so and keeps what was typed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from marshmallow import ValidationError
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+
+from crm.access.policy import require_owner, require_write
+from crm.auth.context import actor, page_auth, viewer
+from crm.db import utcnow
+from crm.errors import Conflict, Invalid, _flatten
+from crm.extensions import db
+from crm.hcps.models import HCP
+from crm.products.models import Product
+from crm.visits import services
+from crm.visits.models import Visit
+from crm.visits.schemas import VisitChangesSchema, VisitCreateSchema
+
+bp = Blueprint("visits_pages", __name__)
+
+# Offsets in use somewhere in the world, minutes east of UTC, for people who pick theirs by hand.
+TZ_OFFSETS = (-720, -660, -600, -570, -540, -480, -420, -360, -300, -240, -210, -180, -150, -120, -60, 0, 60, 120,
+              180, 210, 240, 270, 300, 330, 345, 360, 390, 420, 480, 525, 540, 570, 600, 630, 660, 720, 765, 780,
+              840)
+_MIN_OFFSET, _MAX_OFFSET = -720, 840
+_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def offset_label(minutes: int) -> str:
+    sign = "+" if minutes >= 0 else "\u2212"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{mins:02d}"
+
+
+class FormState:
+    """What the form shows: the raw strings a person typed (kept on errors) or a visit's values."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values.get(key, "")
+
+    @classmethod
+    def blank(cls, hcp_id: str) -> FormState:
+        return cls({"hcp_id": hcp_id, "mode": "in_person", "products": [], "samples": [], "tz_choice": ""})
+
+    @classmethod
+    def from_form(cls, form: MultiDict[str, str]) -> FormState:
+        values: dict[str, Any] = {key: form.get(key, "") for key in (
+            "hcp_id", "occurred_at", "tz_choice", "tz_offset", "duration_minutes", "mode", "key_messages",
+            "notes", "follow_up_date", "follow_up_text", "attendee_hcp_ids", "version")}
+        values["products"] = form.getlist("products")
+        values["samples"] = _sample_rows(form)
+        values["signature"] = form.get("signature", "")
+        return cls(values)
+
+    @classmethod
+    def from_visit(cls, visit: Visit) -> FormState:
+        # Rendered in UTC with the UTC offset chosen, which is right without JS; visit.js turns it into
+        # the browser's local time (data-utc) and switches the offset to "detected".
+        return cls({
+            "hcp_id": str(visit.hcp_id),
+            "occurred_at": visit.occurred_at.astimezone(UTC).strftime(_LOCAL_FORMAT),
+            "occurred_at_utc": visit.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "tz_choice": "0",
+            "tz_offset": "",
+            "duration_minutes": "" if visit.duration_minutes is None else str(visit.duration_minutes),
+            "mode": visit.mode,
+            "products": list(visit.products),
+            "key_messages": "\n".join(visit.key_messages),
+            "samples": [{"sku": s.sku, "quantity": str(s.quantity), "lot": s.lot} for s in visit.samples],
+            "notes": visit.notes,
+            "follow_up_date": visit.follow_up_date.isoformat() if visit.follow_up_date else "",
+            "follow_up_text": visit.follow_up_text or "",
+            "attendee_hcp_ids": ", ".join(str(a.hcp_id) for a in visit.attendees),
+            "version": str(visit.version),
+        })
+
+
+_LABELS = {"hcp_id": "HCP", "occurred_at": "Date and time", "duration_minutes": "Duration", "mode": "Mode",
+           "products": "Products", "key_messages": "Key messages", "notes": "Notes", "follow_up": "Follow-up",
+           "follow_up.date": "Follow-up date", "follow_up.text": "Follow-up text", "signature": "Signature",
+           "attendee_hcp_ids": "Other HCPs present", "samples": "Samples", "_schema": "Visit"}
+
+
+def field_label(field: str) -> str:
+    """``samples.0.lot`` -> ``Sample 1 lot``: error messages a person can place on the form."""
+    match = re.fullmatch(r"samples\.(\d+)\.(\w+)", field)
+    if match:
+        return f"Sample {int(match.group(1)) + 1} {match.group(2)}"
+    return _LABELS.get(field, field.replace("_", " ").capitalize())
+
+
+def _sample_rows(form: MultiDict[str, str]) -> list[dict[str, str]]:
+    skus, qtys, lots = form.getlist("sample_sku"), form.getlist("sample_quantity"), form.getlist("sample_lot")
+    rows = []
+    for i in range(max(len(skus), len(qtys), len(lots))):
+        row = {"sku": _at(skus, i), "quantity": _at(qtys, i), "lot": _at(lots, i)}
+        if any(v.strip() for v in row.values()):  # an untouched blank row is not a sample
+            rows.append(row)
+    return rows
+
+
+def _at(values: list[str], i: int) -> str:
+    return values[i] if i < len(values) else ""
+
+
+def _occurred_at(state: FormState, errors: dict[str, list[str]]) -> str | None:
+    """The local date-time and the chosen (or detected) offset as one ISO 8601 string with offset."""
+    local = state["occurred_at"].strip()
+    if not local:
+        errors["occurred_at"] = ["When did the visit take place?"]
+        return None
+    raw_offset = (state["tz_choice"] or state["tz_offset"]).strip()
+    if not raw_offset:
+        errors["occurred_at"] = ["Your time zone could not be detected: choose your UTC offset."]
+        return None
+    try:
+        naive = datetime.fromisoformat(local)
+        offset = int(raw_offset)
+    except ValueError:
+        errors["occurred_at"] = ["Not a valid date and time."]
+        return None
+    if naive.tzinfo is not None or not _MIN_OFFSET <= offset <= _MAX_OFFSET:
+        errors["occurred_at"] = ["Not a valid date and time."]
+        return None
+    return naive.replace(tzinfo=timezone(timedelta(minutes=offset))).isoformat()
+
+
+def _payload(state: FormState, *, with_hcp: bool) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The form as the API's JSON shape (so the same schema checks it), plus form-level errors."""
+    errors: dict[str, list[str]] = {}
+    payload: dict[str, Any] = {
+        "mode": state["mode"] or "in_person",
+        "products": state["products"],
+        "key_messages": [line.strip() for line in state["key_messages"].splitlines() if line.strip()],
+        "notes": state["notes"],
+        "follow_up": None,
+        "attendee_hcp_ids": [],
+    }
+    occurred_at = _occurred_at(state, errors)
+    if occurred_at is not None:
+        payload["occurred_at"] = occurred_at
+    if with_hcp:
+        if state["hcp_id"].strip().isdigit():
+            payload["hcp_id"] = int(state["hcp_id"])
+        else:
+            errors["hcp_id"] = ["Which HCP was visited? Give the HCP's id."]
+    duration = state["duration_minutes"].strip()
+    if duration:
+        if duration.isdigit():
+            payload["duration_minutes"] = int(duration)
+        else:
+            errors["duration_minutes"] = ["Minutes, as a whole number."]
+    samples = []
+    for i, row in enumerate(state["samples"]):
+        qty = row["quantity"].strip()
+        if not qty.isdigit():
+            errors[f"samples.{i}.quantity"] = ["Quantity as a whole number above zero."]
+            continue
+        samples.append({"sku": row["sku"], "quantity": int(qty), "lot": row["lot"]})
+    payload["samples"] = samples
+    if state["follow_up_date"].strip() or state["follow_up_text"].strip():
+        payload["follow_up"] = {"date": state["follow_up_date"].strip(), "text": state["follow_up_text"].strip()}
+    for part in re.split(r"[,\s]+", state["attendee_hcp_ids"].strip()):
+        if not part:
+            continue
+        if part.isdigit():
+            payload["attendee_hcp_ids"].append(int(part))
+        else:
+            errors["attendee_hcp_ids"] = ["HCP ids, separated by commas."]
+    if state["signature"]:
+        payload["signature"] = state["signature"]
+    return payload, errors
+
+
+def _render(state: FormState, visit: Visit | None, errors: dict[str, list[str]], status: int = 200) -> Any:
+    products = list(db.session.scalars(
+        select(Product).where(Product.active.is_(True)).order_by(Product.name)))
+    known = {p.sku for p in products}
+    extra = [sku for sku in state["products"] if sku not in known]  # an inactive sku already on the draft
+    hcp = None
+    if state["hcp_id"].strip().isdigit():
+        hcp = db.session.get(HCP, int(state["hcp_id"]))
+    return render_template(
+        "visits/form.html", state=state, visit=visit, errors=errors, products=products, extra_products=extra,
+        hcp=hcp, label=field_label, tz_offsets=[(m, offset_label(m)) for m in TZ_OFFSETS],
+    ), status
+
+
+def _save(state: FormState, visit: Visit | None) -> Any:
+    """Create or update the draft from the form, then submit it when asked. Any 422 re-renders the form
+    with the messages and what was typed (the transaction rolls back; nothing half-saved)."""
+    submitting = request.form.get("action") == "submit"
+    creating = visit is None
+    payload, errors = _payload(state, with_hcp=visit is None)
+    schema = VisitCreateSchema() if visit is None else VisitChangesSchema()
+    try:
+        data = schema.load(payload)
+    except ValidationError as exc:
+        errors = {**_flatten(exc.messages), **errors}
+    if errors:
+        return _render(state, visit, errors, 422)
+    try:
+        if visit is None:
+            visit = services.create_visit(db.session, actor(), viewer(), data)
+        else:
+            version = state["version"].strip()
+            services.update_visit(db.session, actor(), viewer(), visit, data,
+                                  expected_version=int(version) if version.isdigit() else None)
+        if submitting:
+            services.submit_visit(db.session, actor(), viewer(), visit)
+    except Invalid as exc:
+        # A draft created in this request is rolled back with it: show the "new" form again.
+        return _render(state, None if creating else visit, exc.errors or {"_schema": [exc.detail]}, 422)
+    if submitting:
+        flash("Visit submitted: it is on the timeline.")
+        return redirect(url_for("timeline_pages.hcp", hcp_id=visit.hcp_id))
+    flash("Draft saved.")
+    return redirect(url_for("visits_pages.edit", visit_id=visit.id))
+
+
+@bp.route("/visits/new", methods=["GET", "POST"])
+@page_auth()
+def new():
+    require_write(viewer(), "visit.create")
+    if request.method == "POST":
+        return _save(FormState.from_form(request.form), None)
+    hcp_id = request.args.get("hcp_id", "").strip()
+    if hcp_id.isdigit():
+        hcp = db.session.get(HCP, int(hcp_id))
+        if hcp is not None:
+            # Refuse a rep at once for an HCP outside their territories, not after the form is filled.
+            require_write(viewer(), "visit.create", [hcp.territory_id])
+    return _render(FormState.blank(hcp_id if hcp_id.isdigit() else ""), None, {})
+
+
+@bp.route("/visits/<int:visit_id>", methods=["GET", "POST"])
+@page_auth()
+def edit(visit_id: int):
+    visit = services.get_visit(db.session, visit_id)
+    if request.method == "POST":
+        # Decide before reading the form, so nobody but the owner ever gets the form back.
+        require_owner(viewer(), visit.owner_id, "visit.edit")
+        if visit.status != "draft":
+            raise Conflict(services.LOCKED)
+        return _save(FormState.from_form(request.form), visit)
+    if visit.status == "draft" and visit.owner_id == actor().id:
+        return _render(FormState.from_visit(visit), visit, {})
+    later = services.amended_by(db.session, [visit.id]).get(visit.id)
+    shown = services.visible_visit(db.session, viewer(), visit, later)
+    return render_template("visits/show.html", visit=shown, hcp=visit.hcp)
+
+
+@bp.get("/visits")
+@page_auth()
+def mine():
+    drafts, _ = services.list_visits(db.session, owner_id=actor().id, status="draft", limit=200)
+    recent, _ = services.list_visits(db.session, owner_id=actor().id, status="submitted", limit=20)
+    today = utcnow().date()
+    due = services.follow_ups_due(db.session, actor(), today + timedelta(days=7))
+    return render_template("visits/mine.html", drafts=drafts, recent=recent, due=due, today=today)
