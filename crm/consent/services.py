@@ -1,0 +1,981 @@
+"""Consent as evidence: capture, withdrawal, double opt-in, expiry, and the one decision function.
+
+Rules (SPEC section 7):
+- The ledger is append-only. The state per (channel, purpose) is derived from it: events of one
+  HCP record are folded in ``(occurred_at, id)`` order (the later event wins); a withdrawal may cover
+  ``all`` channels and/or ``all`` purposes. When records conflict (an HCP merged from duplicates),
+  the least permissive state wins.
+- A granted consent lapses at its ``valid_until`` (validity per purpose, default 24 months); reads treat
+  it as expired from that instant, whether or not ``crm consent expire`` has written the event yet.
+- Email x promotional needs double opt-in (``CRM_DOUBLE_OPT_IN``): a grant records ``requested`` and
+  sends a confirmation mail; the consent holds only once the HCP confirms through the link.
+- ``can_contact`` / ``can_contact_many`` are the only answer to "may we contact this HCP?".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import calendar
+import hashlib
+import ipaddress
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crm import signals
+from crm.access.policy import require_write
+from crm.audit import services as audit
+from crm.consent import tokens
+from crm.consent.models import (
+    ALL,
+    CONSENT_CHANNELS,
+    LEDGER_SOURCES,
+    PURPOSES,
+    SYSTEM_SOURCE,
+    ConsentEvent,
+    ConsentReview,
+    ConsentState,
+    ConsentToken,
+    Notice,
+)
+from crm.db import utcnow
+from crm.errors import Conflict, Forbidden, Invalid, NotFound
+from crm.hcps.models import HCP
+from crm.timeline.services import record_interaction
+
+PAIRS: tuple[tuple[str, str], ...] = tuple((c, p) for c in CONSENT_CHANNELS for p in PURPOSES)
+
+# What each capture source must bring as evidence (a grant without it is refused with 422).
+REQUIRED_EVIDENCE: dict[str, tuple[str, ...]] = {
+    "visit": ("signature",),
+    "paper_form": ("form_id",),
+    "call_centre": ("recording_id",),
+    "web_form": ("ip_address", "user_agent"),
+    "email_link": ("ip_address", "user_agent"),
+    "import": ("reference",),
+    "esp": ("event_id",),
+}
+EVIDENCE_FIELDS = ("signature", "form_id", "recording_id", "ip_address", "user_agent", "reference", "event_id",
+                   "note")
+
+# Which sources a person of each role may capture; the HCP's own links and outside systems act as
+# ``actor=None`` and may use any source.
+ROLE_SOURCES: dict[str, frozenset[str]] = {
+    "field_rep": frozenset({"visit"}),
+    "call_centre": frozenset({"call_centre"}),
+    "admin": frozenset({"visit", "call_centre", "paper_form", "import"}),
+}
+
+# Ledger sources are not all timeline sources: what was captured here is a `crm` fact.
+TIMELINE_SOURCE = {"visit": "crm", "web_form": "crm", "email_link": "crm", "call_centre": "crm",
+                   "paper_form": "crm", "import": "import", "esp": "esp", SYSTEM_SOURCE: "crm"}
+
+# Conflicting records: the least permissive wins (lower rank).
+_RANK = {"withdrawn": 0, "expired": 1, "pending": 2, "granted": 3}
+
+RULES = {
+    "granted": ("consent-granted", "A granted consent holds at that instant"),
+    "none": ("no-consent", "No consent was ever given for this channel and purpose"),
+    "pending": ("double-opt-in-pending", "The HCP has not yet confirmed the double opt-in"),
+    "withdrawn": ("consent-withdrawn", "The HCP withdrew consent"),
+    "expired": ("consent-expired", "The consent had expired (past its validity)"),
+}
+
+_MAX_SIGNATURE_BYTES = 512 * 1024
+_CLOCK_SKEW = timedelta(minutes=5)
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class PairState:
+    """The consent state of one (channel, purpose) pair, and the ledger events it rests on."""
+
+    channel: str
+    purpose: str
+    state: str = "none"
+    since: datetime | None = None
+    valid_until: datetime | None = None
+    source: str | None = None
+    event_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContactDecision:
+    """The answer to "may we contact this HCP on this channel for this purpose at that instant?"."""
+
+    allowed: bool
+    rule: str
+    evidence_event_ids: tuple[int, ...]
+    state: str
+    reason: str = ""
+    at: datetime | None = None
+    valid_until: datetime | None = None
+
+
+@dataclass
+class _Fold:
+    state: str = "none"
+    since: datetime | None = None
+    valid_until: datetime | None = None
+    source: str | None = None
+    event_ids: list[int] = field(default_factory=list)
+
+
+# -- small helpers -----------------------------------------------------------------------------------
+
+def add_months(value: datetime, months: int) -> datetime:
+    """``value`` plus calendar months; the 31st becomes the last day of a shorter month."""
+    month0 = value.month - 1 + months
+    year, month = value.year + month0 // 12, month0 % 12 + 1
+    day = min(value.day, calendar.monthrange(year, month)[1])
+    return value.replace(year=year, month=month, day=day)
+
+
+def validity_end(start: datetime, purpose: str) -> datetime:
+    months = int(current_app.config["CRM_CONSENT_VALIDITY_MONTHS"].get(purpose, 24))
+    return add_months(start, months)
+
+
+def double_opt_in_applies(channel: str, purpose: str) -> bool:
+    return channel == "email" and purpose == "promotional" and bool(current_app.config["CRM_DOUBLE_OPT_IN"])
+
+
+def public_url(endpoint: str, **values: Any) -> str:
+    """An absolute link for a mail. Built from ``CRM_PUBLIC_URL``, never from the request's Host
+    header (which a client chooses, and which would then end up in a mail to an HCP)."""
+    base = current_app.config["CRM_PUBLIC_URL"].rstrip("/")
+    path = current_app.url_map.bind("localhost").build(endpoint, values)
+    return f"{base}{path}"
+
+
+def _actor_role(actor: Any) -> str:
+    return getattr(actor, "role", None) or "system"
+
+
+def _authorize_capture(session: Session, actor: Any, hcp: HCP, source: str) -> None:
+    """Role, territory and capture-source rules for a person capturing consent (``actor=None``: the
+    HCP through a link, or an outside system)."""
+    if actor is None:
+        return
+    from crm.auth.services import viewer_for
+
+    require_write(viewer_for(session, actor), "consent.capture", [hcp.territory_id])
+    allowed = ROLE_SOURCES.get(actor.role, frozenset())
+    if source not in allowed:
+        raise Forbidden(
+            f"A {actor.role} may capture consent with source {', '.join(sorted(allowed)) or '(none)'}, "
+            f"not {source}", rule="consent.capture:source")
+
+
+def _check_pair(channel: str, purpose: str, *, allow_all: bool) -> None:
+    errors: dict[str, list[str]] = {}
+    channels = CONSENT_CHANNELS + ((ALL,) if allow_all else ())
+    purposes = PURPOSES + ((ALL,) if allow_all else ())
+    if channel not in channels:
+        errors["channel"] = [f"must be one of {', '.join(channels)}"]
+    if purpose not in purposes:
+        errors["purpose"] = [f"must be one of {', '.join(purposes)}"]
+    if errors:
+        raise Invalid("Unknown channel or purpose.", errors=errors)
+
+
+def _check_source(source: str) -> None:
+    if source not in LEDGER_SOURCES:
+        raise Invalid(errors={"source": [f"must be one of {', '.join(LEDGER_SOURCES)}"]})
+
+
+def _check_hcp_open(hcp: HCP) -> None:
+    if hcp.status == "erased":
+        raise Conflict("This HCP has been erased; no consent can be recorded for it.")
+    if hcp.status == "merged" or hcp.merged_into_id is not None:
+        raise Conflict(f"This HCP was merged into HCP {hcp.merged_into_id}; record consent there.")
+
+
+def _valid_signature(value: str) -> bool:
+    prefix = "data:image/png;base64,"
+    if not value.startswith(prefix):
+        return False
+    try:
+        raw = base64.b64decode(value[len(prefix):], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return raw.startswith(_PNG_MAGIC) and len(raw) <= _MAX_SIGNATURE_BYTES
+
+
+def clean_evidence(source: str, evidence: dict[str, Any] | None, *, required: bool) -> dict[str, str]:
+    """Evidence as stored: known fields only, non-empty strings, the source's required fields present."""
+    evidence = evidence or {}
+    errors: dict[str, list[str]] = {}
+    out: dict[str, str] = {}
+    for key, value in evidence.items():
+        if key not in EVIDENCE_FIELDS:
+            errors[f"evidence.{key}"] = ["Unknown field."]
+            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if not isinstance(value, str):
+            errors[f"evidence.{key}"] = ["Not a valid string."]
+            continue
+        out[key] = value.strip()
+    if required:
+        for key in REQUIRED_EVIDENCE.get(source, ()):
+            if key not in out:
+                errors.setdefault(f"evidence.{key}", []).append(f"required for source {source}")
+    if "signature" in out and not _valid_signature(out["signature"]):
+        errors.setdefault("evidence.signature", []).append(
+            "must be a PNG image as a data URL (data:image/png;base64,...) of at most 512 KB")
+    if "ip_address" in out:
+        try:
+            out["ip_address"] = str(ipaddress.ip_address(out["ip_address"]))
+        except ValueError:
+            errors.setdefault("evidence.ip_address", []).append("not a valid IP address")
+    for key, limit in (("user_agent", 1000), ("form_id", 200), ("recording_id", 200), ("reference", 200),
+                       ("event_id", 200), ("note", 2000)):
+        if key in out and len(out[key]) > limit:
+            errors.setdefault(f"evidence.{key}", []).append(f"at most {limit} characters")
+    if errors:
+        raise Invalid("The consent evidence is missing or invalid.", errors=errors)
+    return out
+
+
+def _occurred(value: datetime | None) -> datetime:
+    now = utcnow()
+    if value is None:
+        return now
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise Invalid(errors={"occurred_at": ["Naive datetime refused: include an offset or Z."]})
+    if value > now + _CLOCK_SKEW:
+        raise Invalid(errors={"occurred_at": ["must not be in the future"]})
+    return value
+
+
+def _lock_hcp(session: Session, hcp_id: int) -> None:
+    """Serialise ledger writers per HCP, so each rebuild sees every earlier append (PostgreSQL row lock;
+    SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    session.execute(select(HCP.id).where(HCP.id == hcp_id).with_for_update())
+
+
+def get_hcp(session: Session, hcp_id: int) -> HCP:
+    hcp = session.get(HCP, hcp_id)
+    if hcp is None:
+        raise NotFound(f"HCP {hcp_id} does not exist.")
+    return hcp
+
+
+# -- notices -----------------------------------------------------------------------------------------
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _require_admin(session: Session, actor: Any, action: str) -> None:
+    if actor is None:
+        return
+    from crm.auth.services import viewer_for
+
+    require_write(viewer_for(session, actor), action)
+
+
+def create_notice(session: Session, actor: Any, *, language: str, title: str, text: str,
+                  country: str | None = None) -> Notice:
+    """A new draft notice version for (language, country); numbering continues per pair."""
+    _require_admin(session, actor, "notice.manage")
+    language = language.strip().lower()
+    country = (country or "").strip().upper()
+    errors: dict[str, list[str]] = {}
+    if not (2 <= len(language) <= 8) or not language.replace("-", "").isalpha():
+        errors["language"] = ["must be a language code such as en or de"]
+    if country and (len(country) != 2 or not country.isalpha()):
+        errors["country"] = ["must be a two-letter country code"]
+    if not title.strip():
+        errors["title"] = ["must not be empty"]
+    if not text.strip():
+        errors["text"] = ["must not be empty"]
+    if errors:
+        raise Invalid("The notice cannot be created.", errors=errors)
+    number = (session.scalar(select(func.max(Notice.number)).where(
+        Notice.language == language, Notice.country == country)) or 0) + 1
+    version = f"{language}{'-' + country if country else ''}-v{number}"
+    notice = Notice(version=version, language=language, country=country, number=number, title=title.strip(),
+                    text=text, text_hash=text_hash(text), status="draft", created_by_id=getattr(actor, "id", None))
+    session.add(notice)
+    session.flush()
+    audit.record(session, actor, "notice.create", "consent_notice", notice.id,
+                 audit.created({"version": version, "title": notice.title, "text_hash": notice.text_hash}))
+    return notice
+
+
+def update_notice(session: Session, actor: Any, notice: Notice, *, title: str | None = None,
+                  text: str | None = None) -> Notice:
+    """Edit a draft. An active (or retired) notice is frozen: a change is a new version (409)."""
+    _require_admin(session, actor, "notice.manage")
+    if notice.status != "draft":
+        raise Conflict(f"Notice {notice.version} is {notice.status} and cannot be edited; "
+                       "create a new version instead.")
+    before = {"title": notice.title, "text_hash": notice.text_hash}
+    if title is not None:
+        if not title.strip():
+            raise Invalid(errors={"title": ["must not be empty"]})
+        notice.title = title.strip()
+    if text is not None:
+        if not text.strip():
+            raise Invalid(errors={"text": ["must not be empty"]})
+        notice.text = text
+        notice.text_hash = text_hash(text)
+    session.flush()
+    audit.record(session, actor, "notice.update", "consent_notice", notice.id,
+                 audit.diff(before, {"title": notice.title, "text_hash": notice.text_hash}))
+    return notice
+
+
+def activate_notice(session: Session, actor: Any, notice: Notice) -> Notice:
+    """Make a draft the active version for its (language, country); the previous one is retired."""
+    _require_admin(session, actor, "notice.manage")
+    if notice.status != "draft":
+        raise Conflict(f"Notice {notice.version} is already {notice.status}.")
+    now = utcnow()
+    for old in session.scalars(select(Notice).where(Notice.language == notice.language,
+                                                    Notice.country == notice.country, Notice.status == "active")):
+        old.status, old.retired_at = "retired", now
+        audit.record(session, actor, "notice.retire", "consent_notice", old.id,
+                     audit.diff({"status": "active"}, {"status": "retired"}))
+    notice.status, notice.activated_at = "active", now
+    session.flush()
+    audit.record(session, actor, "notice.activate", "consent_notice", notice.id,
+                 audit.diff({"status": "draft"}, {"status": "active"}))
+    return notice
+
+
+def notice_by_version(session: Session, version: str) -> Notice | None:
+    return session.scalar(select(Notice).where(Notice.version == version))
+
+
+def active_notice(session: Session, language: str = "en", country: str | None = None) -> Notice | None:
+    """The active notice for the language, preferring the country's own version."""
+    rows = session.scalars(select(Notice).where(Notice.language == language, Notice.status == "active",
+                                                Notice.country.in_([(country or "").upper(), ""]))).all()
+    rows = sorted(rows, key=lambda n: n.country == "")
+    return rows[0] if rows else None
+
+
+def _notice_for_grant(session: Session, version: str | None, source: str) -> Notice:
+    if not version:
+        raise Invalid("A grant names the notice it was given under.",
+                      errors={"notice_version": ["required for a grant"]})
+    notice = notice_by_version(session, version)
+    if notice is None:
+        raise Invalid(errors={"notice_version": [f"unknown notice version {version!r}"]})
+    if notice.status == "draft":
+        raise Invalid(errors={"notice_version": [f"{version} is a draft; only an active notice can be shown"]})
+    if notice.status == "retired" and source not in ("paper_form", "import"):
+        raise Invalid(errors={"notice_version": [
+            f"{version} is retired; only paper forms and imports may name a retired notice"]})
+    return notice
+
+
+# -- the fold: ledger -> state ---------------------------------------------------------------------
+
+def _applies(e: ConsentEvent, channel: str, purpose: str) -> bool:
+    return e.channel in (channel, ALL) and e.purpose in (purpose, ALL)
+
+
+def _fold_record(events: Iterable[ConsentEvent], at: datetime | None) -> _Fold:
+    """The state of one HCP record for one pair: events in (occurred_at, id) order, the later wins."""
+    f = _Fold()
+    for e in sorted(events, key=lambda x: (x.occurred_at, x.id)):
+        if at is not None and e.occurred_at > at:
+            break
+        kind = e.event_type
+        if kind == "requested":
+            holds = f.state == "granted" and (f.valid_until is None or f.valid_until > e.occurred_at)
+            if not holds:  # a renewal request does not suspend a consent that still holds
+                f = _Fold("pending", e.occurred_at, None, e.source, [e.id])
+        elif kind == "granted":
+            f = _Fold("granted", e.occurred_at, e.valid_until, e.source, [e.id])
+        elif kind == "confirmed":
+            ids = [e.refers_to_event_id, e.id] if e.refers_to_event_id else [e.id]
+            f = _Fold("granted", e.occurred_at, e.valid_until, e.source, ids)
+        elif kind == "withdrawn":
+            f = _Fold("withdrawn", e.occurred_at, None, e.source, [e.id])
+        elif kind == "expired" and f.state == "granted" and f.event_ids and e.refers_to_event_id == f.event_ids[-1]:
+            f = _Fold("expired", e.occurred_at, f.valid_until, e.source, [*f.event_ids, e.id])
+    if at is not None and f.state == "granted" and f.valid_until is not None and f.valid_until <= at:
+        # Past validity is expired at once, whether or not the expiry job has run.
+        f = _Fold("expired", f.valid_until, f.valid_until, f.source, f.event_ids)
+    return f
+
+
+def fold(events: Iterable[ConsentEvent], channel: str, purpose: str, at: datetime | None) -> PairState:
+    """The state of (channel, purpose) from an HCP's ledger at ``at`` (``None``: everything recorded,
+    without applying validity, which is how ``consent_states`` stores it).
+
+    Each HCP record (events grouped by ``origin_hcp_id``; more than one after a merge) is folded on
+    its own; when records conflict the least permissive state wins; records with nothing to say
+    (``none``) do not conflict. Events captured after the merge apply to every record.
+    """
+    native: list[ConsentEvent] = []
+    by_record: dict[int, list[ConsentEvent]] = defaultdict(list)
+    for e in events:
+        if _applies(e, channel, purpose):
+            (native if e.origin_hcp_id == e.hcp_id else by_record[e.origin_hcp_id]).append(e)
+    # What the HCP said after a merge was said with both records in view: events captured on the
+    # survivor after a record was merged in also apply to that record's stream.
+    for record_events in by_record.values():
+        merged_at = min(e.recorded_at for e in record_events)
+        record_events.extend(e for e in native if e.recorded_at >= merged_at)
+    if native:
+        by_record[native[0].hcp_id] = native
+    best: _Fold | None = None
+    for record_events in by_record.values():
+        f = _fold_record(record_events, at)
+        if f.state == "none":
+            continue
+        if best is None or _RANK[f.state] < _RANK[best.state]:
+            best = f
+    if best is None:
+        return PairState(channel, purpose)
+    return PairState(channel, purpose, best.state, best.since, best.valid_until, best.source, tuple(best.event_ids))
+
+
+def effective(row: ConsentState | PairState, at: datetime) -> str:
+    """A stored state read at ``at``: granted past its validity is expired."""
+    if row.state == "granted" and row.valid_until is not None and row.valid_until <= at:
+        return "expired"
+    return row.state
+
+
+def _events_for(session: Session, hcp_ids: Sequence[int]) -> list[ConsentEvent]:
+    return list(session.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id.in_(list(hcp_ids)))))
+
+
+def _pairs_touched(channel: str, purpose: str) -> list[tuple[str, str]]:
+    return [(c, p) for c, p in PAIRS if channel in (c, ALL) and purpose in (p, ALL)]
+
+
+def rebuild_states(session: Session, hcp_id: int, pairs: Iterable[tuple[str, str]] | None = None) -> None:
+    """Recompute ``consent_states`` rows of ``hcp_id`` from the ledger (all touched pairs by default)."""
+    events = _events_for(session, [hcp_id])
+    if pairs is None:
+        wanted: set[tuple[str, str]] = set()
+        for e in events:
+            wanted.update(_pairs_touched(e.channel, e.purpose))
+    else:
+        wanted = set(pairs)
+    existing = {(r.channel, r.purpose): r for r in session.scalars(
+        select(ConsentState).where(ConsentState.hcp_id == hcp_id))}
+    for channel, purpose in sorted(wanted):
+        ps = fold(events, channel, purpose, None)
+        row = existing.get((channel, purpose))
+        if ps.state == "none":
+            if row is not None:
+                session.delete(row)
+            continue
+        if row is None:
+            row = ConsentState(hcp_id=hcp_id, channel=channel, purpose=purpose)
+            session.add(row)
+        row.state, row.since, row.valid_until = ps.state, ps.since, ps.valid_until
+        row.source = ps.source
+        row.last_event_id = ps.event_ids[-1] if ps.event_ids else None
+    session.flush()
+
+
+# -- reads -------------------------------------------------------------------------------------------
+
+def current_states(session: Session, hcp_id: int, at: datetime | None = None) -> list[PairState]:
+    """Every (channel, purpose) pair of the HCP now, from the derived table (validity applied)."""
+    at = at or utcnow()
+    rows = {(r.channel, r.purpose): r for r in session.scalars(
+        select(ConsentState).where(ConsentState.hcp_id == hcp_id))}
+    out = []
+    for channel, purpose in PAIRS:
+        r = rows.get((channel, purpose))
+        if r is None:
+            out.append(PairState(channel, purpose))
+            continue
+        state = effective(r, at)
+        since = r.valid_until if state == "expired" and r.state == "granted" else r.since
+        out.append(PairState(channel, purpose, state, since, r.valid_until, r.source,
+                             (r.last_event_id,) if r.last_event_id else ()))
+    return out
+
+
+def state_at(session: Session, hcp_id: int, at: datetime) -> list[PairState]:
+    """Every pair's state at a past instant, answered from the ledger (not from the derived table)."""
+    events = _events_for(session, [hcp_id])
+    return [fold(events, channel, purpose, at) for channel, purpose in PAIRS]
+
+
+def ledger(session: Session, hcp_id: int) -> list[ConsentEvent]:
+    """The HCP's ledger, newest first."""
+    return list(session.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id == hcp_id)
+                                .order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc())))
+
+
+def _decision(ps: PairState, at: datetime) -> ContactDecision:
+    rule, reason = RULES[ps.state]
+    return ContactDecision(ps.state == "granted", rule, ps.event_ids, ps.state, reason, at, ps.valid_until)
+
+
+_CHUNK = 5000  # ids per query: well under every engine's bound-parameter limit
+_NOW_SLACK = timedelta(seconds=1)
+_EVENT_COLUMNS = (ConsentEvent.id, ConsentEvent.hcp_id, ConsentEvent.origin_hcp_id, ConsentEvent.channel,
+                  ConsentEvent.purpose, ConsentEvent.event_type, ConsentEvent.occurred_at, ConsentEvent.recorded_at,
+                  ConsentEvent.valid_until, ConsentEvent.source, ConsentEvent.refers_to_event_id)
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start:start + _CHUNK]
+
+
+def _states_now(session: Session, ids: list[int], channel: str, purpose: str) -> dict[int, PairState]:
+    """The current state of one pair for many HCPs from ``consent_states`` (kept in step with the ledger
+    in the same transaction as every append), as plain rows: no ledger fold needed for "now"."""
+    out: dict[int, PairState] = {}
+    for part in _chunks(ids):
+        for r in session.execute(select(
+                ConsentState.hcp_id, ConsentState.state, ConsentState.since, ConsentState.valid_until,
+                ConsentState.source, ConsentState.last_event_id, ConsentEvent.event_type,
+                ConsentEvent.refers_to_event_id)
+                .outerjoin(ConsentEvent, ConsentEvent.id == ConsentState.last_event_id).where(
+                ConsentState.hcp_id.in_(part), ConsentState.channel == channel, ConsentState.purpose == purpose)):
+            ids_: tuple[int, ...] = (r.last_event_id,) if r.last_event_id else ()
+            if r.event_type == "confirmed" and r.refers_to_event_id:  # the request and its confirmation
+                ids_ = (r.refers_to_event_id, *ids_)
+            out[r.hcp_id] = PairState(channel, purpose, r.state, r.since, r.valid_until, r.source, ids_)
+    return out
+
+
+def _states_at(session: Session, ids: list[int], channel: str, purpose: str, at: datetime) -> dict[int, PairState]:
+    """The state of one pair for many HCPs at a past instant, folded from the ledger's rows."""
+    events: dict[int, list[Any]] = defaultdict(list)
+    for part in _chunks(ids):
+        for e in session.execute(select(*_EVENT_COLUMNS).where(
+                ConsentEvent.hcp_id.in_(part), ConsentEvent.channel.in_([channel, ALL]),
+                ConsentEvent.purpose.in_([purpose, ALL]), ConsentEvent.occurred_at <= at)):
+            events[e.hcp_id].append(e)
+    return {hcp_id: fold(evs, channel, purpose, at) for hcp_id, evs in events.items()}
+
+
+def can_contact_many(session: Session, hcp_ids: Iterable[int], channel: str, purpose: str,
+                     at: datetime | None = None) -> dict[int, ContactDecision]:
+    """``can_contact`` for many HCPs in a constant number of queries per 5,000 HCPs (campaign sends).
+
+    "Now" is read from the derived state table; a past instant is folded from the ledger.
+    """
+    _check_pair(channel, purpose, allow_all=False)
+    now = utcnow()
+    at = at or now
+    ids = list(dict.fromkeys(hcp_ids))
+    if not ids:
+        return {}
+    hcps = {}
+    for part in _chunks(ids):
+        hcps.update({row.id: row for row in session.execute(
+            select(HCP.id, HCP.status, HCP.merged_into_id).where(HCP.id.in_(part)))})
+    states = (_states_now(session, ids, channel, purpose) if at >= now - _NOW_SLACK
+              else _states_at(session, ids, channel, purpose, at))
+    out: dict[int, ContactDecision] = {}
+    for hcp_id in ids:
+        h = hcps.get(hcp_id)
+        if h is None:
+            out[hcp_id] = ContactDecision(False, "hcp-unknown", (), "none", "No such HCP", at)
+        elif h.status == "erased":
+            out[hcp_id] = ContactDecision(False, "hcp-erased", (), "none", "The HCP's data was erased", at)
+        elif h.status == "merged" or h.merged_into_id is not None:
+            out[hcp_id] = ContactDecision(False, "hcp-merged", (), "none",
+                                          f"Merged into HCP {h.merged_into_id}: contact that record", at)
+        else:
+            ps = states.get(hcp_id) or PairState(channel, purpose)
+            state = effective(ps, at)
+            if state != ps.state:  # granted past its validity, read before the expiry job ran
+                ps = PairState(channel, purpose, state, ps.valid_until, ps.valid_until, ps.source, ps.event_ids)
+            out[hcp_id] = _decision(ps, at)
+    return out
+
+
+def can_contact(session: Session, hcp_id: int, channel: str, purpose: str,
+                at: datetime | None = None) -> ContactDecision:
+    """May the company contact ``hcp_id`` on ``channel`` for ``purpose`` at ``at`` (now by default)?
+
+    Allowed only on a granted consent that holds at that instant; the rule that decided and the ledger
+    events it rests on come with the answer. Every send point calls this (or ``can_contact_many``).
+    """
+    get_hcp(session, hcp_id)
+    return can_contact_many(session, [hcp_id], channel, purpose, at)[hcp_id]
+
+
+# -- writes ------------------------------------------------------------------------------------------
+
+def evidence_json(evidence: dict[str, str]) -> str:
+    return json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def read_evidence(event: ConsentEvent) -> dict[str, Any]:
+    """Decrypted evidence. Callers check ``can_see_consent_evidence`` and log the read first."""
+    return json.loads(event.evidence) if event.evidence else {}
+
+
+def _append(
+    session: Session,
+    actor: Any,
+    hcp: HCP,
+    *,
+    channel: str,
+    purpose: str,
+    event_type: str,
+    occurred_at: datetime,
+    source: str,
+    evidence: dict[str, str] | None = None,
+    notice: Notice | None = None,
+    notice_version: str | None = None,
+    notice_text_hash: str | None = None,
+    external_id: str | None = None,
+    valid_until: datetime | None = None,
+    refers_to_event_id: int | None = None,
+    origin_hcp_id: int | None = None,
+    merged_from_event_id: int | None = None,
+    evidence_hash: str | None = None,
+    captured_by_id: int | None = None,
+    captured_by_role: str | None = None,
+    on_timeline: bool = True,
+) -> ConsentEvent:
+    """Append one ledger event, rebuild the touched states, put it on the timeline, audit, signal."""
+    ev_json = evidence_json(evidence) if evidence else None
+    event = ConsentEvent(
+        hcp_id=hcp.id, origin_hcp_id=origin_hcp_id or hcp.id, channel=channel, purpose=purpose,
+        event_type=event_type, occurred_at=occurred_at, source=source, external_id=external_id,
+        captured_by_id=captured_by_id if captured_by_id is not None else getattr(actor, "id", None),
+        captured_by_role=captured_by_role or _actor_role(actor),
+        notice_id=notice.id if notice else None,
+        notice_version=notice.version if notice else notice_version,
+        notice_text_hash=notice.text_hash if notice else notice_text_hash,
+        evidence=ev_json,
+        evidence_hash=evidence_hash or (hashlib.sha256(ev_json.encode()).hexdigest() if ev_json else None),
+        valid_until=valid_until, refers_to_event_id=refers_to_event_id,
+        merged_from_event_id=merged_from_event_id,
+    )
+    session.add(event)
+    session.flush()
+    rebuild_states(session, hcp.id, _pairs_touched(channel, purpose))
+    interaction_id = None
+    if on_timeline:
+        label = {"all": "all channels"}.get(channel, channel.replace("_", " "))
+        purpose_label = {"all": "all purposes"}.get(purpose, purpose.replace("_", " "))
+        item, _ = record_interaction(
+            session, actor, hcp_ids=[hcp.id], occurred_at=occurred_at, channel="consent",
+            kind=f"consent.{event_type}", source=TIMELINE_SOURCE[source],
+            summary=f"Consent {event_type}: {label} / {purpose_label} (source {source})",
+            safe_summary=f"Consent {event_type}: {label} / {purpose_label}",
+            details={"consent_event_id": event.id, "event": event_type, "channel": channel, "purpose": purpose,
+                     "ledger_source": source, "notice_version": event.notice_version},
+            owner_role=captured_by_role or _actor_role(actor), audit_changes=False,
+        )
+        interaction_id = item.id
+    audit.record(session, actor, f"consent.{event_type}", "consent_event", event.id, audit.created({
+        "hcp_id": hcp.id, "channel": channel, "purpose": purpose, "source": source,
+        "occurred_at": occurred_at, "notice_version": event.notice_version,
+        "evidence_fields": sorted(evidence or {}), "evidence_hash": event.evidence_hash,
+        "valid_until": valid_until, "refers_to_event_id": refers_to_event_id,
+        "merged_from_event_id": merged_from_event_id, "interaction_id": interaction_id,
+    }))
+    signals.consent_changed.send(event, session=session, actor=actor)
+    return event
+
+
+def find_by_external_id(session: Session, source: str, external_id: str) -> ConsentEvent | None:
+    return session.scalar(select(ConsentEvent).where(ConsentEvent.source == source,
+                                                     ConsentEvent.external_id == external_id))
+
+
+def grant_consent(
+    session: Session,
+    actor: Any,
+    hcp: HCP,
+    channel: str,
+    purpose: str,
+    source: str,
+    *,
+    notice_version: str | None,
+    evidence: dict[str, Any] | None,
+    occurred_at: datetime | None = None,
+    external_id: str | None = None,
+) -> tuple[ConsentEvent, bool]:
+    """Record a grant. Returns ``(event, created)``; a replayed ``external_id`` returns the first event.
+
+    Email x promotional under double opt-in records ``requested`` instead and sends the HCP a
+    confirmation link (after the commit); the state stays ``pending`` until the HCP confirms.
+    """
+    _check_source(source)
+    _authorize_capture(session, actor, hcp, source)
+    _check_pair(channel, purpose, allow_all=False)
+    if external_id is not None:
+        existing = find_by_external_id(session, source, external_id)
+        if existing is not None:
+            return existing, False
+    _check_hcp_open(hcp)
+    clean = clean_evidence(source, evidence, required=True)
+    notice = _notice_for_grant(session, notice_version, source)
+    at = _occurred(occurred_at)
+    _lock_hcp(session, hcp.id)
+    if not double_opt_in_applies(channel, purpose):
+        event = _append(session, actor, hcp, channel=channel, purpose=purpose, event_type="granted",
+                        occurred_at=at, source=source, evidence=clean, notice=notice, external_id=external_id,
+                        valid_until=validity_end(at, purpose))
+        return event, True
+    if not hcp.email:
+        raise Invalid("Double opt-in needs an email address to send the confirmation to.",
+                      errors={"hcp": ["has no email address"]})
+    event = _append(session, actor, hcp, channel=channel, purpose=purpose, event_type="requested",
+                    occurred_at=at, source=source, evidence=clean, notice=notice, external_id=external_id)
+    raw = tokens.issue(session, "confirm", hcp.id, channel=channel, consent_purpose=purpose, event_id=event.id)
+    prefs = tokens.issue(session, "preferences", hcp.id, reference=f"event:{event.id}")
+    signals.consent_confirmation_requested.send(
+        event, session=session, to=hcp.email, name=hcp.full_name,
+        confirm_url=public_url("consent_public.confirm", token=raw),
+        preferences_url=public_url("consent_public.preferences", token=prefs),
+        channel=channel, purpose=purpose,
+    )
+    return event, True
+
+
+def withdraw_consent(
+    session: Session,
+    actor: Any,
+    hcp: HCP,
+    channel: str,
+    purpose: str,
+    source: str,
+    *,
+    evidence: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+    external_id: str | None = None,
+    notice_version: str | None = None,
+) -> tuple[ConsentEvent, bool]:
+    """Record a withdrawal (``channel``/``purpose`` may be ``all``). Returns ``(event, created)``.
+
+    Withdrawal is as easy as giving: evidence is kept when given but never required, and a withdrawal
+    is recorded even when nothing was granted (the HCP's "no" is a fact worth keeping).
+    """
+    _check_source(source)
+    _authorize_capture(session, actor, hcp, source)
+    _check_pair(channel, purpose, allow_all=True)
+    if external_id is not None:
+        existing = find_by_external_id(session, source, external_id)
+        if existing is not None:
+            return existing, False
+    for _ in range(10):  # a "no" given on a merged duplicate applies to the record that survived
+        if hcp.merged_into_id is None:
+            break
+        hcp = get_hcp(session, hcp.merged_into_id)
+    if hcp.status == "erased":
+        raise Conflict("This HCP has been erased; no consent can be recorded for it.")
+    clean = clean_evidence(source, evidence, required=False)
+    notice = notice_by_version(session, notice_version) if notice_version else None
+    if notice_version and notice is None:
+        raise Invalid(errors={"notice_version": [f"unknown notice version {notice_version!r}"]})
+    at = _occurred(occurred_at)
+    _lock_hcp(session, hcp.id)
+    event = _append(session, actor, hcp, channel=channel, purpose=purpose, event_type="withdrawn",
+                    occurred_at=at, source=source, evidence=clean, notice=notice, external_id=external_id)
+    return event, True
+
+
+class LinkNoLongerValid(Conflict):
+    """The confirmation link's request was overtaken (withdrawn, or asked again) or already used."""
+
+
+def request_still_open(session: Session, request: ConsentEvent) -> bool:
+    """True while no later withdrawal or newer request of the same pair overtook ``request``."""
+    later = session.scalars(select(ConsentEvent).where(
+        ConsentEvent.hcp_id == request.hcp_id, ConsentEvent.event_type.in_(["withdrawn", "requested", "confirmed"]),
+        ConsentEvent.channel.in_([request.channel, ALL]), ConsentEvent.purpose.in_([request.purpose, ALL]),
+        ConsentEvent.id != request.id))
+    for e in later:
+        if (e.occurred_at, e.id) > (request.occurred_at, request.id) or e.refers_to_event_id == request.id:
+            return False
+    return True
+
+
+def confirm(session: Session, token: ConsentToken, *, ip_address: str | None, user_agent: str | None) -> ConsentEvent:
+    """The HCP confirmed the double opt-in through the link (an explicit POST): record ``confirmed``."""
+    request = session.get(ConsentEvent, token.event_id) if token.event_id else None
+    if request is None or request.event_type != "requested":
+        raise LinkNoLongerValid("This confirmation link does not belong to a consent request.")
+    hcp = get_hcp(session, request.hcp_id)
+    if hcp.merged_into_id is not None:  # asked on a record merged since: confirm the survivor's copy
+        copy = session.scalar(select(ConsentEvent).where(ConsentEvent.hcp_id == hcp.merged_into_id,
+                                                         ConsentEvent.merged_from_event_id == request.id))
+        if copy is not None:
+            request, hcp = copy, get_hcp(session, copy.hcp_id)
+    _check_hcp_open(hcp)
+    _lock_hcp(session, hcp.id)
+    if not request_still_open(session, request):
+        raise LinkNoLongerValid("This request was withdrawn or replaced by a newer one; the link no longer applies.")
+    if not tokens.consume(session, token):
+        raise LinkNoLongerValid("This link has already been used.")
+    evidence = clean_evidence("email_link", {"ip_address": ip_address or "", "user_agent": user_agent or ""},
+                              required=True)
+    at = utcnow()
+    return _append(session, None, hcp, channel=request.channel, purpose=request.purpose, event_type="confirmed",
+                   occurred_at=at, source="email_link", evidence=evidence, notice_version=request.notice_version,
+                   notice_text_hash=request.notice_text_hash, valid_until=validity_end(at, request.purpose),
+                   refers_to_event_id=request.id, origin_hcp_id=request.origin_hcp_id, captured_by_role="system")
+
+
+def unsubscribe(session: Session, token: ConsentToken, *, everything: bool, ip_address: str | None,
+                user_agent: str | None) -> ConsentEvent:
+    """One click from any email: withdraw email for the link's purpose (or every purpose)."""
+    hcp = get_hcp(session, token.hcp_id)
+    if not tokens.consume(session, token):
+        raise LinkNoLongerValid("This link has already been used.")
+    purpose = ALL if everything or not token.consent_purpose else token.consent_purpose
+    evidence = {"ip_address": ip_address or "", "user_agent": user_agent or ""}
+    if token.reference:
+        evidence["reference"] = token.reference
+    event, _ = withdraw_consent(session, None, hcp, token.channel or "email", purpose, "email_link",
+                                evidence=evidence)
+    return event
+
+
+def unsubscribe_headers(session: Session, hcp_id: int, purpose: str, reference: str) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for one outgoing mail (campaigns, invitations, surveys)."""
+    raw = tokens.issue(session, "unsubscribe", hcp_id, channel="email", consent_purpose=purpose, reference=reference)
+    url = public_url("consent_public.unsubscribe", token=raw)
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def save_preferences(session: Session, token: ConsentToken, wanted: set[tuple[str, str]], *,
+                     ip_address: str | None, user_agent: str | None, language: str = "en") -> tuple[str, list[str]]:
+    """The HCP's own choices from the preference centre: a grant or withdrawal per changed pair
+    (source ``web_form``). Returns a fresh preference link (each link is single-use) and what changed."""
+    hcp = get_hcp(session, token.hcp_id)
+    _check_hcp_open(hcp)
+    if not tokens.consume(session, token):
+        raise LinkNoLongerValid("This link has already been used.")
+    evidence = {"ip_address": ip_address or "", "user_agent": user_agent or ""}
+    now = utcnow()
+    changes: list[str] = []
+    notice = None
+    for ps in current_states(session, hcp.id, now):
+        pair = (ps.channel, ps.purpose)
+        holds = ps.state in ("granted", "pending")
+        if pair in wanted and not holds:
+            notice = notice or active_notice(session, language, hcp.country)
+            if notice is None:
+                raise Invalid("No consent notice is active; the company must publish one first.")
+            grant_consent(session, None, hcp, ps.channel, ps.purpose, "web_form",
+                          notice_version=notice.version, evidence=evidence)
+            changes.append(f"{ps.channel}/{ps.purpose}: given")
+        elif pair not in wanted and holds:
+            withdraw_consent(session, None, hcp, ps.channel, ps.purpose, "web_form", evidence=evidence)
+            changes.append(f"{ps.channel}/{ps.purpose}: withdrawn")
+    fresh = tokens.issue(session, "preferences", hcp.id, reference=f"token:{token.id}")
+    return fresh, changes
+
+
+def expire_due(session: Session, now: datetime | None = None) -> int:
+    """Write an ``expired`` event for every granted consent past its validity. Idempotent: a second
+    run finds nothing to do. The event's ``occurred_at`` is the instant the consent lapsed."""
+    now = now or utcnow()
+    due = session.execute(select(ConsentState.hcp_id, ConsentState.channel, ConsentState.purpose).where(
+        ConsentState.state == "granted", ConsentState.valid_until <= now)).all()
+    written = 0
+    for hcp_id, channel, purpose in due:
+        _lock_hcp(session, hcp_id)
+        events = _events_for(session, [hcp_id])
+        ps = fold(events, channel, purpose, None)
+        if ps.state != "granted" or ps.valid_until is None or ps.valid_until > now or not ps.event_ids:
+            continue
+        grant = session.get(ConsentEvent, ps.event_ids[-1])
+        assert grant is not None  # noqa: S101  (it was just folded)
+        hcp = get_hcp(session, hcp_id)
+        _append(session, None, hcp, channel=channel, purpose=purpose, event_type="expired",
+                occurred_at=ps.valid_until, source=SYSTEM_SOURCE, notice_version=grant.notice_version,
+                notice_text_hash=grant.notice_text_hash, refers_to_event_id=grant.id,
+                origin_hcp_id=grant.origin_hcp_id, valid_until=ps.valid_until)
+        written += 1
+    return written
+
+
+def add_review(session: Session, actor: Any, hcp: HCP, *, outcome: str, note: str,
+               event_id: int | None = None) -> ConsentReview:
+    """A compliance review note on the HCP's consent (annotation; the ledger is untouched)."""
+    from crm.auth.services import viewer_for
+
+    require_write(viewer_for(session, actor), "consent.review")
+    errors: dict[str, list[str]] = {}
+    if outcome not in ("ok", "issue"):
+        errors["outcome"] = ["must be ok or issue"]
+    if not note.strip():
+        errors["note"] = ["must not be empty"]
+    if event_id is not None:
+        ev = session.get(ConsentEvent, event_id)
+        if ev is None or ev.hcp_id != hcp.id:
+            errors["event_id"] = ["not an event of this HCP's ledger"]
+    if errors:
+        raise Invalid("The review cannot be saved.", errors=errors)
+    review = ConsentReview(hcp_id=hcp.id, event_id=event_id, outcome=outcome, note=note.strip(),
+                           reviewer_id=actor.id)
+    session.add(review)
+    session.flush()
+    audit.record(session, actor, "consent.review", "consent_review", review.id,
+                 audit.created({"hcp_id": hcp.id, "event_id": event_id, "outcome": outcome}))
+    return review
+
+
+def reviews(session: Session, hcp_id: int) -> list[ConsentReview]:
+    return list(session.scalars(select(ConsentReview).where(ConsentReview.hcp_id == hcp_id)
+                                .order_by(ConsentReview.created_at.desc(), ConsentReview.id.desc())))
+
+
+# -- HCP merge ---------------------------------------------------------------------------------------
+
+def merge_consents(session: Session, actor: Any, survivor_id: int, loser_id: int) -> int:
+    """Give the survivor the loser's consent history. Ledger rows are never moved: each loser event
+    is appended again on the survivor with ``merged_from_event_id``, keeping its original instant,
+    source, notice and evidence, and the record it came from (``origin_hcp_id``), so the survivor's
+    state is least-permissive across both records. Safe to call twice. Returns the events copied."""
+    survivor = get_hcp(session, survivor_id)
+    _lock_hcp(session, survivor_id)
+    copied_from = set(session.scalars(select(ConsentEvent.merged_from_event_id).where(
+        ConsentEvent.hcp_id == survivor_id, ConsentEvent.merged_from_event_id.is_not(None))))
+    mapping: dict[int, int] = {}
+    for e in session.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id == survivor_id,
+                                                        ConsentEvent.merged_from_event_id.is_not(None))):
+        mapping[e.merged_from_event_id] = e.id  # type: ignore[index]
+    count = 0
+    for e in session.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id == loser_id)
+                             .order_by(ConsentEvent.id)).all():
+        if e.id in copied_from:
+            continue
+        copy = _append(
+            session, actor, survivor, channel=e.channel, purpose=e.purpose, event_type=e.event_type,
+            occurred_at=e.occurred_at, source=e.source, evidence=json.loads(e.evidence) if e.evidence else None,
+            notice=session.get(Notice, e.notice_id) if e.notice_id else None,
+            notice_version=e.notice_version, notice_text_hash=e.notice_text_hash,
+            valid_until=e.valid_until, origin_hcp_id=e.origin_hcp_id, merged_from_event_id=e.id,
+            refers_to_event_id=mapping.get(e.refers_to_event_id) if e.refers_to_event_id else None,
+            evidence_hash=e.evidence_hash, captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
+            on_timeline=False,
+        )
+        mapping[e.id] = copy.id
+        count += 1
+    rebuild_states(session, survivor_id)
+    audit.record(session, actor, "consent.merge", "hcp", survivor_id,
+                 audit.created({"loser_id": loser_id, "events_copied": count}))
+    return count
+
+
+def merge_consent_states(session: Session, actor: Any, survivor_id: int, loser_id: int) -> None:
+    """The derived states after a merge: rebuilt for the survivor (the loser's rows stay, derived
+    from the loser's ledger, which also stays)."""
+    rebuild_states(session, survivor_id)

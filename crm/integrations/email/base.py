@@ -1,0 +1,61 @@
+"""The email-sending interface: a message, a sender, and the one place a MIME message is built."""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass, field
+from email.message import EmailMessage as MimeMessage
+from email.policy import SMTP, SMTPUTF8
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    """What the application wants sent. ``html`` is optional; ``headers`` are extra headers
+    (``List-Unsubscribe`` ...). Header values with line breaks are refused when the MIME is built."""
+
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # Set by callers that must know the Message-ID before the hand-over (campaign sends record it);
+    # otherwise the sender makes one.
+    message_id: str | None = None
+
+
+class EmailSender(Protocol):
+    """Hands one message over for delivery and returns its Message-ID; raises when it cannot."""
+
+    def send(self, message: EmailMessage) -> str: ...
+
+
+class EmailError(RuntimeError):
+    """A message could not be built or handed over."""
+
+
+_RESERVED = frozenset({"from", "to", "subject", "date", "message-id", "content-type",
+                       "content-transfer-encoding", "mime-version"})
+
+
+def build_mime(message: EmailMessage, from_addr: str) -> MimeMessage:
+    """A standards-conforming MIME message (text, plus an HTML alternative when there is one)."""
+    # Internationalised addresses (RFC 6531) cannot be encoded words; they need the SMTPUTF8 form.
+    mime = MimeMessage(policy=SMTP if (message.to + from_addr).isascii() else SMTPUTF8)
+    try:
+        mime["From"] = from_addr
+        mime["To"] = message.to
+        mime["Subject"] = message.subject
+        mime["Date"] = email.utils.formatdate(localtime=False)
+        domain = from_addr.rpartition("@")[2].strip(">") or "localhost"
+        mime["Message-ID"] = message.message_id or email.utils.make_msgid(domain=domain)
+        for name, value in message.headers.items():
+            if name.lower() in _RESERVED:
+                raise EmailError(f"header {name} is set by the sender, not the message")
+            mime[name] = value
+    except ValueError as exc:  # the email package refuses CR/LF in header values (header injection)
+        raise EmailError(str(exc)) from exc
+    mime.set_content(message.text)
+    if message.html:
+        mime.add_alternative(message.html, subtype="html")
+    return mime
