@@ -1,0 +1,90 @@
+"""Data-subject export (GDPR Art. 15): everything the CRM holds about one HCP, as JSON.
+
+What "everything" is comes from the metadata, not from a list kept here: every row of every table
+with a foreign key to ``hcps.id`` (identifiers, affiliations, territory history, timeline
+participations, visits, consent ledger and state, ... and whatever a later feature adds), plus
+the rows those point to (the interactions themselves, the visits attended, the HCOs, the notices),
+except staff records (users and their sessions). Contact data is in clear: the export is the
+answer to the person themselves. Blind indexes are left out (keyed hashes, meaningless outside).
+Every export is audited.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, or_, select
+from sqlalchemy.orm import Session
+
+from crm.access.policy import require_write
+from crm.audit import services as audit
+from crm.db import Base, iso_z, utcnow
+from crm.hcps.merge import hcp_references
+from crm.hcps.models import HCP
+
+FORMAT = "pharma-crm/data-subject-export/1"
+# Tables reached through a foreign key that are about staff, not about the HCP.
+_NOT_FOLLOWED = frozenset({"users", "api_tokens", "web_sessions", "login_attempts", "hcps"})
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+def _rows(session: Session, table: Table, condition: Any) -> list[dict[str, Any]]:
+    order = list(table.primary_key.columns)
+    result = session.execute(select(table).where(condition).order_by(*order)).mappings()
+    return [{k: _value(v) for k, v in row.items() if not k.endswith("_bidx")} for row in result]
+
+
+def export_hcp(session: Session, actor: Any, hcp: HCP) -> dict[str, Any]:
+    """The export document for ``hcp`` (admin or compliance; ``actor=None`` for the command line)."""
+    if actor is not None:
+        from crm.auth.services import viewer_for
+
+        require_write(viewer_for(session, actor), "hcp.export")
+    hcps = Base.metadata.tables["hcps"]
+    profile = _rows(session, hcps, hcps.c.id == hcp.id)[0]
+    records: dict[str, list[dict[str, Any]]] = {}
+    wanted: dict[str, dict[str, set[Any]]] = {}  # parent table -> column -> values
+    for table, columns in hcp_references():
+        rows = _rows(session, table, or_(*[c == hcp.id for c in columns]))
+        if not rows:
+            continue
+        # ``hcps`` itself: the records merged into this one (the same person's other records)
+        records["merged_records" if table is hcps else table.name] = rows
+        for fk in table.foreign_keys:
+            parent = fk.column.table
+            if parent.name in _NOT_FOLLOWED or fk.parent.name not in rows[0]:
+                continue
+            values = {r[fk.parent.name] for r in rows if r[fk.parent.name] is not None}
+            if values:
+                wanted.setdefault(parent.name, {}).setdefault(fk.column.name, set()).update(values)
+    related: dict[str, list[dict[str, Any]]] = {}
+    for name, by_column in sorted(wanted.items()):
+        table = Base.metadata.tables[name]
+        condition = or_(*[table.c[col].in_(sorted(values)) for col, values in by_column.items()])
+        related[name] = _rows(session, table, condition)
+    document = {
+        "format": FORMAT,
+        "generated_at": iso_z(utcnow()),
+        "hcp_id": hcp.id,
+        "profile": profile,
+        "records": dict(sorted(records.items())),
+        "related": related,
+    }
+    audit.record(session, actor, "hcp.export", "hcp", hcp.id,
+                 {"tables": {k: len(v) for k, v in document["records"].items()}},
+                 reason="data-subject export")
+    return document

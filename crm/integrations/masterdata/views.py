@@ -1,0 +1,167 @@
+"""Master-data pages for the data steward: NPPES upload, import runs, suspected duplicates and merge,
+and the data-subject export (also open to compliance, the data protection officer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+from sqlalchemy import func, or_, select
+from werkzeug.utils import secure_filename
+
+from crm.auth.context import actor, page_auth
+from crm.errors import DomainError, Invalid, NotFound
+from crm.extensions import db
+from crm.hcps.duplicates import RULES, suspected_duplicates
+from crm.hcps.export import export_hcp
+from crm.hcps.merge import hcp_references, merge_hcps
+from crm.hcps.models import HCP
+from crm.integrations.masterdata import report
+from crm.integrations.masterdata.importer import import_nppes_file
+from crm.integrations.masterdata.models import ImportRowError
+from crm.navigation import url_if_known
+
+bp = Blueprint("masterdata_pages", __name__, url_prefix="/admin/masterdata")
+
+
+def hcp_link(hcp_id: int) -> str:
+    return url_if_known("timeline_pages.hcp", hcp_id=hcp_id) or f"/hcps/{hcp_id}"
+
+
+@bp.app_context_processor
+def _helpers() -> dict[str, Any]:
+    return {"masterdata_hcp_link": hcp_link}
+
+
+@bp.get("/")
+@page_auth("admin")
+def index():
+    before = request.args.get("before", type=int)
+    runs = report.list_runs(db.session, limit=50, before_id=before)
+    older = runs[-1].id if len(runs) == 50 else None
+    return render_template("masterdata/index.html", runs=runs, older=older)
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@page_auth("admin")
+def upload():
+    """Runs the import in the request: meant for files that fit the upload limit (the command line
+    takes any size)."""
+    if request.method == "GET":
+        return render_template("masterdata/upload.html", error=None)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return render_template("masterdata/upload.html", error="Choose an NPPES CSV file."), 422
+    filename = secure_filename(upload.filename) or "upload.csv"
+    fd, path = tempfile.mkstemp(prefix="nppes-upload-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            upload.save(fh)
+        upload.close()
+        run = import_nppes_file(db.session, actor(), path, filename=filename)
+    except DomainError as exc:
+        return render_template("masterdata/upload.html", error=exc.detail), exc.status
+    finally:
+        os.unlink(path)
+    flash(f"Import run {run.id} {run.status}.")
+    return redirect(url_for("masterdata_pages.run", run_id=run.id))
+
+
+@bp.get("/runs/<int:run_id>")
+@page_auth("admin")
+def run(run_id: int):
+    found = report.get_run(db.session, run_id)
+    errors = report.row_errors(db.session, run_id, limit=100)
+    total_errors = db.session.scalar(
+        select(func.count()).select_from(ImportRowError).where(ImportRowError.run_id == run_id))
+    return render_template("masterdata/run.html", run=found, errors=errors, total_errors=total_errors)
+
+
+@bp.get("/runs/<int:run_id>/errors.csv")
+@page_auth("admin")
+def run_errors_csv(run_id: int):
+    report.get_run(db.session, run_id)
+    lines = stream_with_context(report.error_report_lines(db.session, run_id))
+    return Response(lines, mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="import-run-{run_id}-errors.csv"'})
+
+
+@bp.get("/duplicates")
+@page_auth("admin")
+def duplicates():
+    rule = request.args.get("rule", "email")
+    if rule not in RULES:
+        raise Invalid(errors={"rule": [f"must be one of {', '.join(RULES)}"]})
+    groups = suspected_duplicates(db.session, rule, limit=100)
+    return render_template("masterdata/duplicates.html", rules=RULES, rule=rule, groups=groups)
+
+
+def _hcp_or_404(hcp_id: int | None, name: str) -> HCP:
+    if hcp_id is None:
+        raise Invalid(errors={name: ["Give an HCP id."]})
+    hcp = db.session.get(HCP, hcp_id)
+    if hcp is None:
+        raise NotFound(f"No HCP with id {hcp_id}.")
+    return hcp
+
+
+def _related_counts(hcp_id: int) -> dict[str, int]:
+    counts = {}
+    for table, columns in hcp_references():
+        n = db.session.scalar(select(func.count()).select_from(table).where(or_(*[c == hcp_id for c in columns])))
+        if n:
+            counts["merged into this record" if table.name == "hcps" else table.name] = n
+    return counts
+
+
+@bp.get("/duplicates/compare")
+@page_auth("admin")
+def compare():
+    a = _hcp_or_404(request.args.get("a", type=int), "a")
+    b = _hcp_or_404(request.args.get("b", type=int), "b")
+    sides = [{"hcp": h, "related": _related_counts(h.id)} for h in (a, b)]
+    return render_template("masterdata/compare.html", sides=sides, error=None, reason="")
+
+
+@bp.post("/merge")
+@page_auth("admin")
+def merge():
+    survivor_id, _, loser_id = request.form.get("pair", "").partition(":")
+    if not (survivor_id.isdigit() and loser_id.isdigit()):
+        raise Invalid(errors={"pair": ["Choose which record to keep."]})
+    survivor = _hcp_or_404(int(survivor_id), "survivor")
+    loser = _hcp_or_404(int(loser_id), "loser")
+    reason = request.form.get("reason", "")
+    try:
+        result = merge_hcps(db.session, actor(), survivor, loser, reason)
+    except DomainError as exc:
+        db.session.rollback()
+        sides = [{"hcp": h, "related": _related_counts(h.id)} for h in (survivor, loser)]
+        return render_template("masterdata/compare.html", sides=sides, error=exc.detail, reason=reason), exc.status
+    flash(f"HCP {result.loser_id} was merged into HCP {result.survivor_id}.")
+    return redirect(url_for("masterdata_pages.duplicates"))
+
+
+@bp.get("/export")
+@page_auth("admin", "compliance")
+def export_form():
+    return render_template("masterdata/export.html")
+
+
+@bp.get("/hcps/<int:hcp_id>/export.json")
+@page_auth("admin", "compliance")
+def export(hcp_id: int):
+    document = export_hcp(db.session, actor(), _hcp_or_404(hcp_id, "hcp_id"))
+    body = json.dumps(document, indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="hcp-{hcp_id}-export.json"', "Cache-Control": "no-store"})
+
+
+@bp.get("/export/go")
+@page_auth("admin", "compliance")
+def export_go():
+    hcp = _hcp_or_404(request.args.get("hcp_id", type=int), "hcp_id")
+    return redirect(url_for("masterdata_pages.export", hcp_id=hcp.id))
