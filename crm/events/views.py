@@ -1,0 +1,232 @@
+"""Event pages: the list, a new event, the event page with its invitation screen and transfers, the
+tablet tick list, the attendance upload, and the transparency report."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from crm.access.policy import require_write, write_decision
+from crm.auth.context import actor, page_auth, viewer
+from crm.db import utcnow
+from crm.errors import Invalid
+from crm.events import reports, services
+from crm.events.currencies import CURRENCIES
+from crm.events.models import EVENT_TYPES, TRANSFER_KINDS, Invitation
+from crm.extensions import db
+from crm.hcps.models import HCP
+from crm.hcps.services import search_hcps
+from crm.integrations.eventplatform import attendance as attendance_import
+from crm.navigation import url_if_known
+from crm.pageforms import form_int_list, form_time
+
+bp = Blueprint("events_pages", __name__)
+MAX_UPLOAD_ROWS_SHOWN = 500
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    return {"url_if_known": url_if_known, "type_labels": services.TYPE_LABELS, "kind_labels": services.KIND_LABELS}
+
+
+@bp.app_context_processor
+def _hcp_page_helpers() -> dict[str, Any]:
+    """For the HCP page (another feature's template): ``{% include "events/_hcp_transfers.html" %}``."""
+    return {"hcp_transfer_status": hcp_transfer_status}
+
+
+def hcp_transfer_status(hcp: HCP) -> dict[str, Any]:
+    """The HCP's transfers of value this year: totals per currency and the cap of their country."""
+    return services.cap_statuses(db.session, [hcp], utcnow().year)[hcp.id]
+
+
+def _can(action: str) -> bool:
+    return write_decision(viewer(), action).allowed
+
+
+def _names(ids: set[int]) -> dict[int, HCP]:
+    if not ids:
+        return {}
+    return {h.id: h for h in db.session.scalars(select(HCP).where(HCP.id.in_(ids)))}
+
+
+@bp.get("/events")
+@page_auth()
+def index():
+    """Upcoming events first; past ones follow."""
+    events, _ = services.event_page(db.session, 200, None)
+    now = utcnow()
+    upcoming = sorted((e for e in events if e.ends_at >= now), key=lambda e: e.starts_at)
+    past = [e for e in events if e.ends_at < now]
+    return render_template("events/index.html", upcoming=upcoming, past=past, can_write=_can("event.write"))
+
+
+@bp.route("/events/new", methods=["GET", "POST"])
+@page_auth("marketer", "medical")
+def new():
+    form: dict[str, Any] = dict(request.form) if request.method == "POST" else {"country": "US"}
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        try:
+            data = {
+                "name": form.get("name", ""), "type": form.get("type", ""),
+                "starts_at": form_time("starts_at", "Start"), "ends_at": form_time("ends_at", "End"),
+                "venue": form.get("venue"), "url": form.get("url"),
+                "products": [p for p in form.get("products", "").replace(";", ",").split(",") if p.strip()],
+                "organiser": form.get("organiser", ""), "sensitivity": form.get("sensitivity", "standard"),
+                "country": form.get("country", "US"),
+            }
+            event, _ = services.create_event(db.session, actor(), viewer(), data)
+        except Invalid as exc:
+            errors = exc.errors
+        else:
+            flash(f"Event “{event.name}” created.")
+            return redirect(url_for(".show", event_id=event.id))
+    return render_template("events/new.html", form=form, errors=errors, types=EVENT_TYPES), 422 if errors else 200
+
+
+def _invitation_context(event: Any) -> dict[str, Any]:
+    q = request.args.get("q", "").strip()
+    candidates: list[HCP] = []
+    if q:
+        candidates, _ = search_hcps(db.session, viewer(), q=q, limit=50)
+    invitations = list(db.session.scalars(select(Invitation).where(Invitation.event_id == event.id)
+                                          .order_by(Invitation.id)))
+    invited_hcps = _names({i.hcp_id for i in invitations})
+    everyone = {h.id: h for h in [*candidates, *invited_hcps.values()]}
+    year = utcnow().year
+    statuses = services.cap_statuses(db.session, list(everyone.values()), year)
+    return {"q": q, "candidates": candidates, "invitations": invitations, "invited_hcps": invited_hcps,
+            "statuses": statuses, "year": year, "invited_ids": {i.hcp_id for i in invitations if i.status == "sent"}}
+
+
+@bp.get("/events/<int:event_id>")
+@page_auth()
+def show(event_id: int):
+    event = services.get_event(db.session, event_id)
+    transfers = services.transfers_for_event(db.session, event)
+    tick = services.tick_list(db.session, event)
+    return render_template(
+        "events/show.html", event=event, transfers=transfers, tick=tick,
+        transfer_hcps=_names({t.hcp_id for t in transfers}),
+        attended=sum(1 for t in tick if t["status"] == "attended"),
+        no_show=sum(1 for t in tick if t["status"] == "no_show"),
+        can_write=_can("event.write"), can_transfer=_can("transfer.write"), kinds=TRANSFER_KINDS,
+        currencies=sorted(CURRENCIES), today=utcnow().date().isoformat(), **_invitation_context(event),
+    )
+
+
+@bp.post("/events/<int:event_id>/invite")
+@page_auth("marketer", "medical")
+def invite(event_id: int):
+    event = services.get_event(db.session, event_id)
+    ids = form_int_list("hcp_ids")
+    result = services.invite(db.session, actor(), viewer(), event, ids, request.form.get("channel", "email"))
+    names = _names({*result.sent, *(s["hcp_id"] for s in result.skipped)})
+    return render_template("events/invited.html", event=event, result=result, names=names)
+
+
+@bp.route("/events/<int:event_id>/attendance", methods=["GET", "POST"])
+@page_auth("marketer", "medical")
+def attendance(event_id: int):
+    """The tick list: big rows that work with a finger on a tablet. Ticked: attended; with "the rest did
+    not come" also ticked, every unticked HCP is marked no-show."""
+    event = services.get_event(db.session, event_id)
+    if request.method == "POST":
+        ticked = set(form_int_list("attended"))
+        listed = set(form_int_list("listed"))
+        changed = 0
+        for hcp_id in sorted(ticked & listed):
+            changed += services.record_attendance(db.session, actor(), viewer(), event, hcp_id, "attended").changed
+        if request.form.get("rest_no_show"):
+            for hcp_id in sorted(listed - ticked):
+                changed += services.record_attendance(db.session, actor(), viewer(), event, hcp_id, "no_show").changed
+        flash(f"Attendance saved: {changed} change(s).")
+        return redirect(url_for(".attendance", event_id=event.id))
+    return render_template("events/attendance.html", event=event, tick=services.tick_list(db.session, event))
+
+
+@bp.route("/events/<int:event_id>/attendance/import", methods=["GET", "POST"])
+@page_auth("marketer", "medical")
+def attendance_import_page(event_id: int):
+    event = services.get_event(db.session, event_id)
+    report = None
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            errors = {"file": ["Choose the CSV file exported by the event platform."]}
+        else:
+            try:
+                report = attendance_import.import_attendance(db.session, actor(), viewer(), event, upload.read())
+            except Invalid as exc:
+                errors = exc.errors or {"file": [exc.detail]}
+    rows = attendance_import.unmatched_rows(db.session, event)
+    status = 422 if errors else 200
+    return render_template("events/import.html", event=event, report=report, errors=errors, unmatched=rows,
+                           shown=MAX_UPLOAD_ROWS_SHOWN), status
+
+
+@bp.post("/events/<int:event_id>/attendance/unmatched/<int:row_id>")
+@page_auth("marketer", "medical")
+def resolve_row(event_id: int, row_id: int):
+    event = services.get_event(db.session, event_id)
+    if request.form.get("action") == "dismiss":
+        attendance_import.dismiss_unmatched(db.session, actor(), viewer(), event, row_id)
+        flash(f"Row {row_id} dismissed.")
+    else:
+        raw = request.form.get("hcp_id", "").strip()
+        if not raw.isdigit():
+            raise Invalid(errors={"hcp_id": ["Enter the HCP's id (the number in the HCP page's address)."]})
+        attendance_import.resolve_unmatched(db.session, actor(), viewer(), event, row_id, int(raw))
+        flash(f"Row {row_id} matched to HCP {raw}.")
+    return redirect(url_for(".attendance_import_page", event_id=event.id))
+
+
+@bp.post("/events/<int:event_id>/transfers")
+@page_auth("marketer", "medical")
+def add_transfer(event_id: int):
+    event = services.get_event(db.session, event_id)
+    form = request.form
+    errors: dict[str, list[str]] = {}
+    try:
+        amount = Decimal(form.get("amount", "").strip().replace(",", "."))
+    except InvalidOperation:
+        errors["amount"] = ["Not a number."]
+    hcp_raw = form.get("hcp_id", "").strip()
+    if not hcp_raw.isdigit():
+        errors["hcp_id"] = ["Choose the HCP."]
+    try:
+        paid_on = date.fromisoformat(form.get("date", ""))
+    except ValueError:
+        errors["date"] = ["Not a date (YYYY-MM-DD)."]
+    if errors:
+        raise Invalid("The transfer cannot be recorded.", errors=errors)
+    result = services.record_transfer(db.session, actor(), viewer(), event, hcp_id=int(hcp_raw),
+                                      kind=form.get("kind", ""), amount=amount, currency=form.get("currency", ""),
+                                      paid_on=paid_on, description=form.get("description"))
+    flash(result.warning or f"Transfer of {result.transfer.currency} {result.transfer.amount} recorded.")
+    return redirect(url_for(".show", event_id=event.id) + "#transfers")
+
+
+@bp.get("/reports/transfers")
+@page_auth("compliance", "admin")
+def transfers_report():
+    """On screen per HCP and year; downloads in the Open Payments and EFPIA shapes."""
+    years = reports.report_years(db.session)
+    raw_year = request.args.get("year", "")
+    year = int(raw_year) if raw_year.isdigit() else years[0]
+    shape = request.args.get("download")
+    country = (request.args.get("country") or "").strip().upper() or None
+    if shape in ("open_payments", "efpia"):
+        report = (reports.efpia(db.session, viewer(), year, country) if shape == "efpia"
+                  else reports.open_payments(db.session, viewer(), year))
+        return Response(report.csv(), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="transfers-{shape}-{year}.csv"'})
+    require_write(viewer(), "transparency_report.read")
+    rows = reports.summary_by_hcp(db.session, year)
+    return render_template("events/report.html", year=year, years=years, rows=rows, country=country or "")
