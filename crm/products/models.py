@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import Boolean, String
+from decimal import Decimal
+
+from sqlalchemy import Boolean, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.db import Base, TimestampMixin
@@ -16,3 +18,6 @@ class Product(TimestampMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     # Sample-only products can be detailed and given as samples but not ordered.
     orderable: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    # List price and its ISO 4217 currency, where the ERP gives one (catalogue sync).
+    price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
