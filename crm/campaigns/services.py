@@ -1,0 +1,502 @@
+"""Email campaigns: templates (draft -> approved, versioned), audiences, and the consent-checked send.
+
+Rules (SPEC section 6, issue 4):
+- A marketer writes templates, audiences and campaigns and sends; compliance approves a template
+  version (who, when, which version). An approved version is frozen: an edit makes a new draft version.
+- Only a campaign whose template version is approved can be sent (422 otherwise).
+- At the send instant consent (email, the template's purpose) is evaluated for the whole audience at
+  once (``can_contact_many``); each recipient gets one ``CampaignMessage``: sent, or skipped with the
+  rule. A recipient already sent to is never mailed again, however often the campaign is sent.
+- Each sent message is an ``email.sent`` timeline item (external id ``campaign:<id>:<hcp>``), and the
+  mails leave only after the commit, each with RFC 8058 one-click unsubscribe headers and the
+  platform's custom arguments (``hcp_id``, ``campaign_id``) so that its events come back tied to them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from crm.access.policy import Viewer, require_write
+from crm.audit import services as audit
+from crm.campaigns.models import Audience, Campaign, CampaignMessage, EmailEvent, EmailTemplate
+from crm.campaigns.rendering import CompiledTemplate, hcp_context, template_errors
+from crm.consent.models import PURPOSES
+from crm.db import on_commit, utcnow
+from crm.errors import Conflict, Invalid, NotFound
+from crm.hcps.models import HCP, PROFESSIONS, Territory
+from crm.products.models import Product
+from crm.timeline.services import Fact, record_interactions
+
+SKIP_TEXT = {
+    "already-sent": "Already sent this campaign",
+    "no-email-address": "No email address on record",
+    "email-invalid": "The email address bounced",
+    "no-consent": "No consent for this purpose by email",
+    "double-opt-in-pending": "Consent not yet confirmed (double opt-in)",
+    "consent-withdrawn": "Consent withdrawn",
+    "consent-expired": "Consent expired",
+    "hcp-unknown": "No such HCP",
+    "hcp-erased": "The HCP's data was erased",
+    "hcp-merged": "Merged into another HCP record",
+}
+TEMPLATE_FIELDS = ("subject", "html_body", "text_body", "purpose", "products", "language")
+
+
+# -- templates ---------------------------------------------------------------------------------------
+
+def get_template(session: Session, template_id: int) -> EmailTemplate:
+    template = session.get(EmailTemplate, template_id)
+    if template is None:
+        raise NotFound(f"Template {template_id} does not exist.")
+    return template
+
+
+def _check_template(session: Session, values: dict[str, Any]) -> None:
+    errors = template_errors(values["subject"], values["html_body"], values["text_body"])
+    for name in ("subject", "html_body", "text_body"):
+        if not values[name].strip():
+            errors[name] = ["must not be empty"]
+    if values["purpose"] not in PURPOSES:
+        errors["purpose"] = [f"must be one of {', '.join(PURPOSES)}"]
+    language = values["language"]
+    if not (2 <= len(language) <= 8) or not language.replace("-", "").isalpha():
+        errors["language"] = ["must be a language code such as en or de"]
+    skus = list(dict.fromkeys(values["products"]))
+    if skus:
+        known = set(session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
+        unknown = [s for s in skus if s not in known]
+        if unknown:
+            errors["products"] = [f"unknown product(s): {', '.join(unknown)}"]
+    if errors:
+        raise Invalid("The template cannot be saved.", errors=errors)
+
+
+def create_template(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> EmailTemplate:
+    """A new template, version 1, as a draft. A name already in use is a conflict (edit that one)."""
+    require_write(viewer, "template.write")
+    name = data["name"].strip()
+    if not name:
+        raise Invalid(errors={"name": ["must not be empty"]})
+    if session.scalar(select(EmailTemplate.id).where(EmailTemplate.name == name).limit(1)) is not None:
+        raise Conflict(f"A template named {name!r} exists; edit it to make a new version.")
+    values = {"subject": data["subject"], "html_body": data["html_body"], "text_body": data["text_body"],
+              "purpose": data["purpose"], "products": list(dict.fromkeys(data.get("products") or [])),
+              "language": data.get("language") or "en"}
+    _check_template(session, values)
+    template = EmailTemplate(name=name, version=1, status="draft", created_by_id=actor.id, **values)
+    session.add(template)
+    session.flush()
+    audit.record(session, actor, "template.create", "email_template", template.id,
+                 audit.created({"name": name, "version": 1, **values}))
+    return template
+
+
+def update_template(session: Session, actor: Any, viewer: Viewer, template: EmailTemplate,
+                    data: dict[str, Any]) -> tuple[EmailTemplate, bool]:
+    """Edit a template. A draft changes in place; an approved version is frozen, so the edit becomes a new
+    draft version (``(new, True)``). Editing an approved version while a newer draft exists is a
+    conflict: edit that draft instead."""
+    require_write(viewer, "template.write")
+    values = {k: getattr(template, k) for k in TEMPLATE_FIELDS}
+    values.update({k: data[k] for k in TEMPLATE_FIELDS if k in data})
+    values["products"] = list(dict.fromkeys(values["products"] or []))
+    _check_template(session, values)
+    if template.status == "draft":
+        before = {k: getattr(template, k) for k in TEMPLATE_FIELDS}
+        for key, value in values.items():
+            setattr(template, key, value)
+        session.flush()
+        audit.record(session, actor, "template.update", "email_template", template.id, audit.diff(before, values))
+        return template, False
+    latest = session.scalar(select(EmailTemplate).where(EmailTemplate.name == template.name)
+                            .order_by(EmailTemplate.version.desc()).limit(1))
+    assert latest is not None  # noqa: S101  (the template itself is one)
+    if latest.status == "draft":
+        raise Conflict(f"Version {latest.version} of {template.name!r} is a draft already; edit that one "
+                       f"(template {latest.id}).", draft_id=latest.id)
+    new = EmailTemplate(name=template.name, version=latest.version + 1, status="draft", created_by_id=actor.id,
+                        previous_id=template.id, **values)
+    session.add(new)
+    session.flush()
+    audit.record(session, actor, "template.new_version", "email_template", new.id,
+                 audit.created({"name": new.name, "version": new.version, "previous_id": template.id, **values}))
+    return new, True
+
+
+def approve_template(session: Session, actor: Any, viewer: Viewer, template: EmailTemplate) -> EmailTemplate:
+    """Compliance approves this version (who and when are recorded); from now on it is frozen."""
+    require_write(viewer, "template.approve")
+    if template.status == "approved":
+        raise Conflict(f"Version {template.version} of {template.name!r} is already approved.")
+    template.status, template.approved_by, template.approved_at = "approved", actor, utcnow()
+    session.flush()
+    audit.record(session, actor, "template.approve", "email_template", template.id,
+                 audit.diff({"status": "draft"}, {"status": "approved", "name": template.name,
+                                                  "version": template.version}))
+    return template
+
+
+def template_versions(session: Session, name: str) -> list[EmailTemplate]:
+    return list(session.scalars(select(EmailTemplate).where(EmailTemplate.name == name)
+                                .order_by(EmailTemplate.version.desc())))
+
+
+# -- audiences ---------------------------------------------------------------------------------------
+
+AUDIENCE_CRITERIA = ("professions", "specialties", "territory_codes", "tags", "hcp_ids")
+
+
+def get_audience(session: Session, audience_id: int) -> Audience:
+    audience = session.get(Audience, audience_id)
+    if audience is None:
+        raise NotFound(f"Audience {audience_id} does not exist.")
+    return audience
+
+
+def create_audience(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Audience:
+    """Save a filter. At least one criterion; professions, territory codes and HCP ids must exist."""
+    require_write(viewer, "campaign.write")
+    values = {k: list(dict.fromkeys(v for v in (data.get(k) or []) if v not in ("", None)))
+              for k in AUDIENCE_CRITERIA}
+    values["specialties"] = [s.strip() for s in values["specialties"] if s.strip()]
+    values["tags"] = [t.strip() for t in values["tags"] if t.strip()]
+    errors: dict[str, list[str]] = {}
+    if not any(values.values()):
+        errors["audience"] = ["choose at least one criterion (profession, specialty, territory, tag or HCP ids)"]
+    bad = [p for p in values["professions"] if p not in PROFESSIONS]
+    if bad:
+        errors["professions"] = [f"unknown profession(s) {', '.join(bad)}; use {', '.join(PROFESSIONS)}"]
+    if values["territory_codes"]:
+        known = set(session.scalars(select(Territory.code).where(Territory.code.in_(values["territory_codes"]))))
+        bad = [c for c in values["territory_codes"] if c not in known]
+        if bad:
+            errors["territory_codes"] = [f"unknown territory code(s) {', '.join(bad)}"]
+    if values["hcp_ids"]:
+        known_ids = set(session.scalars(select(HCP.id).where(HCP.id.in_(values["hcp_ids"]))))
+        missing = [str(i) for i in values["hcp_ids"] if i not in known_ids]
+        if missing:
+            errors["hcp_ids"] = [f"no HCP with id {', '.join(missing[:20])}"]
+    name = (data.get("name") or "").strip()
+    if not name:
+        errors["name"] = ["must not be empty"]
+    if errors:
+        raise Invalid("The audience cannot be saved.", errors=errors)
+    audience = Audience(name=name[:200], created_by_id=actor.id, **values)
+    session.add(audience)
+    session.flush()
+    audit.record(session, actor, "audience.create", "audience", audience.id,
+                 audit.created({"name": audience.name, **{k: v for k, v in values.items() if k != "hcp_ids"},
+                                "hcp_count": len(values["hcp_ids"])}))
+    return audience
+
+
+def audience_hcp_ids(session: Session, audience: Audience) -> list[int]:
+    """The HCPs the audience means now, in one query: active HCPs matching every criterion given, plus
+    the explicit ids (whatever their state: a merged or erased one is then reported, not silently lost)."""
+    conditions: list[Any] = []
+    if audience.professions:
+        conditions.append(HCP.profession.in_(audience.professions))
+    if audience.specialties:
+        conditions.append(func.lower(HCP.specialty).in_([s.lower() for s in audience.specialties]))
+    if audience.territory_codes:
+        conditions.append(HCP.territory_id.in_(
+            select(Territory.id).where(Territory.code.in_(audience.territory_codes)).scalar_subquery()))
+    if audience.tags:
+        tagged = ("," + func.coalesce(HCP.tags, "") + ",")
+        conditions.append(or_(*[tagged.contains(f",{t},", autoescape=True) for t in audience.tags]))
+    parts: list[Any] = []
+    if conditions:
+        parts.append(HCP.status == "active")
+        parts.append(HCP.merged_into_id.is_(None))
+        parts.extend(conditions)
+    where: Any = and_(*parts) if parts else None
+    if audience.hcp_ids:
+        explicit = HCP.id.in_(audience.hcp_ids)
+        where = explicit if where is None else or_(where, explicit)
+    if where is None:
+        return []
+    return list(session.scalars(select(HCP.id).where(where).order_by(HCP.id)))
+
+
+_EVALUATION_CHUNK = 10_000
+
+
+@dataclass
+class Evaluation:
+    """Who of an audience would be mailed now, and who not, with the rule."""
+
+    send: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (hcp_id, rule)
+    decisions: dict[int, Any] = field(default_factory=dict)
+
+
+def evaluate(session: Session, hcp_ids: list[int], purpose: str, at: datetime,
+             already_sent: frozenset[int] = frozenset()) -> Evaluation:
+    """Consent and contact-point checks for a whole audience in a constant number of queries."""
+    from crm.consent.services import can_contact_many
+
+    out = Evaluation()
+    contact: dict[int, tuple[bool, str]] = {}
+    # Chunks keep each IN list under SQLite's bound-parameter limit (32,766): a handful of queries per
+    # 10,000 recipients, never one per recipient.
+    for start in range(0, len(hcp_ids), _EVALUATION_CHUNK):
+        chunk = hcp_ids[start:start + _EVALUATION_CHUNK]
+        out.decisions.update(can_contact_many(session, chunk, "email", purpose, at))
+        for hcp_id, has_email, status in session.execute(
+                select(HCP.id, HCP.email_bidx.is_not(None), HCP.email_status).where(HCP.id.in_(chunk))):
+            contact[hcp_id] = (bool(has_email), status)
+    for hcp_id in hcp_ids:
+        decision = out.decisions[hcp_id]
+        has_email, status = contact.get(hcp_id, (False, "valid"))
+        if hcp_id in already_sent:
+            out.skipped.append((hcp_id, "already-sent"))
+        elif not decision.allowed:
+            out.skipped.append((hcp_id, decision.rule))
+        elif not has_email:
+            out.skipped.append((hcp_id, "no-email-address"))
+        elif status == "invalid":
+            out.skipped.append((hcp_id, "email-invalid"))
+        else:
+            out.send.append(hcp_id)
+    return out
+
+
+def preview_audience(session: Session, audience: Audience, purpose: str, at: datetime | None = None
+                     ) -> dict[str, Any]:
+    """How many HCPs the audience holds now and how many a send for ``purpose`` would skip, per rule."""
+    if purpose not in PURPOSES:
+        raise Invalid(errors={"purpose": [f"must be one of {', '.join(PURPOSES)}"]})
+    ids = audience_hcp_ids(session, audience)
+    result = evaluate(session, ids, purpose, at or utcnow())
+    skipped = Counter(rule for _, rule in result.skipped)
+    return {"audience_id": audience.id, "purpose": purpose, "count": len(ids), "would_send": len(result.send),
+            "skipped": dict(sorted(skipped.items()))}
+
+
+# -- campaigns ---------------------------------------------------------------------------------------
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"Campaign {campaign_id} does not exist.")
+    return campaign
+
+
+def create_campaign(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Campaign:
+    """A campaign names one template version and an audience: a saved one (``audience_id``) or a filter
+    given inline (``audience``), which is saved with the campaign's name."""
+    require_write(viewer, "campaign.write")
+    name = data["name"].strip()
+    if not name:
+        raise Invalid(errors={"name": ["must not be empty"]})
+    template = session.get(EmailTemplate, data["template_id"])
+    if template is None:
+        raise Invalid(errors={"template_id": [f"no template with id {data['template_id']}"]})
+    if (data.get("audience") is None) == (data.get("audience_id") is None):
+        raise Invalid(errors={"audience": ["give either audience (a filter) or audience_id (a saved one)"]})
+    if data.get("audience_id") is not None:
+        audience = session.get(Audience, data["audience_id"])
+        if audience is None:
+            raise Invalid(errors={"audience_id": [f"no audience with id {data['audience_id']}"]})
+    else:
+        audience = create_audience(session, actor, viewer, {**data["audience"], "name": f"{name} audience"})
+    campaign = Campaign(name=name[:200], template_id=template.id, audience_id=audience.id, status="draft",
+                        created_by_id=actor.id)
+    session.add(campaign)
+    session.flush()
+    audit.record(session, actor, "campaign.create", "campaign", campaign.id,
+                 audit.created({"name": campaign.name, "template_id": template.id, "template_version": template.version,
+                                "audience_id": audience.id}))
+    return campaign
+
+
+@dataclass
+class SendResult:
+    sent: list[int] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _mail_domain() -> str:
+    from_addr = current_app.config["CRM_MAIL_FROM"]
+    return email.utils.parseaddr(from_addr)[1].rpartition("@")[2] or "localhost"
+
+
+def send_campaign(session: Session, actor: Any, viewer: Viewer, campaign: Campaign, *,
+                  at: datetime | None = None) -> SendResult:
+    """Send the campaign to everyone in its audience who may be mailed now; see the module's rules.
+
+    Two sends of one campaign at once are serialised on the campaign row, and ``campaign_messages`` is
+    unique per recipient, so nobody is mailed twice. The mails are handed to the email adapter after the
+    commit; a recipient skipped before (no consent then) is evaluated again and may be sent this time.
+    ``at`` is the send instant: now, except for the demo loader, which replays sends of the past.
+    """
+    require_write(viewer, "campaign.write")
+    session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
+    template = campaign.template
+    if template.status != "approved":
+        raise Invalid(f"Version {template.version} of template {template.name!r} is not approved; compliance "
+                      "must approve it before the campaign can be sent.",
+                      errors={"template_id": ["the template version is not approved"]})
+    now = at or utcnow()
+    ids = audience_hcp_ids(session, campaign.audience)
+    messages = {m.hcp_id: m for m in session.scalars(
+        select(CampaignMessage).where(CampaignMessage.campaign_id == campaign.id))}
+    already = frozenset(h for h, m in messages.items() if m.status == "sent")
+    evaluation = evaluate(session, ids, template.purpose, now, already)
+    result = SendResult()
+    for hcp_id, rule in evaluation.skipped:
+        result.skipped.append({"hcp_id": hcp_id, "reason": rule, "detail": SKIP_TEXT.get(rule, rule)})
+        if rule == "already-sent":
+            continue
+        message = messages.get(hcp_id)
+        if message is None:
+            message = messages[hcp_id] = CampaignMessage(campaign_id=campaign.id, hcp_id=hcp_id)
+            session.add(message)
+        message.status, message.reason, message.detail = "skipped", rule, SKIP_TEXT.get(rule, rule)[:300]
+    hcps = {}
+    for start in range(0, len(evaluation.send), 5000):
+        chunk = evaluation.send[start:start + 5000]
+        hcps.update({h.id: h for h in session.scalars(select(HCP).where(HCP.id.in_(chunk)))})
+    outgoing = _build_mails(session, campaign, template, [hcps[h] for h in evaluation.send])
+    facts = []
+    for hcp_id, mail in zip(evaluation.send, outgoing, strict=True):
+        message = messages.get(hcp_id)
+        if message is None:
+            message = messages[hcp_id] = CampaignMessage(campaign_id=campaign.id, hcp_id=hcp_id)
+            session.add(message)
+        message.status, message.reason, message.detail = "sent", None, None
+        message.message_id, message.sent_at = mail.message_id, now
+        result.sent.append(hcp_id)
+        facts.append(Fact(
+            hcp_id=hcp_id, occurred_at=now, kind="email.sent", external_id=f"campaign:{campaign.id}:{hcp_id}",
+            summary=f"Campaign email sent: {campaign.name} ({mail.subject})",
+            safe_summary=f"Campaign email sent: {campaign.name}",
+            details={"purpose": template.purpose, "campaign_id": campaign.id, "campaign_name": campaign.name,
+                     "template_id": template.id, "template_version": template.version,
+                     "message_id": mail.message_id, "consent_rule": evaluation.decisions[hcp_id].rule},
+            products=tuple(template.products or ()), owner_id=actor.id, owner_role=actor.role,
+        ))
+    session.flush()
+    record_interactions(session, actor, facts, channel="email", source="crm")
+    campaign.status, campaign.last_sent_at = "sent", now
+    session.flush()
+    skipped_by_rule = Counter(s["reason"] for s in result.skipped)
+    audit.record(session, actor, "campaign.send", "campaign", campaign.id, audit.created({
+        "template_id": template.id, "template_version": template.version, "purpose": template.purpose,
+        "audience": len(ids), "sent": len(result.sent), "skipped": dict(sorted(skipped_by_rule.items())),
+    }))
+    _deliver_after_commit(session, campaign.id, outgoing)
+    return result
+
+
+def _build_mails(session: Session, campaign: Campaign, template: EmailTemplate, hcps: list[HCP]) -> list[Any]:
+    """Each recipient's mail, rendered now (inside the transaction, with its own unsubscribe link)."""
+    from crm.consent.services import unsubscribe_headers
+    from crm.integrations.email import EmailMessage
+
+    if not hcps:
+        return []
+    compiled = CompiledTemplate(template.subject, template.html_body, template.text_body)
+    domain = _mail_domain()
+    out = []
+    for hcp in hcps:
+        headers = unsubscribe_headers(session, hcp.id, template.purpose, f"campaign:{campaign.id}")
+        url = headers["List-Unsubscribe"].strip("<>")
+        rendered = compiled.render(hcp_context(hcp), url)
+        headers["X-SMTPAPI"] = json.dumps(
+            {"unique_args": {"hcp_id": str(hcp.id), "campaign_id": str(campaign.id)}}, separators=(",", ":"))
+        out.append(EmailMessage(to=hcp.email or "", subject=rendered.subject, text=rendered.text,
+                                html=rendered.html, headers=headers,
+                                message_id=email.utils.make_msgid(idstring=f"c{campaign.id}h{hcp.id}",
+                                                                  domain=domain)))
+    return out
+
+
+def _deliver_after_commit(session: Session, campaign_id: int, mails: list[Any]) -> None:
+    if not mails:
+        return
+    from crm.integrations.email import get_sender
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def deliver() -> None:
+        sender = get_sender(app)
+        for mail in mails:
+            try:
+                sender.send(mail)
+            except Exception:
+                # The message is recorded as sent to the adapter; a hand-over failure is logged with its
+                # Message-ID so an operator can resend from the log (the data is already committed).
+                app.logger.exception("campaign %s: mail %s could not be handed over", campaign_id, mail.message_id)
+
+    on_commit(session, deliver)
+
+
+# -- the funnel --------------------------------------------------------------------------------------
+
+FUNNEL_EVENTS = {"delivered": ("delivered",), "opened": ("open",), "clicked": ("click",),
+                 "bounced": ("bounce", "dropped"), "unsubscribed": ("unsubscribe", "group_unsubscribe"),
+                 "spam_reports": ("spamreport",)}
+
+
+def funnel(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Audience, skipped per rule, sent, and the distinct HCPs per engagement step (three queries)."""
+    statuses = dict(session.execute(
+        select(CampaignMessage.status, func.count()).where(CampaignMessage.campaign_id == campaign.id)
+        .group_by(CampaignMessage.status)).all())
+    skipped = dict(session.execute(
+        select(CampaignMessage.reason, func.count()).where(CampaignMessage.campaign_id == campaign.id,
+                                                           CampaignMessage.status == "skipped")
+        .group_by(CampaignMessage.reason)).all())
+    by_type = dict(session.execute(
+        select(EmailEvent.event_type, func.count(func.distinct(EmailEvent.hcp_id)))
+        .where(EmailEvent.campaign_id == campaign.id, EmailEvent.hcp_id.is_not(None))
+        .group_by(EmailEvent.event_type)).all())
+    out: dict[str, Any] = {
+        "audience": statuses.get("sent", 0) + statuses.get("skipped", 0),
+        "skipped": {str(k): v for k, v in sorted(skipped.items(), key=lambda kv: str(kv[0]))},
+        "sent": statuses.get("sent", 0),
+    }
+    for step, types in FUNNEL_EVENTS.items():
+        out[step] = sum(by_type.get(t, 0) for t in types) if len(types) == 1 else _distinct_hcps(
+            session, campaign.id, types)
+    return out
+
+
+def _distinct_hcps(session: Session, campaign_id: int, types: tuple[str, ...]) -> int:
+    return session.scalar(select(func.count(func.distinct(EmailEvent.hcp_id))).where(
+        EmailEvent.campaign_id == campaign_id, EmailEvent.event_type.in_(types))) or 0
+
+
+def recipients(session: Session, campaign: Campaign, limit: int, after_hcp_id: int | None
+               ) -> tuple[list[dict[str, Any]], int | None]:
+    """The per-HCP list: outcome of the send and what the platform reported since, keyset by HCP id."""
+    query = (select(CampaignMessage, HCP.first_name, HCP.last_name)
+             .join(HCP, HCP.id == CampaignMessage.hcp_id)
+             .where(CampaignMessage.campaign_id == campaign.id).order_by(CampaignMessage.hcp_id).limit(limit + 1))
+    if after_hcp_id is not None:
+        query = query.where(CampaignMessage.hcp_id > after_hcp_id)
+    rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    ids = [m.hcp_id for m, _f, _l in rows]
+    engagement: dict[int, list[str]] = {}
+    if ids:
+        for hcp_id, event_type in session.execute(
+                select(EmailEvent.hcp_id, EmailEvent.event_type).distinct()
+                .where(EmailEvent.campaign_id == campaign.id, EmailEvent.hcp_id.in_(ids))
+                .order_by(EmailEvent.hcp_id, EmailEvent.event_type)):
+            engagement.setdefault(hcp_id, []).append(event_type)
+    items = [{"hcp_id": m.hcp_id, "name": f"{first} {last}", "status": m.status, "reason": m.reason,
+              "detail": m.detail, "message_id": m.message_id, "sent_at": m.sent_at,
+              "events": engagement.get(m.hcp_id, [])} for m, first, last in rows]
+    return items, (ids[-1] if more and ids else None)

@@ -1,0 +1,1 @@
+"""The email platform's event webhook in the SendGrid Event Webhook format: signature, parsing, endpoint."""

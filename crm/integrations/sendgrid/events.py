@@ -1,0 +1,108 @@
+"""Reading a SendGrid Event Webhook body: a JSON array of event objects.
+
+Batch semantics: all or nothing. The whole array is checked before anything is stored; if any event is
+unusable (no ``sg_event_id``, no ``event``, a ``timestamp`` that is not a number...), the answer is 422
+with the errors per event (``"3.sg_event_id"``) and nothing of the batch is stored. The platform then
+retries the batch, and its well-formed events are still recorded exactly once when it comes back.
+
+Custom arguments (``hcp_id``, ``campaign_id``) come back as top-level fields of each event. They are
+hints, not requirements: one that is not a number is ignored (the event is then tied by its address).
+The address, IP and user agent are personal data: they are taken out of the stored raw event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from werkzeug.exceptions import BadRequest
+
+from crm.campaigns.engagement import IncomingEmailEvent
+from crm.errors import Invalid
+
+PERSONAL_FIELDS = frozenset({"email", "ip", "useragent"})
+MAX_ID_LENGTH = 100
+# A timestamp this far ahead of our clock is not a clock skew but a wrong value.
+MAX_FUTURE = timedelta(hours=1)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value < 2**63 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if 0 < number < 2**63 else None
+    return None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value.strip() else None
+
+
+def parse_event(item: Any, now: datetime) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
+    """One event, or the reasons it cannot be used (field -> messages)."""
+    if not isinstance(item, dict):
+        return None, {"_schema": ["Expected a JSON object."]}
+    errors: dict[str, list[str]] = {}
+    sg_event_id = item.get("sg_event_id")
+    if not isinstance(sg_event_id, str) or not sg_event_id.strip():
+        errors["sg_event_id"] = ["Missing: every event needs its sg_event_id (the external id)."]
+    elif len(sg_event_id) > MAX_ID_LENGTH or not sg_event_id.isprintable():
+        errors["sg_event_id"] = [f"Must be printable text of at most {MAX_ID_LENGTH} characters."]
+    event_type = item.get("event")
+    if not isinstance(event_type, str) or not event_type.strip() or not event_type.isprintable():
+        errors["event"] = ["Missing: every event needs its type."]
+    timestamp = item.get("timestamp")
+    occurred_at = None
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp):
+        errors["timestamp"] = ["Must be a number (Unix time in seconds)."]
+    else:
+        try:
+            occurred_at = datetime.fromtimestamp(timestamp, UTC)
+        except (OverflowError, OSError, ValueError):
+            errors["timestamp"] = ["Not a usable Unix time."]
+        else:
+            if timestamp <= 0 or occurred_at > now + MAX_FUTURE:
+                errors["timestamp"] = ["Not a plausible Unix time (before 1970 or in the future)."]
+    if errors or occurred_at is None:
+        return None, errors
+    email = item.get("email")
+    return IncomingEmailEvent(
+        sg_event_id=sg_event_id.strip(),  # type: ignore[union-attr]
+        platform_type=event_type.strip(),  # type: ignore[union-attr]
+        occurred_at=occurred_at,
+        email=email.strip() if isinstance(email, str) and email.strip() else None,
+        hcp_id=_int_or_none(item.get("hcp_id")),
+        campaign_id=_int_or_none(item.get("campaign_id")),
+        reason=_text(item.get("reason"), 500) or _text(item.get("response"), 500),
+        bounce_type=_text(item.get("type"), 40),
+        url=_text(item.get("url"), 2000),
+        raw={k: v for k, v in item.items() if k not in PERSONAL_FIELDS},
+    ), {}
+
+
+def parse_batch(body: bytes, now: datetime) -> list[IncomingEmailEvent]:
+    """The events of a webhook body; 400 when it is not JSON, 422 (nothing stored) when any event is bad."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("The body is not valid JSON.") from exc
+    if not isinstance(data, list):
+        raise Invalid("The body must be a JSON array of events; nothing was stored.",
+                      errors={"_schema": ["Expected a JSON array."]})
+    events: list[IncomingEmailEvent] = []
+    errors: dict[str, list[str]] = {}
+    for index, item in enumerate(data):
+        event, problems = parse_event(item, now)
+        if event is not None:
+            events.append(event)
+        for name, messages in problems.items():
+            errors[f"{index}.{name}"] = messages
+    if errors:
+        raise Invalid(f"{len({k.split('.')[0] for k in errors})} of {len(data)} events cannot be used; "
+                      "nothing of this batch was stored.", errors=errors)
+    return events

@@ -1,0 +1,421 @@
+"""The email platform's event webhook: signatures, bad input, exactly-once, matching, consent and bounces."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, text
+
+from crm.campaigns.models import EmailEvent
+from crm.consent import services as consent
+from crm.consent.models import ConsentEvent
+from crm.extensions import db as _db
+from crm.integrations.sendgrid.signature import TIMESTAMP_HEADER, public_key_b64
+from crm.timeline.models import Interaction, InteractionParticipant
+from tests.campaigns_support import (
+    body,
+    email_consent,
+    event,
+    make_campaign,
+    make_template,
+    new_key,
+    signed,
+    viewer_of,
+)
+
+URL = "/api/v1/integrations/email/events"
+
+
+@pytest.fixture
+def key(app, monkeypatch):
+    """A configured webhook key pair (the platform's private half signs)."""
+    private = new_key()
+    monkeypatch.setitem(app.config, "CRM_ESP_WEBHOOK_PUBLIC_KEY", public_key_b64(private))
+    return private
+
+
+def stored(db) -> int:
+    return db.scalar(select(func.count()).select_from(EmailEvent)) or 0
+
+
+def items_of(db, hcp_id: int, kind_prefix: str = "email.") -> list[Interaction]:
+    return list(db.scalars(select(Interaction).join(InteractionParticipant).where(
+        InteractionParticipant.hcp_id == hcp_id, Interaction.kind.startswith(kind_prefix)).order_by(Interaction.id)))
+
+
+# -- signatures ------------------------------------------------------------------------------------
+
+def test_signed_batch_is_accepted(client, db, factory, key):
+    hcp = factory.hcp()
+    raw = body(event("sg-ok-1", "delivered", email=hcp.email))
+    resp = client.post(URL, data=raw, headers=signed(key, raw))
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["recorded"] == 1
+    assert [i.kind for i in items_of(db, hcp.id)] == ["email.delivered"]
+
+
+def test_unsigned_request_is_refused_and_nothing_stored(client, db, factory, key):
+    hcp = factory.hcp()
+    raw = body(event("sg-unsigned", "unsubscribe", email=hcp.email))
+    resp = client.post(URL, data=raw, content_type="application/json")
+    assert resp.status_code == 401
+    assert resp.mimetype == "application/problem+json"
+    assert stored(db) == 0
+    assert items_of(db, hcp.id, "") == []
+
+
+def test_request_signed_with_another_key_is_refused(client, db, factory, key):
+    hcp = factory.hcp()
+    raw = body(event("sg-other-key", "unsubscribe", email=hcp.email))
+    resp = client.post(URL, data=raw, headers=signed(new_key(), raw))
+    assert resp.status_code == 403
+    assert resp.get_json()["rule"] == "esp-webhook:signature"
+    assert stored(db) == 0
+
+
+def test_one_byte_changed_after_signing_is_refused(client, db, factory, key):
+    hcp = factory.hcp()
+    raw = body(event("sg-tamper", "delivered", email=hcp.email))
+    headers = signed(key, raw)
+    tampered = raw.replace(b"delivered", b"Delivered")
+    assert len(tampered) == len(raw) and tampered != raw
+    resp = client.post(URL, data=tampered, headers=headers)
+    assert resp.status_code == 403
+    assert stored(db) == 0
+
+
+def test_wrong_timestamp_header_is_refused(client, db, factory, key):
+    hcp = factory.hcp()
+    raw = body(event("sg-wrong-ts", "delivered", email=hcp.email))
+    headers = signed(key, raw)
+    headers[TIMESTAMP_HEADER] = str(int(headers[TIMESTAMP_HEADER]) + 1)
+    resp = client.post(URL, data=raw, headers=headers)
+    assert resp.status_code == 403
+    assert stored(db) == 0
+
+
+def test_replayed_old_signed_body_is_refused(client, db, factory, key):
+    """A body captured with a valid signature cannot be replayed after the tolerance."""
+    hcp = factory.hcp()
+    raw = body(event("sg-stale", "unsubscribe", email=hcp.email))
+    resp = client.post(URL, data=raw, headers=signed(key, raw, timestamp=str(int(time.time()) - 3600)))
+    assert resp.status_code == 403
+    assert resp.get_json()["rule"] == "esp-webhook:timestamp"
+    assert stored(db) == 0
+
+
+def test_garbage_signature_header_is_refused(client, db, key):
+    raw = body(event("sg-garbage", "delivered"))
+    headers = signed(key, raw)
+    headers["X-Twilio-Email-Event-Webhook-Signature"] = "not base64 !!"
+    assert client.post(URL, data=raw, headers=headers).status_code == 403
+    assert stored(db) == 0
+
+
+def test_production_without_a_key_refuses_everything(client, db, app, monkeypatch):
+    monkeypatch.setitem(app.config, "CRM_ENV", "production")
+    monkeypatch.setitem(app.config, "CRM_ESP_WEBHOOK_PUBLIC_KEY", "")
+    resp = client.post(URL, data=body(event("sg-prod", "delivered")), content_type="application/json")
+    assert resp.status_code == 403
+    assert resp.get_json()["rule"] == "esp-webhook:not-configured"
+    assert stored(db) == 0
+
+
+# -- bad bodies (no key configured: development) ------------------------------------------------------
+
+def post(client, payload: bytes | Any):
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return client.post(URL, data=data, content_type="application/json")
+
+
+def test_body_that_is_not_json_is_400(client, db):
+    resp = post(client, b"[{\"sg_event_id\": ")
+    assert resp.status_code == 400
+    assert resp.mimetype == "application/problem+json"
+    assert stored(db) == 0
+
+
+def test_body_that_is_not_an_array_is_422(client, db):
+    resp = post(client, {"sg_event_id": "sg-obj", "event": "delivered", "timestamp": 1700000000})
+    assert resp.status_code == 422
+    assert resp.get_json()["errors"] == {"_schema": ["Expected a JSON array."]}
+    assert stored(db) == 0
+
+
+def test_event_without_sg_event_id_fails_the_whole_batch(client, db, factory):
+    hcp = factory.hcp()
+    good = event("sg-good-in-bad-batch", "delivered", email=hcp.email)
+    bad = {"event": "open", "timestamp": 1700000000, "email": hcp.email}
+    resp = post(client, [good, bad])
+    assert resp.status_code == 422
+    problem = resp.get_json()
+    assert "1.sg_event_id" in problem["errors"]
+    assert "nothing" in problem["detail"]
+    assert stored(db) == 0 and items_of(db, hcp.id) == []
+
+
+@pytest.mark.parametrize("timestamp", ["1700000000", "yesterday", None, True, [1], 1e30, -5])
+def test_timestamp_that_is_not_a_usable_number_is_a_per_event_error(client, db, timestamp):
+    resp = post(client, [event("sg-ts-ok", "delivered"), {**event("sg-ts-bad", "open"), "timestamp": timestamp}])
+    assert resp.status_code == 422
+    assert list(resp.get_json()["errors"]) == ["1.timestamp"]
+    assert stored(db) == 0
+
+
+def test_event_that_is_not_an_object_and_event_without_type(client, db):
+    resp = post(client, ["just a string", {"sg_event_id": "sg-no-type", "timestamp": 1700000000}])
+    assert resp.status_code == 422
+    assert set(resp.get_json()["errors"]) == {"0._schema", "1.event"}
+
+
+def test_body_of_20_mb_is_413_and_nothing_stored(client, db):
+    raw = b"[" + b" " * (20 * 1024 * 1024) + b"]"
+    resp = client.post(URL, data=raw, content_type="application/json")
+    assert resp.status_code == 413
+    assert resp.mimetype == "application/problem+json"
+    assert stored(db) == 0
+
+
+def test_empty_array_is_fine(client, db):
+    resp = post(client, [])
+    assert resp.status_code == 200
+    assert resp.get_json()["received"] == 0
+
+
+# -- matching, kinds, unknown types -------------------------------------------------------------------
+
+def test_events_are_tied_by_custom_arg_then_by_email_and_unmatched_are_kept(client, db, factory):
+    by_arg = factory.hcp()
+    by_mail = factory.hcp(email="Dr.Mixed@Clinic.Example")
+    resp = post(client, [
+        event("sg-m1", "delivered", email="someone-else@clinic.example", hcp_id=str(by_arg.id)),
+        event("sg-m2", "open", email="dr.mixed@clinic.example"),
+        event("sg-m3", "click", email="nobody@nowhere.example", url="https://pharma.example/x"),
+        event("sg-m4", "open", email="nobody@nowhere.example", hcp_id="not-a-number"),
+    ])
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["unmatched"] == 2
+    assert [i.kind for i in items_of(db, by_arg.id)] == ["email.delivered"]
+    assert [i.kind for i in items_of(db, by_mail.id)] == ["email.opened"]
+    rows = {e.sg_event_id: e for e in db.scalars(select(EmailEvent))}
+    assert (rows["sg-m1"].hcp_id, rows["sg-m1"].matched_by) == (by_arg.id, "hcp_id")
+    assert (rows["sg-m2"].hcp_id, rows["sg-m2"].matched_by) == (by_mail.id, "email")
+    assert rows["sg-m3"].hcp_id is None and rows["sg-m3"].email == "nobody@nowhere.example"
+    # personal data is not kept in the raw event, and matched events do not keep the address at all
+    assert "email" not in rows["sg-m2"].raw and rows["sg-m2"].email is None
+    stored_cipher = db.execute(text("SELECT email FROM email_events WHERE sg_event_id = 'sg-m3'")).scalar()
+    assert "nobody" not in stored_cipher
+
+
+def test_unmatched_list_page_masks_addresses_for_marketers(client, db, factory, auth):
+    post(client, [event("sg-unmatched-page", "bounce", email="ghost@nowhere.example", reason="550 no such user")])
+    marketer, admin, rep = factory.user("marketer"), factory.user("admin"), factory.user("field_rep")
+    auth.login(marketer)
+    page = client.get("/campaigns/email-events/unmatched").get_data(as_text=True)
+    assert "sg-unmatched-page" in page and "g***@n***.example" in page and "ghost@nowhere" not in page
+    auth.logout()
+    auth.login(admin)
+    assert "ghost@nowhere.example" in client.get("/campaigns/email-events/unmatched").get_data(as_text=True)
+    auth.logout()
+    auth.login(rep)
+    assert client.get("/campaigns/email-events/unmatched").status_code == 403
+
+
+def test_processed_and_unknown_types_are_recorded_but_not_on_the_timeline(client, db, factory):
+    hcp = factory.hcp()
+    resp = post(client, [event("sg-proc", "processed", email=hcp.email),
+                         event("sg-new-kind", "machine_opened", email=hcp.email)])
+    assert resp.status_code == 200
+    rows = {e.sg_event_id: e for e in db.scalars(select(EmailEvent))}
+    assert rows["sg-proc"].event_type == "processed"
+    assert (rows["sg-new-kind"].event_type, rows["sg-new-kind"].platform_type) == ("unknown", "machine_opened")
+    assert items_of(db, hcp.id) == []
+
+
+def test_every_known_type_has_its_timeline_kind(client, db, factory):
+    hcp = factory.hcp()
+    kinds = {"delivered": "email.delivered", "open": "email.opened", "click": "email.clicked",
+             "bounce": "email.bounced", "dropped": "email.dropped", "deferred": "email.deferred",
+             "spamreport": "email.spamreport", "unsubscribe": "email.unsubscribed",
+             "group_unsubscribe": "email.unsubscribed"}
+    resp = post(client, [event(f"sg-kind-{k}", k, email=hcp.email, type="blocked") for k in kinds])
+    assert resp.status_code == 200, resp.get_json()
+    items = items_of(db, hcp.id)
+    assert sorted(i.kind for i in items) == sorted(kinds.values())
+    assert {i.source for i in items} == {"esp"}
+    assert {i.external_id for i in items} == {f"sg-kind-{k}" for k in kinds}
+
+
+def test_events_of_a_merged_hcp_go_to_the_survivor(client, db, factory):
+    survivor, loser = factory.hcp(), factory.hcp()
+    loser.status, loser.merged_into_id = "merged", survivor.id
+    db.flush()
+    assert post(client, [event("sg-merged", "open", hcp_id=loser.id)]).status_code == 200
+    assert [i.kind for i in items_of(db, survivor.id)] == ["email.opened"]
+    assert items_of(db, loser.id) == []
+
+
+# -- exactly once -------------------------------------------------------------------------------------
+
+def test_the_same_batch_three_times_adds_nothing_after_the_first(client, db, factory):
+    hcp = factory.hcp()
+    email_consent(db, hcp)
+    batch = [event("sg-rep-1", "delivered", email=hcp.email), event("sg-rep-2", "open", email=hcp.email),
+             event("sg-rep-3", "unsubscribe", email=hcp.email)]
+    answers = [post(client, batch).get_json() for _ in range(3)]
+    assert [a["recorded"] for a in answers] == [3, 0, 0]
+    assert [a["duplicates"] for a in answers] == [0, 3, 3]
+    assert stored(db) == 3
+    assert len(items_of(db, hcp.id)) == 3
+    withdrawals = db.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id == hcp.id,
+                                                        ConsentEvent.event_type == "withdrawn")).all()
+    assert len(withdrawals) == 1 and withdrawals[0].source == "esp"
+
+
+def test_duplicate_ids_inside_one_batch_count_once(client, db, factory):
+    hcp = factory.hcp()
+    resp = post(client, [event("sg-twice", "open", email=hcp.email), event("sg-twice", "open", email=hcp.email)])
+    assert resp.get_json()["recorded"] == 1
+    assert len(items_of(db, hcp.id)) == 1
+
+
+def test_a_batch_takes_a_constant_number_of_queries(app, client, db, factory):
+    hcps = [factory.hcp() for _ in range(30)]
+
+    def count(events: list[dict[str, Any]]) -> int:
+        statements: list[str] = []
+
+        def record(conn, cursor, statement, *args):  # noqa: ANN001
+            statements.append(statement)
+
+        with app.app_context():
+            engine = _db.engine
+        sa_event.listen(engine, "before_cursor_execute", record)
+        try:
+            assert post(client, events).status_code == 200
+        finally:
+            sa_event.remove(engine, "before_cursor_execute", record)
+        return len(statements)
+
+    small = count([event(f"sg-q-a{i}", "open", email=h.email) for i, h in enumerate(hcps[:3])])
+    large = count([event(f"sg-q-b{i}", "open", email=h.email) for i, h in enumerate(hcps)]
+                  + [event(f"sg-q-c{i}", "delivered", hcp_id=h.id) for i, h in enumerate(hcps)])
+    assert large == small
+
+
+@pytest.mark.committing
+def test_the_same_batch_on_two_workers_at_once_is_recorded_once(committing_app):
+    from crm.hcps.models import HCP as HCPModel
+    from crm.security.crypto import blind_index
+
+    with committing_app.app_context():
+        hcp = HCPModel(first_name="Con", last_name="Current", profession="gp", email="con.current@clinic.example",
+                       email_bidx=blind_index("con.current@clinic.example"))
+        _db.session.add(hcp)
+        _db.session.commit()
+        hcp_id = hcp.id
+    batch = body(*[event(f"sg-race-{i}", "open", email="con.current@clinic.example") for i in range(50)])
+    barrier = threading.Barrier(2)
+    answers: list[Any] = []
+
+    def worker() -> None:
+        client = committing_app.test_client()
+        barrier.wait()
+        resp = client.post(URL, data=batch, content_type="application/json")
+        answers.append((resp.status_code, resp.get_json()))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [a[0] for a in answers] == [200, 200]
+    assert sorted(a[1]["recorded"] for a in answers) == [0, 50]
+    with committing_app.app_context():
+        assert _db.session.scalar(select(func.count()).select_from(EmailEvent)) == 50
+        items = _db.session.scalar(select(func.count()).select_from(InteractionParticipant).where(
+            InteractionParticipant.hcp_id == hcp_id))
+        assert items == 50
+
+
+# -- consent and contact points ---------------------------------------------------------------------
+
+def test_unsubscribe_withdraws_the_campaigns_purpose_and_shows_on_the_timeline(client, db, factory):
+    marketer, compliance = factory.user("marketer"), factory.user("compliance")
+    hcp = factory.hcp()
+    email_consent(db, hcp, "promotional")
+    email_consent(db, hcp, "events")
+    campaign = make_campaign(db, marketer, make_template(db, marketer, compliance), [hcp.id])
+    # (the HCP clicks after the consent was given: the event's instant is now)
+    resp = post(client, [event("sg-unsub", "unsubscribe", email=hcp.email, hcp_id=str(hcp.id),
+                               campaign_id=str(campaign.id), timestamp=time.time() + 1)])
+    assert resp.get_json()["consent_withdrawals"] == 1
+    assert not consent.can_contact(db, hcp.id, "email", "promotional").allowed
+    assert consent.can_contact(db, hcp.id, "email", "events").allowed  # only the campaign's purpose
+    kinds = [i.kind for i in items_of(db, hcp.id, "")]
+    assert "email.unsubscribed" in kinds and "consent.withdrawn" in kinds
+    withdrawal = db.scalar(select(ConsentEvent).where(ConsentEvent.external_id == "sg-unsub"))
+    assert (withdrawal.source, withdrawal.purpose, withdrawal.channel) == ("esp", "promotional", "email")
+
+
+@pytest.mark.parametrize("kind", ["group_unsubscribe", "spamreport"])
+def test_group_unsubscribe_and_spam_report_without_campaign_withdraw_every_purpose(client, db, factory, kind):
+    hcp = factory.hcp()
+    email_consent(db, hcp, "promotional")
+    email_consent(db, hcp, "events")
+    resp = post(client, [event(f"sg-{kind}", kind, email=hcp.email, timestamp=time.time() + 1)])
+    assert resp.get_json()["consent_withdrawals"] == 1
+    for purpose in ("promotional", "events"):
+        decision = consent.can_contact(db, hcp.id, "email", purpose)
+        assert (decision.allowed, decision.rule) == (False, "consent-withdrawn")
+
+
+def test_hard_bounce_marks_the_address_invalid_and_the_next_send_skips_it(client, db, factory):
+    marketer, compliance = factory.user("marketer"), factory.user("compliance")
+    hcp = factory.hcp()
+    email_consent(db, hcp)
+    resp = post(client, [event("sg-bounce", "bounce", email=hcp.email, type="bounce",
+                               reason="550 5.1.1 The email account does not exist")])
+    assert resp.get_json()["emails_invalid"] == 1
+    db.refresh(hcp)
+    assert hcp.email_status == "invalid" and "does not exist" in hcp.email_status_reason
+    from crm.campaigns import services
+
+    campaign = make_campaign(db, marketer, make_template(db, marketer, compliance), [hcp.id])
+    result = services.send_campaign(db, marketer, viewer_of(marketer), campaign)
+    assert result.sent == [] and result.skipped[0]["reason"] == "email-invalid"
+
+
+def test_blocked_bounce_and_dropped_for_other_reasons_keep_the_address(client, db, factory):
+    a, b, c = factory.hcp(), factory.hcp(), factory.hcp()
+    resp = post(client, [
+        event("sg-blocked", "bounce", email=a.email, type="blocked", reason="421 try later"),
+        event("sg-drop-unsub", "dropped", email=b.email, reason="Unsubscribed Address"),
+        event("sg-drop-bounced", "dropped", email=c.email, reason="Bounced Address"),
+    ])
+    assert resp.get_json()["emails_invalid"] == 1
+    for hcp, status in ((a, "valid"), (b, "valid"), (c, "invalid")):
+        db.refresh(hcp)
+        assert hcp.email_status == status
+
+
+def test_a_new_address_is_valid_again(api, db, factory):
+    admin = factory.user("admin")
+    hcp = factory.hcp(email_status="invalid", email_status_reason="bounce: 550")
+    resp = api(admin).patch(f"/api/v1/hcps/{hcp.id}", json={"email": "new.address@clinic.example",
+                                                              "version": hcp.version})
+    assert resp.status_code == 200, resp.get_json()
+    db.refresh(hcp)
+    assert hcp.email_status == "valid"
+
+
+def test_openapi_documents_the_webhook_without_auth(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    op = spec["paths"]["/api/v1/integrations/email/events"]["post"]
+    assert "security" not in op
+    assert {"400", "401", "403", "413", "422"} <= set(op["responses"])
