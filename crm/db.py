@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names on SQLite and PostgreSQL alike, so Alembic can find them again.
@@ -116,12 +116,18 @@ def harden_engine(engine: Engine) -> None:
 # -- after-commit side effects -------------------------------------------------------------------
 
 def on_commit(session: Session, fn: Callable[[], None]) -> None:
-    """Run ``fn`` after the session's current transaction commits; drop it on rollback.
+    """Run ``fn`` after the session's outermost transaction commits; drop it on rollback.
 
     Emails, ERP calls and other side effects go through here, so they never happen for data that
-    was rolled back.
+    was rolled back. Releasing a SAVEPOINT is not a commit: hooks wait for the root transaction, and
+    a hook registered inside a savepoint that rolls back is dropped with it.
     """
-    session.info.setdefault("after_commit", []).append(fn)
+    if isinstance(session, scoped_session):
+        session = session()  # the proxy does not expose the transaction accessors
+    if session.get_transaction() is None:
+        session.begin()  # the hook belongs to a transaction: the one that would start with the next write
+    current = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault("after_commit", []).append((current, fn))
 
 
 def keep_on_error(session: Session) -> None:
@@ -134,12 +140,59 @@ def keep_on_error(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    # SQLAlchemy also sends after_commit when a SAVEPOINT is released; only the root commit counts.
+    if session.in_nested_transaction():
+        return
     pending = session.info.pop("after_commit", [])
-    for fn in pending:
+    for _transaction, fn in pending:
         fn()
 
 
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_after_rollback(session: Session, previous_transaction: Any) -> None:
+    pending = session.info.get("after_commit")
+    if not pending:
+        return
     if previous_transaction.parent is None:
         session.info.pop("after_commit", None)
+        return
+
+    def inside_rolled_back(transaction: Any) -> bool:
+        while transaction is not None:
+            if transaction is previous_transaction:
+                return True
+            transaction = transaction.parent
+        return False
+
+    session.info["after_commit"] = [(t, fn) for t, fn in pending if not inside_rolled_back(t)]
+
+
+def insert_ignoring_conflicts(
+    session: Session,
+    table: Any,
+    rows: list[dict[str, Any]],
+    conflict_columns: list[str],
+    returning: list[str],
+) -> list[Any]:
+    """Insert many rows in a few statements, skipping rows that collide on ``conflict_columns``.
+
+    Returns the ``returning`` columns of the rows actually inserted, so a caller can tell its own rows
+    from those a concurrent writer (or an earlier replay) put there first. Works on SQLite (3.35+)
+    and PostgreSQL through ``INSERT ... ON CONFLICT DO NOTHING RETURNING``.
+    """
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - only the two supported engines
+        raise RuntimeError(f"insert_ignoring_conflicts does not support {dialect}")
+    stmt = (
+        dialect_insert(table)
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+        .returning(*[table.c[name] for name in returning])
+    )
+    # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
+    return list(session.execute(stmt, rows).all())
