@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
 
-.PHONY: run test lint bench venv dev-venv clean
+.PHONY: run test lint bench bench-import bench-email venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,7 @@ run: venv
 	mkdir -p instance
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/flask --app wsgi crm demo
+	@echo "Serving on http://$(HOST):$(PORT) - sign in with one of the demo logins above (Ctrl-C stops)."
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --config crm/gunicorn_conf.py wsgi:app
 
 test: dev-venv
@@ -34,6 +35,14 @@ lint: dev-venv
 
 bench: dev-venv
 	$(BIN)/python -m benchmarks.timeline $(BENCH_ARGS)
+
+# NPPES import: 100k and 1M rows on SQLite and PostgreSQL (BENCH_IMPORT_ARGS="--rows 100000 --db sqlite" to narrow)
+bench-import: dev-venv
+	$(BIN)/python -m benchmarks.nppes_import --write-doc $(BENCH_IMPORT_ARGS)
+
+# Email events and campaign sends (issue 4): SQLite by default; BENCH_ARGS="--database-url postgresql+psycopg://..."
+bench-email: dev-venv
+	$(BIN)/python -m benchmarks.email_events $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

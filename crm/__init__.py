@@ -31,8 +31,11 @@ def register_config(app: Flask, overrides: dict[str, Any] | None) -> None:
 def register_extensions(app: Flask) -> None:
     from crm import models  # noqa: F401  (every model registered on the metadata)
     from crm.auth.context import register_login
+    from crm.consent import listeners as _consent_listeners  # noqa: F401  (signal receivers)
     from crm.db import harden_engine
     from crm.extensions import csrf, db, migrate
+    from crm.guardrails import listeners as _guardrail_listeners  # noqa: F401  (signal receivers)
+    from crm.integrations.email import listeners as _email_listeners  # noqa: F401  (signal receivers)
 
     db.init_app(app)
     with app.app_context():
@@ -49,9 +52,10 @@ def register_request_lifecycle(app: Flask) -> None:
 
 
 def register_templates(app: Flask) -> None:
-    from crm.navigation import nav_links
+    from crm.navigation import nav_links, url_if_known
 
     app.jinja_env.globals["nav_links"] = nav_links
+    app.jinja_env.globals["url_if_known"] = url_if_known
 
 
 def register_blueprints(app: Flask) -> None:

@@ -13,5 +13,38 @@ def _register() -> None:
     crm_cli.add_command(territories_cli)
     crm_cli.add_command(users_cli)
 
+    from crm.audit.cli import audit_cli
+    from crm.security.cli import keys_cli
+
+    crm_cli.add_command(audit_cli)
+    crm_cli.add_command(keys_cli)
+
+    from crm import demo
+
+    demo.register(crm_cli)
+
+    from crm.consent.cli import consent_cli
+    from crm.hcps.cli import hcps_cli
+
+    crm_cli.add_command(consent_cli)
+    crm_cli.add_command(hcps_cli)
+
+    # events and the call centre: `crm reports transfers`, `crm import attendance|contacts`
+    from crm.events.cli import reports_cli
+    from crm.integrations.callcentre import cli as _contacts_cli  # noqa: F401  (adds `import contacts`)
+    from crm.integrations.eventplatform import cli as _attendance_cli  # noqa: F401  (adds `import attendance`)
+    from crm.integrations.masterdata.cli import import_cli
+
+    crm_cli.add_command(reports_cli)
+    crm_cli.add_command(import_cli)
+
+    from crm.orders.cli import erp_cli
+
+    crm_cli.add_command(erp_cli)
+
+    from crm.campaigns.cli import campaigns_cli
+
+    crm_cli.add_command(campaigns_cli)
+
 
 _register()

@@ -57,6 +57,9 @@ class Settings:
     outbox_dir: str = ""
     esp_webhook_public_key: str = ""
     erp_adapter: str = "stub"
+    erp: dict[str, Any] = field(default_factory=dict)  # the other CRM_ERP_* settings (issue 6)
+    consent: dict[str, Any] = field(default_factory=dict)  # CRM_DOUBLE_OPT_IN, validity, links (issue 3)
+    reporting: dict[str, Any] = field(default_factory=dict)  # CRM_COMPANY_NAME, webhook tolerance
     max_body_mb: float = 10.0
 
     @classmethod
@@ -109,6 +112,14 @@ class Settings:
             outbox_dir=env.get("CRM_OUTBOX_DIR", str(instance / "outbox")),
             esp_webhook_public_key=env.get("CRM_ESP_WEBHOOK_PUBLIC_KEY", ""),
             erp_adapter=env.get("CRM_ERP_ADAPTER", "stub"),
+            erp=_erp_settings(env, production, secret),
+            consent=_consent_settings(env, production),
+            reporting={
+                # the reporting entity named in the transparency reports (Open Payments, EFPIA)
+                "CRM_COMPANY_NAME": env.get("CRM_COMPANY_NAME", "").strip() or "Pharma CRM demo company",
+                # how old a signed email-platform webhook may be before it is refused as a replay
+                "CRM_ESP_WEBHOOK_TOLERANCE_SECONDS": _number(env, "CRM_ESP_WEBHOOK_TOLERANCE_SECONDS", "600", int),
+            },
             max_body_mb=max_body,
         )
 
@@ -126,6 +137,7 @@ class Settings:
             "CRM_OUTBOX_DIR": self.outbox_dir,
             "CRM_ESP_WEBHOOK_PUBLIC_KEY": self.esp_webhook_public_key,
             "CRM_ERP_ADAPTER": self.erp_adapter,
+            **self.erp,
             "MAX_CONTENT_LENGTH": int(self.max_body_mb * 1024 * 1024),
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
@@ -140,7 +152,84 @@ class Settings:
             "CRM_LOGIN_MAX_FAILS_ADDRESS": 20,
             "CRM_LOGIN_WINDOW_MINUTES": 15,
             "CRM_AUDIT_LOCK": True,
+            # Consent (issue 3): email x promotional needs double opt-in; validity per purpose in months;
+            # link lifetimes in days; the base URL for links in mails sent outside a request (CLI).
+            **self.consent,
+            **self.reporting,
         }
+
+
+def _number(env: dict[str, str], name: str, default: str, kind: type = float) -> Any:
+    try:
+        value = kind(env.get(name, default))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _flag(env: dict[str, str], name: str, default: str) -> bool:
+    value = env.get(name, default).strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError(f"{name} must be true or false")
+    return value in ("1", "true", "yes", "on")
+
+
+def _consent_settings(env: dict[str, str], production: bool) -> dict[str, Any]:
+    """Consent (docs/consent.md). Links in mails are built from CRM_PUBLIC_URL, never from a request's
+    Host header, so production must set it."""
+    public_url = env.get("CRM_PUBLIC_URL", "").strip().rstrip("/")
+    if not public_url:
+        if production:
+            raise ConfigError("CRM_PUBLIC_URL is not set; it is required when CRM_ENV=production")
+        public_url = "http://127.0.0.1:8000"
+    months = _number(env, "CRM_CONSENT_VALIDITY_MONTHS", "24", int)
+    if months < 1:
+        raise ConfigError("CRM_CONSENT_VALIDITY_MONTHS must be at least 1")
+    return {
+        "CRM_DOUBLE_OPT_IN": _flag(env, "CRM_DOUBLE_OPT_IN", "true"),
+        "CRM_CONSENT_VALIDITY_MONTHS": {p: months for p in
+                                        ("promotional", "medical_information", "events", "market_research")},
+        "CRM_CONSENT_TOKEN_DAYS": {"confirm": 7, "unsubscribe": 365, "preferences": 30},
+        "CRM_PUBLIC_URL": public_url,
+        "CRM_MAIL_FROM": env.get("CRM_MAIL_FROM", "").strip() or "Pharma CRM <no-reply@pharma.example>",
+    }
+
+
+def _erp_settings(env: dict[str, str], production: bool, secret: Any) -> dict[str, Any]:
+    """The ERP integration (docs/orders.md). The HTTP secret is required in production only with the
+    ``http`` adapter; without CRM_ERP_CALLBACK_SECRET in production every ERP callback is refused."""
+    adapter = env.get("CRM_ERP_ADAPTER", "stub")
+    if adapter not in ("stub", "http"):
+        raise ConfigError("CRM_ERP_ADAPTER must be 'stub' or 'http'")
+    url = env.get("CRM_ERP_HTTP_URL", "").strip()
+    if adapter == "http" and not url:
+        raise ConfigError("CRM_ERP_HTTP_URL is required when CRM_ERP_ADAPTER=http")
+    http_secret = env.get("CRM_ERP_HTTP_SECRET", "").strip()
+    if not http_secret and (adapter == "http" or not production):
+        http_secret = secret("CRM_ERP_HTTP_SECRET", lambda: secrets.token_urlsafe(32))
+    callback_secret = env.get("CRM_ERP_CALLBACK_SECRET", "").strip()
+    if not callback_secret and not production:
+        callback_secret = _dev_secret("CRM_ERP_CALLBACK_SECRET", lambda: secrets.token_urlsafe(32))
+    flag = env.get("CRM_ERP_SEND_AFTER_COMMIT", "1").strip().lower()
+    return {
+        "CRM_ERP_HTTP_URL": url,
+        "CRM_ERP_HTTP_SECRET": http_secret,
+        "CRM_ERP_CALLBACK_SECRET": callback_secret,
+        "CRM_ERP_TIMEOUT_SECONDS": _number(env, "CRM_ERP_TIMEOUT_SECONDS", "10"),
+        "CRM_ERP_HTTP_RETRIES": _number(env, "CRM_ERP_HTTP_RETRIES", "2", int),
+        "CRM_ERP_SEND_AFTER_COMMIT": flag not in ("0", "false", "no", "off"),
+        "CRM_ERP_RETRY_BASE_SECONDS": _number(env, "CRM_ERP_RETRY_BASE_SECONDS", "30"),
+        "CRM_ERP_RETRY_MAX_SECONDS": _number(env, "CRM_ERP_RETRY_MAX_SECONDS", "3600"),
+        "CRM_ERP_MAX_ATTEMPTS": _number(env, "CRM_ERP_MAX_ATTEMPTS", "12", int),
+        "CRM_ERP_STUB_ACCEPT_AFTER_SECONDS": _number(env, "CRM_ERP_STUB_ACCEPT_AFTER_SECONDS", "0"),
+        "CRM_ERP_STUB_SHIP_AFTER_SECONDS": _number(env, "CRM_ERP_STUB_SHIP_AFTER_SECONDS", "30"),
+        "CRM_ERP_STUB_FAIL_FIRST": _number(env, "CRM_ERP_STUB_FAIL_FIRST", "0", int),
+        "CRM_ERP_STUB_SLOW_SECONDS": _number(env, "CRM_ERP_STUB_SLOW_SECONDS", "0"),
+        "CRM_ERP_STUB_TIMEOUT_AFTER_COMMIT": _number(env, "CRM_ERP_STUB_TIMEOUT_AFTER_COMMIT", "0", int),
+        "CRM_ERP_STUB_SEED": env.get("CRM_ERP_STUB_SEED", "1").strip().lower() not in ("0", "false", "no", "off"),
+    }
 
 
 def engine_options(url: str) -> dict[str, Any]:

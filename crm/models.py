@@ -1,7 +1,20 @@
 """Import every feature's models so the metadata (and Alembic) sees all tables."""
 
-from crm.audit.models import AuditRecord  # noqa: F401
+from crm.audit.models import AuditRecord, AuditVerification  # noqa: F401
 from crm.auth.models import ApiToken, LoginAttempt, User, WebSession  # noqa: F401
+from crm.callcentre.models import AdverseEventCase, Contact, MedicalInquiry  # noqa: F401
+from crm.campaigns.models import Audience, Campaign, CampaignMessage, EmailEvent, EmailTemplate  # noqa: F401
+from crm.consent.models import ConsentEvent, ConsentReview, ConsentState, ConsentToken, Notice  # noqa: F401
+from crm.events.models import (  # noqa: F401
+    Attendance,
+    DisclosureConsent,
+    Event,
+    Invitation,
+    Registration,
+    TransferCap,
+    TransferOfValue,
+)
+from crm.guardrails.models import GuardrailRule  # noqa: F401
 from crm.hcps.models import (  # noqa: F401
     HCO,
     HCP,
@@ -11,6 +24,10 @@ from crm.hcps.models import (  # noqa: F401
     Territory,
     UserTerritoryAssignment,
 )
+from crm.integrations.erp.models import ErpStubOrder, ErpStubProduct, ErpStubStock  # noqa: F401
+from crm.integrations.eventplatform.models import UnmatchedAttendanceRow  # noqa: F401
+from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError, ImportRun  # noqa: F401
+from crm.orders.models import Order, OrderAttempt, OrderEvent, OrderLine, OrderOutbox  # noqa: F401
 from crm.products.models import Product  # noqa: F401
 from crm.timeline.models import Interaction, InteractionParticipant, InteractionProduct, SensitiveRead  # noqa: F401
 from crm.visits.models import Visit, VisitAttendee, VisitSample  # noqa: F401

@@ -36,3 +36,29 @@ hcp_changed = _signals.signal(
     :param changed: the set of changed field names
     """,
 )
+
+consent_changed = _signals.signal(
+    "consent-changed",
+    doc="""Sent by ``crm.consent.services`` after a ledger event is appended and the state rebuilt.
+
+    :param sender: the ``ConsentEvent``
+    :param session: the SQLAlchemy session (its transaction is still open)
+    :param actor: the ``User`` who captured it, or ``None`` (the HCP via a link, an outside system)
+    """,
+)
+
+consent_confirmation_requested = _signals.signal(
+    "consent-confirmation-requested",
+    doc="""Sent by ``crm.consent.services.grant_consent`` when a double opt-in is needed: a confirmation
+    mail (no advertising) must reach the HCP, after the commit. The email adapter listens.
+
+    :param sender: the ``requested`` ``ConsentEvent``
+    :param session: the SQLAlchemy session (mail is handed over with ``crm.db.on_commit``)
+    :param to: the HCP's email address
+    :param name: the HCP's name for the greeting
+    :param confirm_url: the signed single-use confirmation link
+    :param preferences_url: the HCP's preference-centre link
+    :param channel: the consent channel being confirmed
+    :param purpose: the consent purpose being confirmed
+    """,
+)

@@ -83,6 +83,12 @@ def make_app(url: str, **extra: Any) -> Flask:
         "CRM_BLIND_INDEX_KEY": "test-blind-index-key",
         "SECRET_KEY": "test-secret",
         "CRM_OUTBOX_DIR": str(_TMP / "outbox"),
+        # cheap argon2 in tests only; production uses argon2-cffi's defaults
+        "CRM_ARGON2_TIME_COST": 1,
+        "CRM_ARGON2_MEMORY_KIB": 1024,
+        # The ERP stub answers without waiting in tests (issue 6).
+        "CRM_ERP_STUB_ACCEPT_AFTER_SECONDS": 0,
+        "CRM_ERP_STUB_SHIP_AFTER_SECONDS": 0,
     }
     config.update(extra)
     application = create_app(config)
@@ -226,6 +232,9 @@ class ApiClient:
 
     def patch(self, url: str, json: Any = None, **kw: Any) -> Any:
         return self.client.patch(url, json=json, headers=self._h(kw.pop("headers", None)), **kw)
+
+    def put(self, url: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.put(url, json=json, headers=self._h(kw.pop("headers", None)), **kw)
 
     def delete(self, url: str, **kw: Any) -> Any:
         return self.client.delete(url, headers=self._h(kw.pop("headers", None)), **kw)

@@ -20,13 +20,14 @@ def test_development_generates_keys_once_and_reuses_them(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("missing", ["CRM_SECRET_KEY", "CRM_ENCRYPTION_KEYS", "CRM_BLIND_INDEX_KEY",
-                                     "CRM_DATABASE_URL"])
+                                     "CRM_DATABASE_URL", "CRM_PUBLIC_URL"])
 def test_production_refuses_a_missing_secret_with_one_line(missing, tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
     from cryptography.fernet import Fernet
 
     env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x"}
+           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
+           "CRM_PUBLIC_URL": "https://crm.pharma.example"}
     del env[missing]
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
@@ -52,7 +53,7 @@ def test_max_body_and_secure_cookies_in_production(tmp_path, monkeypatch):
 
     env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
            "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
-           "CRM_MAX_BODY_MB": "2"}
+           "CRM_MAX_BODY_MB": "2", "CRM_PUBLIC_URL": "https://crm.pharma.example"}
     cfg = Settings.from_env(env).flask_config()
     assert cfg["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024
     assert cfg["SESSION_COOKIE_SECURE"] is True and cfg["SESSION_COOKIE_HTTPONLY"] is True
@@ -87,3 +88,17 @@ def test_password_hashes_use_full_argon2_cost_unless_configured(app):
         # hashes carry their own parameters: a strong hash verifies under the cheap test setting too
         assert verify_password(strong, "a long enough password")
         assert not verify_password(strong, "a long enough passwordX")
+
+
+def test_consent_settings_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    cfg = Settings.from_env({"CRM_DOUBLE_OPT_IN": "false", "CRM_CONSENT_VALIDITY_MONTHS": "12",
+                             "CRM_PUBLIC_URL": "https://crm.example/"}).flask_config()
+    assert cfg["CRM_DOUBLE_OPT_IN"] is False
+    assert cfg["CRM_CONSENT_VALIDITY_MONTHS"]["promotional"] == 12
+    assert cfg["CRM_PUBLIC_URL"] == "https://crm.example"
+    assert Settings.from_env({}).flask_config()["CRM_DOUBLE_OPT_IN"] is True
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CRM_DOUBLE_OPT_IN": "maybe"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CRM_CONSENT_VALIDITY_MONTHS": "0"})

@@ -12,6 +12,7 @@ def test_invalid_npis():
     assert "10 digits" in npi_problem("123456789")
     assert npi_problem("12345abc93") == "must be 10 digits"
     assert npi_problem("") == "is required"
+    assert npi_problem("１２３４５６７８９３") == "must be 10 digits"
 
 
 def test_make_npi_is_valid():

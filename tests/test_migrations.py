@@ -32,6 +32,18 @@ def test_upgrade_empty_database_to_head_and_models_agree():
         assert diff == [], f"models and migrations disagree: {diff}"
         tables = set(inspect(db.engine).get_table_names())
         assert {"hcps", "interactions", "interaction_participants", "visits", "audit_records"} <= tables
+        # the consent ledger is append-only in a migrated database too, not only under create_all
+        with db.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                triggers = set(conn.execute(text(
+                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+                    "AND tgrelid = 'consent_events'::regclass")).scalars())
+                assert {"consent_events_no_update_delete", "consent_events_no_truncate"} <= triggers
+            else:
+                triggers = set(conn.execute(text(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'consent_events'"
+                )).scalars())
+                assert {"consent_events_no_update", "consent_events_no_delete"} <= triggers
         # and they go back down cleanly
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}

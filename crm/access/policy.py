@@ -153,6 +153,24 @@ WRITE_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "product.manage": (frozenset({"admin"}), frozenset()),
     "audit.read": (frozenset({"compliance", "admin"}), frozenset()),
     "sensitive_log.read": (frozenset({"compliance", "admin"}), frozenset()),
+    "notice.manage": (frozenset({"admin"}), frozenset()),
+    "consent.report": (frozenset({"compliance", "admin"}), frozenset()),
+    "hcp.erase": (frozenset({"admin"}), frozenset()),
+    # events and the call centre (issue 5)
+    "transfer.write": (frozenset({"marketer", "medical"}), frozenset()),
+    "transfer_cap.manage": (frozenset({"admin"}), frozenset()),
+    "transparency_report.read": (frozenset({"compliance", "admin"}), frozenset()),
+    "medical_inquiry.answer": (frozenset({"medical"}), frozenset()),
+    "adverse_event.open": (frozenset({"call_centre", "medical"}), frozenset()),
+    "adverse_event.close": (frozenset({"call_centre", "medical"}), frozenset()),
+    "adverse_event.queue": (frozenset({"medical", "compliance", "call_centre", "admin"}), frozenset()),
+    "medical_inquiry.queue": (frozenset({"medical", "compliance", "call_centre", "admin"}), frozenset()),
+    "guardrail.manage": (frozenset({"compliance"}), frozenset()),
+    # orders (issue 6): re-arming an ERP outbox message that failed
+    "erp_outbox.manage": (frozenset({"admin"}), frozenset()),
+    # master data (issue 7): imports, duplicate review, data-subject exports
+    "masterdata.import": (frozenset({"admin"}), frozenset()),
+    "hcp.export": (frozenset({"admin", "compliance"}), frozenset()),
 }
 
 
@@ -174,6 +192,30 @@ def write_decision(viewer: Viewer, action: str, hcp_territory_ids: Iterable[int 
 def require_write(viewer: Viewer, action: str, hcp_territory_ids: Iterable[int | None] = ()) -> Decision:
     """``write_decision`` that raises ``Forbidden`` (403, rule in the body) when refused."""
     decision = write_decision(viewer, action, hcp_territory_ids)
+    if not decision.allowed:
+        raise Forbidden(decision.reason, rule=decision.rule)
+    return decision
+
+
+def owner_decision(
+    viewer: Viewer, owner_id: int | None, action: str, delegate_roles: frozenset[str] = frozenset()
+) -> Decision:
+    """May ``viewer`` do ``action`` on a record owned by ``owner_id`` (a draft, a submitted visit)?
+
+    The owner may; so may ``delegate_roles`` (e.g. Medical Affairs amending a medical visit).
+    """
+    if owner_id is not None and viewer.user_id == owner_id:
+        return Decision(True, f"{action}:owner-allowed", "You own this record")
+    if viewer.role in delegate_roles:
+        return Decision(True, f"{action}:{viewer.role}", f"{ROLE_LABELS[viewer.role]} may do {action}")
+    return Decision(False, f"{action}:owner", f"Only the owner may do {action}")
+
+
+def require_owner(
+    viewer: Viewer, owner_id: int | None, action: str, delegate_roles: frozenset[str] = frozenset()
+) -> Decision:
+    """``owner_decision`` that raises ``Forbidden`` (403, rule in the body) when refused."""
+    decision = owner_decision(viewer, owner_id, action, delegate_roles)
     if not decision.allowed:
         raise Forbidden(decision.reason, rule=decision.rule)
     return decision

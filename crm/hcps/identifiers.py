@@ -31,7 +31,7 @@ def npi_problem(value: str | None) -> str | None:
     """Why ``value`` is not a valid NPI, or None when it is."""
     if value is None or value == "":
         return "is required"
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "１２３" (full-width) is digits to Python, not to CMS
         return "must be 10 digits"
     if len(value) != 10:
         return f"must be 10 digits (got {len(value)})"

@@ -45,6 +45,11 @@ class HCP(TimestampMixin, Base):
     territory_id: Mapped[int | None] = mapped_column(ForeignKey("territories.id"))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("hcps.id"))
     tags: Mapped[str | None] = mapped_column(String(500))  # comma-separated segment tags
+    # Deliverability of the email contact point (issue 4): ``invalid`` after a hard bounce reported by the
+    # email platform, with the reason and when; a new address is ``valid`` again.
+    email_status: Mapped[str] = mapped_column(String(10), nullable=False, default="valid", server_default="valid")
+    email_status_reason: Mapped[str | None] = mapped_column(String(300))
+    email_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 
     territory: Mapped[Territory | None] = relationship(lazy="joined")

@@ -281,6 +281,8 @@ def update_hcp(
         with session.begin_nested():
             for key, value in values.items():
                 setattr(hcp, key, value)
+            if email_bidx != hcp.email_bidx:  # a new address has not bounced (yet)
+                hcp.email_status, hcp.email_status_reason, hcp.email_status_at = "valid", None, None
             hcp.email_bidx = email_bidx
             hcp.tags = tags
             hcp.territory = new_territory
@@ -426,6 +428,25 @@ def _snapshot(hcp: HCP) -> dict[str, Any]:
         "status": hcp.status, "territory": hcp.territory.code if hcp.territory is not None else None,
         "identifiers": _identifiers(hcp), "tags": split_tags(hcp.tags),
     }
+
+
+def mark_emails_invalid(session: Session, actor: Any, reasons: dict[int, tuple[str, Any]]) -> int:
+    """Mark the email contact point of each HCP in ``reasons`` (``{hcp_id: (reason, at)}``) invalid, as the
+    email platform reported a hard bounce; one query for the HCPs, one audit record per HCP changed.
+    Erased HCPs and addresses already marked are left alone. Returns how many HCPs changed."""
+    if not reasons:
+        return 0
+    changed = 0
+    for hcp in session.scalars(select(HCP).where(HCP.id.in_(list(reasons))).order_by(HCP.id)):
+        reason, at = reasons[hcp.id]
+        if hcp.status == "erased" or not hcp.email or hcp.email_status == "invalid":
+            continue
+        hcp.email_status, hcp.email_status_reason, hcp.email_status_at = "invalid", reason[:300], at
+        changed += 1
+        session.flush()
+        audit.record(session, actor, "hcp.email_invalid", "hcp", hcp.id,
+                     audit.diff({"email_status": "valid"}, {"email_status": "invalid", "reason": reason[:300]}))
+    return changed
 
 
 # -- HCOs (read-only here) -----------------------------------------------------------------------

@@ -5,16 +5,18 @@ Reading (the per-HCP timeline, the feed, the contact-fatigue strip) lives in ``c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from crm import signals
 from crm.audit import services as audit
+from crm.db import insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.timeline.models import (
@@ -121,3 +123,87 @@ def record_interaction(
         )
     signals.interaction_recorded.send(item, actor=actor, created=True)
     return item, True
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One single-HCP item for ``record_interactions`` (standard sensitivity, never a correction)."""
+
+    hcp_id: int
+    occurred_at: datetime
+    kind: str
+    external_id: str
+    summary: str = ""
+    safe_summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    products: tuple[str, ...] = ()
+    owner_id: int | None = None
+    owner_role: str = "system"
+
+
+def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, channel: str,
+                        source: str) -> dict[str, int]:
+    """``record_interaction`` for a batch of facts from one source (a webhook batch, a campaign send) in a
+    constant number of statements. Returns ``{external_id: interaction_id}`` for every fact.
+
+    The same rules: channel, source and kind are checked, times must be aware, the HCPs must exist, and
+    the write is idempotent on ``(source, external_id)``: facts already recorded are returned as they
+    are, and a concurrent writer of the same facts is settled by the unique constraint (the loser's
+    insert does nothing and it reads the winner's ids). Every new item is announced with
+    ``interaction_recorded``. No audit record per item: the caller audits the batch.
+    """
+    if channel not in CHANNELS:
+        raise Invalid(errors={"channel": [f"must be one of {', '.join(CHANNELS)}"]})
+    if source not in SOURCES:
+        raise Invalid(errors={"source": [f"must be one of {', '.join(SOURCES)}"]})
+    unique: dict[str, Fact] = {}
+    for fact in facts:
+        if fact.occurred_at.tzinfo is None:
+            raise Invalid(errors={"occurred_at": ["Naive datetime refused: include an offset or Z."]})
+        if not fact.kind.startswith(f"{channel}."):
+            raise Invalid(errors={"kind": [f"must start with '{channel}.'"]})
+        unique.setdefault(fact.external_id, fact)
+    if not unique:
+        return {}
+    table = Interaction.__table__
+    ids: dict[str, int] = {}
+    keys = list(unique)
+    for start in range(0, len(keys), 500):
+        ids.update(session.execute(select(table.c.external_id, table.c.id).where(
+            table.c.source == source, table.c.external_id.in_(keys[start:start + 500]))).all())
+    new = [f for key, f in unique.items() if key not in ids]
+    if not new:
+        return ids
+    hcp_ids = {f.hcp_id for f in new}
+    found = session.scalar(select(func.count()).select_from(HCP).where(HCP.id.in_(hcp_ids))) or 0
+    if found != len(hcp_ids):
+        raise NotFound("One or more HCPs do not exist.")
+    now = utcnow()
+    rows = [{"occurred_at": f.occurred_at, "recorded_at": now, "channel": channel, "kind": f.kind, "source": source,
+             "external_id": f.external_id, "summary": f.summary,
+             "safe_summary": f.safe_summary or f.kind.replace(".", " ").replace("_", " "), "details": f.details,
+             "sensitivity": "standard", "owner_id": f.owner_id, "owner_role": f.owner_role,
+             "supersedes_id": None, "superseded_by_id": None, "consent_gap": False} for f in new]
+    inserted = dict(insert_ignoring_conflicts(session, table, rows, ["source", "external_id"],
+                                              ["external_id", "id"]))
+    lost = [f.external_id for f in new if f.external_id not in inserted]
+    if lost:  # a concurrent writer recorded these first: theirs stand
+        ids.update(session.execute(select(table.c.external_id, table.c.id).where(
+            table.c.source == source, table.c.external_id.in_(lost))).all())
+    ids.update(inserted)
+    created = [f for f in new if f.external_id in inserted]
+    insert_ignoring_conflicts(
+        session, InteractionParticipant.__table__,
+        [{"interaction_id": inserted[f.external_id], "hcp_id": f.hcp_id, "occurred_at": f.occurred_at}
+         for f in created], ["interaction_id", "hcp_id"], ["interaction_id"])
+    insert_ignoring_conflicts(
+        session, InteractionProduct.__table__,
+        [{"interaction_id": inserted[f.external_id], "sku": sku} for f in created for sku in dict.fromkeys(f.products)],
+        ["interaction_id", "sku"], ["interaction_id"])
+    if signals.interaction_recorded.receivers:
+        # Listeners get the items as session-bound objects: one read for the batch (participants in a
+        # second; products and owner only if a listener asks).
+        for item in session.scalars(select(Interaction).where(Interaction.id.in_(list(inserted.values())))
+                                    .options(lazyload(Interaction.products), lazyload(Interaction.owner))):
+            signals.interaction_recorded.send(item, actor=actor, created=True)
+    return ids

@@ -1,0 +1,35 @@
+"""`crm demo` loads a realistic data set through the services, and a second run adds nothing."""
+
+from sqlalchemy import func, select
+
+from crm.auth.models import User
+from crm.hcps.models import HCP
+from crm.timeline.models import Interaction
+from crm.visits.models import Visit
+
+
+def _counts(db):
+    return {m.__name__: db.scalar(select(func.count()).select_from(m)) for m in (User, HCP, Visit, Interaction)}
+
+
+def test_demo_is_complete_and_idempotent(runner, db):
+    result = runner.invoke(args=["crm", "demo", "--hcps", "90"])
+    assert result.exit_code == 0, result.output
+    assert "rep.north@demo.example" in result.output and "field_rep-demo-2026" in result.output
+    first = _counts(db)
+    assert first["User"] == 7 and first["HCP"] == 90 and first["Visit"] > 90
+    channels = set(db.scalars(select(Interaction.channel).distinct()))
+    assert {"visit", "consent", "event", "call_centre", "order", "email"} <= channels
+    sensitivities = set(db.scalars(select(Interaction.sensitivity).distinct()))
+    assert {"standard", "medical", "pv"} <= sensitivities
+    again = runner.invoke(args=["crm", "demo", "--hcps", "90"])
+    assert again.exit_code == 0, again.output
+    assert _counts(db) == first
+
+
+def test_demo_logins_work(runner, db, client):
+    assert runner.invoke(args=["crm", "demo", "--hcps", "12"]).exit_code == 0
+    for email, password in [("rep.north@demo.example", "field_rep-demo-2026"),
+                            ("compliance@demo.example", "compliance-demo-2026")]:
+        resp = client.post("/api/v1/auth/token", json={"email": email, "password": password})
+        assert resp.status_code == 201
