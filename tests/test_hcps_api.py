@@ -392,3 +392,20 @@ def test_create_and_update_send_hcp_changed(api, world):
         admin.patch(f"/api/v1/hcps/{out['id']}", json={"version": 2, "city": "Boston"})  # no change: no signal
     assert [(s[0], s[1]) for s in seen] == [(out["id"], world["admin"].id)] * 2
     assert {"last_name", "email", "identifiers"} <= seen[0][2] and seen[1][2] == {"city"}
+
+
+def test_a_bounced_address_is_shown_as_invalid_on_the_api_and_the_page(api, client, auth, factory, db):
+    from crm.db import utcnow
+    from crm.hcps.services import mark_emails_invalid
+
+    territory = factory.territory()
+    hcp = factory.hcp(territory=territory)
+    marketer = factory.user("marketer")
+    body = api(marketer).get(f"/api/v1/hcps/{hcp.id}").get_json()
+    assert body["email_status"]["status"] == "valid"
+    assert mark_emails_invalid(db, None, {hcp.id: ("550 5.1.1 mailbox unavailable", utcnow())}) == 1
+    body = api(marketer).get(f"/api/v1/hcps/{hcp.id}").get_json()
+    assert body["email_status"]["status"] == "invalid"
+    assert body["email_status"]["since"].endswith("Z")
+    auth.login(marketer)
+    assert "invalid since" in client.get(f"/hcps/{hcp.id}").get_data(as_text=True)

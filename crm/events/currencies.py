@@ -1,6 +1,6 @@
 """ISO 4217 currencies a payment can be made in, with their minor units.
 
-Fund codes, precious metals and testing codes (XAU, XDR, XTS, XXX, BOV, USN ...) are not currencies a
+Fund codes, precious metals and testing codes (XAU, XDR, XTS, BOV, USN and the "no currency" code) are not currencies a
 meal or a fee is paid in, so they are left out and refused like an unknown code.
 """
 

@@ -124,6 +124,12 @@ class AffiliationOutSchema(Schema):
     role = fields.String(allow_none=True)
 
 
+class EmailStatusSchema(Schema):
+    status = fields.String(metadata={"description": "valid, or invalid after a hard bounce or drop"})
+    reason = fields.String(allow_none=True)
+    since = fields.String(allow_none=True)
+
+
 class HCPOutSchema(Schema):
     id = fields.Integer()
     first_name = fields.String()
@@ -138,6 +144,7 @@ class HCPOutSchema(Schema):
     phone = fields.String(allow_none=True, metadata={"description": "Clear or masked per contact_data"})
     address_line = fields.String(allow_none=True, metadata={"description": "Clear or masked per contact_data"})
     contact_data = fields.Nested(ContactDataSchema)
+    email_status = fields.Nested(EmailStatusSchema)
     city = fields.String(allow_none=True)
     postal_code = fields.String(allow_none=True)
     state = fields.String(allow_none=True)

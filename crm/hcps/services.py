@@ -160,6 +160,9 @@ def _public(viewer: Viewer, hcp: HCP, affiliations: list[dict[str, Any]]) -> dic
         "phone": hcp.phone if clear else mask_phone(hcp.phone),
         "address_line": hcp.address_line if clear else mask_address(hcp.address_line),
         "contact_data": {"visible": clear, "rule": contact.rule, "reason": contact.reason},
+        # a bounced address is not contact data: everyone may know not to use it (the reason is the platform's)
+        "email_status": {"status": hcp.email_status, "reason": hcp.email_status_reason,
+                         "since": iso_z(hcp.email_status_at)},
         "city": hcp.city,
         "postal_code": hcp.postal_code,
         "state": hcp.state,
