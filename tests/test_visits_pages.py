@@ -191,3 +191,67 @@ def test_from_a_submitted_visit_the_rep_takes_an_order_or_captures_consent(clien
     auth.logout()
     auth.login(w.rep2)
     assert "Take an order in this visit" not in client.get(f"/visits/{visit.id}").get_data(as_text=True)
+
+
+def _notice(db):
+    from crm.consent.services import activate_notice, create_notice
+
+    return activate_notice(db, None, create_notice(db, None, language="en", title="How we contact you",
+                                                   text="We would like to contact you."))
+
+
+def test_consent_given_in_the_visit_is_on_the_ledger_with_the_signature(client, auth, w, db):
+    from crm.consent.models import ConsentEvent
+    from crm.consent.services import can_contact, read_evidence
+
+    notice = _notice(db)
+    auth.login(w.rep)
+    page = client.get(f"/visits/new?hcp_id={w.hcp.id}").get_data(as_text=True)
+    assert "Consent in this visit" in page and notice.version in page
+    token = auth.csrf_token(f"/visits/new?hcp_id={w.hcp.id}")
+    data = form(token, w.hcp.id, action="submit", consent_grant=["visit:promotional"], consent_signature=SIGNATURE)
+    assert client.post("/visits/new", data=data).status_code == 302
+    visit = db.query(Visit).one()
+    event = db.query(ConsentEvent).filter_by(hcp_id=w.hcp.id, channel="visit").one()
+    assert (event.event_type, event.source, event.notice_version) == ("granted", "visit", notice.version)
+    assert event.occurred_at == visit.occurred_at and read_evidence(event)["signature"] == SIGNATURE
+    assert can_contact(db, w.hcp.id, "visit", "promotional", at=visit.occurred_at).allowed
+    # the visit was allowed: the consent given in it counts
+    assert db.get(Interaction, visit.interaction_id).consent_gap is False
+
+
+def test_consent_without_the_signature_is_refused_and_nothing_is_saved(client, auth, w, db):
+    from crm.consent.models import ConsentEvent
+
+    _notice(db)
+    auth.login(w.rep)
+    token = auth.csrf_token(f"/visits/new?hcp_id={w.hcp.id}")
+    resp = client.post("/visits/new", data=form(token, w.hcp.id, action="submit", consent_grant=["visit:promotional"]))
+    assert resp.status_code == 422
+    assert "must sign the notice" in resp.get_data(as_text=True)
+    assert db.query(Visit).count() == 0 and db.query(ConsentEvent).count() == 0
+
+
+def test_withdrawal_in_a_visit_needs_no_evidence_and_follows_the_visit(client, auth, w, db):
+    from crm.consent.models import ConsentEvent
+
+    _notice(db)
+    auth.login(w.rep)
+    token = auth.csrf_token(f"/visits/new?hcp_id={w.hcp.id}")
+    resp = client.post("/visits/new", data=form(token, w.hcp.id, action="submit",
+                                                consent_withdraw=["email:promotional"]))
+    assert resp.status_code == 302
+    visit = db.query(Visit).one()
+    event = db.query(ConsentEvent).filter_by(hcp_id=w.hcp.id).one()
+    assert (event.event_type, event.channel, event.purpose, event.source) == (
+        "withdrawn", "email", "promotional", "visit")
+    assert event.occurred_at > visit.occurred_at
+
+
+def test_the_consent_section_is_for_reps_with_an_active_notice(client, auth, w, db):
+    auth.login(w.rep)
+    assert "Consent in this visit" not in client.get(f"/visits/new?hcp_id={w.hcp.id}").get_data(as_text=True)
+    _notice(db)
+    auth.logout()
+    auth.login(w.medical)
+    assert "Consent in this visit" not in client.get(f"/visits/new?hcp_id={w.hcp.id}").get_data(as_text=True)

@@ -8,6 +8,7 @@ right) or the offset the user picked; with neither, the page says so and keeps w
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -197,7 +198,15 @@ def _render(state: FormState, visit: Visit | None, errors: dict[str, list[str]],
     return render_template(
         "visits/form.html", state=state, visit=visit, errors=errors, products=products, extra_products=extra,
         hcp=hcp, label=field_label, tz_offsets=[(m, offset_label(m)) for m in TZ_OFFSETS],
+        consent_pairs=VISIT_CONSENT_PAIRS, notice=_notice_for_form(),
+        consent_grant=request.form.getlist("consent_grant"), consent_withdraw=request.form.getlist("consent_withdraw"),
     ), status
+
+
+def _notice_for_form() -> Any:
+    from crm.consent.services import active_notice
+
+    return active_notice(db.session, "en") if actor().role == "field_rep" else None
 
 
 def _save(state: FormState, visit: Visit | None) -> Any:
@@ -221,7 +230,10 @@ def _save(state: FormState, visit: Visit | None) -> Any:
             services.update_visit(db.session, actor(), viewer(), visit, data,
                                   expected_version=int(version) if version.isdigit() else None)
         if submitting:
+            # grants first, so the visit is judged with the consent the HCP gave in it
+            withdrawals = _record_visit_consents(visit)
             services.submit_visit(db.session, actor(), viewer(), visit)
+            withdrawals()
     except Invalid as exc:
         # A draft created in this request is rolled back with it: show the "new" form again.
         return _render(state, None if creating else visit, exc.errors or {"_schema": [exc.detail]}, 422)
@@ -230,6 +242,52 @@ def _save(state: FormState, visit: Visit | None) -> Any:
         return redirect(url_for("timeline_pages.hcp", hcp_id=visit.hcp_id))
     flash("Draft saved.")
     return redirect(url_for("visits_pages.edit", visit_id=visit.id))
+
+
+# The (channel, purpose) pairs a rep can capture or withdraw in a visit, in the order the form shows them.
+VISIT_CONSENT_PAIRS = [("visit", "promotional"), ("remote_meeting", "promotional"), ("email", "promotional"),
+                       ("email", "events"), ("email", "medical_information"), ("phone", "promotional")]
+
+
+def _pairs(field: str) -> list[tuple[str, str]]:
+    chosen = set(request.form.getlist(field))
+    return [pair for pair in VISIT_CONSENT_PAIRS if f"{pair[0]}:{pair[1]}" in chosen]
+
+
+def _record_visit_consents(visit: Visit) -> Callable[[], None]:
+    """Consent captured in the visit (SPEC section 7: "one tap in a visit"): grants need the HCP's signature
+    on the active notice; withdrawals never need evidence. Same transaction as the visit; source `visit`.
+
+    Grants are recorded now, at the visit's instant. Withdrawals are returned as a step to run after the
+    visit is submitted, dated at the visit's end: the contact began with the consent it had.
+    """
+    from crm.consent.services import active_notice, grant_consent, withdraw_consent
+
+    grants, withdrawals = _pairs("consent_grant"), _pairs("consent_withdraw")
+    if not grants and not withdrawals:
+        return lambda: None
+    both = set(grants) & set(withdrawals)
+    if both:
+        raise Invalid(errors={"consent": ["a pair cannot be granted and withdrawn in the same visit"]})
+    hcp = visit.hcp
+    signature = request.form.get("consent_signature", "").strip()
+    if grants:
+        notice = active_notice(db.session, "en")
+        if notice is None:
+            raise Invalid(errors={"consent": ["no consent notice is active; ask an administrator"]})
+        if not signature:
+            raise Invalid(errors={"consent_signature": ["the HCP must sign the notice to give consent"]})
+        for channel, purpose in grants:
+            grant_consent(db.session, actor(), hcp, channel, purpose, "visit", notice_version=notice.version,
+                          evidence={"signature": signature}, occurred_at=visit.occurred_at)
+    ended = min(utcnow(), visit.occurred_at + timedelta(minutes=visit.duration_minutes or 0, seconds=1))
+
+    def withdraw() -> None:
+        for channel, purpose in withdrawals:
+            withdraw_consent(db.session, actor(), hcp, channel, purpose, "visit",
+                             evidence={"signature": signature} if signature else None, occurred_at=ended)
+
+    return withdraw
 
 
 @bp.route("/visits/new", methods=["GET", "POST"])
