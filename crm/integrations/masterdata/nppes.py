@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from itertools import chain
 from typing import BinaryIO
 
 from crm.errors import DomainError
@@ -82,9 +83,11 @@ _PHONE = re.compile(r"^[0-9 ()./-]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A row needs a closer look only when a checked value holds a control character or a "#", or
 # starts with one of these (the fields are joined with \x1f, itself a control character, so the
-# join is searched for "#" and the other controls only).
+# join is searched for "#" and the other controls only; _SUSPECT_START finds the rows where a value
+# may start with one of these, which are then checked value by value).
 _SUSPECT = re.compile(r"[\x00-\x1e\x7f#]")
 _SUSPECT_FIRST = frozenset("=+-@\t'")
+_SUSPECT_START = re.compile(r"(?:^|\x1f)[=+\-@\t']")
 
 
 Reject = Callable[[str, str, "str | None"], None]  # (column, reason, offending value)
@@ -163,21 +166,21 @@ class NppesReader:
         if start_offset <= self.header.end_offset:
             start_offset, start_row, start_line = self.header.end_offset, 0, self.header.end_line
         stream = _LineStream(self.fh, start_offset, start_line)
-        reader = csv.reader(stream.lines(), strict=True)
+        lines = stream.lines()
         width = len(self.header.columns)
         row_number = start_row
-        while True:
-            first_line = stream.line + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                row_number += 1
-                raw = stream.take()
-                yield SourceRow(row_number, first_line, stream.offset, raw,
-                                error=Problem("_row", f"not valid CSV: {exc}"))
-                continue
+        for line in lines:
+            first_line = stream.line
+            fields = quoted_line_fields(line)
+            if fields is None:  # anything else is read by the csv module, from this line to the row's end
+                try:
+                    fields = next(csv.reader(chain((line,), lines), strict=True))
+                except csv.Error as exc:
+                    row_number += 1
+                    raw = stream.take()
+                    yield SourceRow(row_number, first_line, stream.offset, raw,
+                                    error=Problem("_row", f"not valid CSV: {exc}"))
+                    continue
             raw = stream.take()
             bad_encoding = stream.bad_encoding
             stream.bad_encoding = False
@@ -190,6 +193,26 @@ class NppesReader:
             elif len(fields) != width:
                 row.error = Problem("_row", f"has {len(fields)} columns; the header has {width}")
             yield row
+
+
+def quoted_line_fields(line: str) -> list[str] | None:
+    """The fields of a line as NPPES writes it (every field quoted, none holding a quote or a line
+    break), split without the csv module; None for any other line.
+
+    Exact: when the line's only quotes are its first and last and those of the ``","`` separators,
+    no field holds a quote, so the separators are exactly where the csv module would split (a line
+    longer than the csv module's field size limit is left to it, to refuse the same way).
+    """
+    text = line[:-1] if line.endswith("\n") else line
+    if text.endswith("\r"):
+        text = text[:-1]
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"' or len(text) > csv.field_size_limit():
+        return None
+    inner = text[1:-1]
+    separators = inner.count('","')
+    if text.count('"') != 2 * separators + 2:
+        return None
+    return inner.split('","')
 
 
 class _LineStream:
@@ -300,6 +323,8 @@ class RowValidator:
                  (C_POSTAL, self.i_postal), (C_PHONE, self.i_phone), (C_COUNTRY, self.i_country))
         self.text_hcp = ((C_FIRST, self.i_first), (C_LAST, self.i_last), *place)
         self.text_hco = ((C_ORG, self.i_org), *place)
+        self.limits_hcp = tuple(MAX_LENGTH.get(c, 1000) for c, _i in self.text_hcp)
+        self.limits_hco = tuple(MAX_LENGTH.get(c, 1000) for c, _i in self.text_hco)
 
     def validate(self, fields: list[str]) -> tuple[HcpRecord | HcoRecord | Deactivation | None, list[Problem]]:
         problems: list[Problem] = []
@@ -326,15 +351,16 @@ class RowValidator:
                 reject(C_ENTITY, "is empty, and the NPI is not deactivated.", entity)
             return (None if problems else Deactivation(npi)), problems
 
-        checked = self.text_hcp if entity == "1" else self.text_hco
+        checked, limits = (self.text_hcp, self.limits_hcp) if entity == "1" else (self.text_hco, self.limits_hco)
         values = [fields[i] for _c, i in checked]
-        if _SUSPECT.search("\x1f".join(values)) or any(v[:1] in _SUSPECT_FIRST for v in values if v):
+        joined = "\x1f".join(values)
+        if _SUSPECT.search(joined) or (_SUSPECT_START.search(joined)
+                                       and any(v[:1] in _SUSPECT_FIRST for v in values if v)):
             for (column, _i), value in zip(checked, values, strict=True):
                 why = text_problem(value)
                 if why:
                     reject(column, why, value)
-        for (column, _i), value in zip(checked, values, strict=True):
-            limit = MAX_LENGTH.get(column, 1000)
+        for (column, _i), value, limit in zip(checked, values, limits, strict=True):
             if len(value) > limit:
                 reject(column, f"is {len(value)} characters; the CRM keeps at most {limit} (not cut)", value)
         for column, i in checked[: 2 if entity == "1" else 1]:
