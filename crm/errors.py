@@ -78,7 +78,7 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
 
-def _flatten(messages: Any) -> dict[str, list[str]]:
+def flatten_messages(messages: Any) -> dict[str, list[str]]:
     """marshmallow nests messages for nested schemas; keep field paths readable (``samples.0.sku``)."""
     out: dict[str, list[str]] = {}
 
@@ -110,7 +110,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(SchemaValidationError)
     def _schema(err: SchemaValidationError):
-        errors = _flatten(err.messages)
+        errors = flatten_messages(err.messages)
         if _wants_json():
             return problem(422, "Unprocessable content", "The request has invalid fields.", errors=errors)
         detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items())

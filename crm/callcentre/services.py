@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crm.access.policy import LOGGED_SENSITIVITIES, Level, Viewer, item_decision, require_write
+from crm.access.policy import Level, Viewer, item_decision, require_write
 from crm.audit import services as audit
 from crm.callcentre.models import (
     AE_DUE_HOURS,
@@ -32,8 +32,8 @@ from crm.errors import Conflict, Invalid, NotFound
 from crm.guardrails import services as guardrails
 from crm.hcps.models import HCP
 from crm.schemas import decode_cursor, encode_cursor
-from crm.timeline.models import Interaction, SensitiveRead
-from crm.timeline.services import record_interaction
+from crm.timeline.models import Interaction
+from crm.timeline.services import log_sensitive_reads, record_interaction
 
 REASON_LABELS = {
     "product_information": "Product information",
@@ -442,15 +442,7 @@ def case_page(session: Session, status: str | None, overdue: bool | None, limit:
 
 def log_full_reads(session: Session, viewer: Viewer, rows: list[tuple[int | None, int, str]]) -> None:
     """Log full-level reads of `medical`/`pv` records (interaction id, HCP id, sensitivity) for compliance."""
-    now = utcnow()
-    values = [
-        {"viewer_id": viewer.user_id, "what": "interaction", "interaction_id": interaction_id, "hcp_id": hcp_id,
-         "sensitivity": sensitivity, "occurred_at": now}
-        for interaction_id, hcp_id, sensitivity in rows
-        if sensitivity in LOGGED_SENSITIVITIES and item_decision(viewer, sensitivity).level == Level.FULL
-    ]
-    if values:
-        session.execute(insert(SensitiveRead), values)
+    log_sensitive_reads(session, viewer, rows)
 
 
 def _visibility(viewer: Viewer, sensitivity: str) -> tuple[bool, dict[str, Any]]:

@@ -6,8 +6,6 @@ each read of it is logged as a ``SensitiveRead`` (what ``consent_evidence``).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,29 +18,11 @@ from crm.auth.models import User
 from crm.consent.listeners import needed_consent
 from crm.consent.models import ConsentEvent, ConsentReview, ConsentState
 from crm.consent.services import PAIRS, ContactDecision, PairState, read_evidence
-from crm.db import iso_z, utcnow
+from crm.db import utcnow
 from crm.hcps.models import HCP, Territory
+from crm.reports import csv_safe, to_csv  # noqa: F401  (used by the consent views)
 from crm.schemas import decode_cursor, encode_cursor
 from crm.timeline.models import Interaction, SensitiveRead
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: Any) -> str:
-    """A CSV cell that spreadsheets will not execute: text starting like a formula gets a leading ``'``."""
-    if value is None:
-        return ""
-    text = iso_z(value) if isinstance(value, datetime) else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow([csv_safe(h) for h in header])
-    for row in rows:
-        writer.writerow([csv_safe(v) for v in row])
-    return buf.getvalue()
 
 
 def log_evidence_read(session: Session, viewer: Viewer, hcp_id: int) -> None:

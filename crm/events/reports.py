@@ -21,13 +21,13 @@ from sqlalchemy import extract, select
 from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, require_write
-from crm.consent.queries import to_csv
 from crm.db import utcnow
 from crm.events.currencies import minor_units
 from crm.events.models import Event, TransferOfValue
 from crm.events.services import named_disclosure
 from crm.hcps.models import HCP
 from crm.products.models import Product
+from crm.reports import to_csv
 
 OPEN_PAYMENTS_COLUMNS = (
     "Change_Type",

@@ -12,10 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, render_template
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from crm.access.policy import LOGGED_SENSITIVITIES, Level, Viewer, item_decision
+from crm.access.policy import LOGGED_SENSITIVITIES, Viewer
 from crm.audit import queries as audit_queries
 from crm.audit import services as audit_services
 from crm.auth.context import actor, page_auth, viewer
@@ -24,8 +24,9 @@ from crm.db import utcnow
 from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.navigation import url_if_known
-from crm.timeline.models import Interaction, SensitiveRead
+from crm.timeline.models import Interaction
 from crm.timeline.queries import TimelineFilters, feed_channel_counts, feed_page, serialize_item
+from crm.timeline.services import log_sensitive_reads
 from crm.visits.models import Visit
 from crm.visits.services import follow_ups_due
 
@@ -167,15 +168,5 @@ def _hcp_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
 
 def _log_full_reads(session: Session, who: Viewer, items: list[dict[str, Any]]) -> None:
     """A SensitiveRead row per (item, HCP) shown in full, as every timeline read does; one bulk insert."""
-    now = utcnow()
-    rows = [
-        {"viewer_id": who.user_id, "what": "interaction", "interaction_id": item["id"], "hcp_id": hcp_id,
-         "sensitivity": item["sensitivity"], "occurred_at": now}
-        for item in items
-        if item["sensitivity"] in LOGGED_SENSITIVITIES
-        and item_decision(who, item["sensitivity"]).level == Level.FULL
-        for hcp_id in item["hcp_ids"]
-    ]
-    if rows:
-        session.execute(insert(SensitiveRead), rows)
-
+    log_sensitive_reads(session, who, ((item["id"], hcp_id, item["sensitivity"])
+                                       for item in items for hcp_id in item["hcp_ids"]))

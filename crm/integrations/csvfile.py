@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from crm.errors import Invalid
+from crm.reports import FORMULA_START
 
 SEPARATORS = (",", ";", "\t", "|")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NOT_NAME = re.compile(r"[\s_\-.]+")
 
 

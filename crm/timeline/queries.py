@@ -28,19 +28,19 @@ from sqlalchemy import (
     cast,
     exists,
     func,
-    insert,
     or_,
     select,
 )
 from sqlalchemy.orm import Session, aliased
 
-from crm.access.policy import LOGGED_SENSITIVITIES, ROLE_LABELS, SEES_SUPERSEDED, Level, Viewer, item_decision
+from crm.access.policy import ROLE_LABELS, SEES_SUPERSEDED, Level, Viewer, item_decision
 from crm.auth.models import User
 from crm.db import iso_z, utcnow
 from crm.errors import NotFound
 from crm.hcps.models import HCP, Territory
 from crm.schemas import decode_cursor, encode_cursor
-from crm.timeline.models import CHANNELS, Interaction, InteractionParticipant, InteractionProduct, SensitiveRead
+from crm.timeline.models import CHANNELS, Interaction, InteractionParticipant, InteractionProduct
+from crm.timeline.services import log_sensitive_reads
 
 FATIGUE_WINDOWS = (30, 90)
 # Consent changes are timeline facts, but not contacts that tire an HCP.
@@ -138,17 +138,9 @@ def _serialize(viewer: Viewer, row: ItemRow) -> dict[str, Any]:
 
 
 def _log_sensitive_reads(session: Session, viewer: Viewer, reads: Iterable[tuple[ItemRow, Sequence[int]]]) -> None:
-    """One bulk insert for the page: a row per (item, HCP) read at full level that compliance tracks."""
-    now = utcnow()
-    rows = [
-        {"viewer_id": viewer.user_id, "what": "interaction", "interaction_id": item.id, "hcp_id": hcp_id,
-         "sensitivity": item.sensitivity, "occurred_at": now}
-        for item, hcp_ids in reads
-        if item.sensitivity in LOGGED_SENSITIVITIES and item_decision(viewer, item.sensitivity).level == Level.FULL
-        for hcp_id in hcp_ids
-    ]
-    if rows:
-        session.execute(insert(SensitiveRead), rows)
+    """A row per (item, HCP) read at full level that compliance tracks; one bulk insert for the page."""
+    log_sensitive_reads(session, viewer, ((item.id, hcp_id, item.sensitivity)
+                                          for item, hcp_ids in reads for hcp_id in hcp_ids))
 
 
 # A separator no sku or id contains, for the participants and skus aggregated into one column each.

@@ -207,3 +207,32 @@ def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, 
                                     .options(lazyload(Interaction.products), lazyload(Interaction.owner))):
             signals.interaction_recorded.send(item, actor=actor, created=True)
     return ids
+
+
+def log_sensitive_reads(
+    session: Session,
+    viewer: Any,
+    reads: Iterable[tuple[int | None, int | None, str]],
+    what: str = "interaction",
+) -> int:
+    """Log, for compliance, every read of a `medical`/`pv` record the viewer saw at full level (SPEC section 4).
+
+    ``reads`` are ``(interaction_id, hcp_id, sensitivity)``; standard records and records the viewer saw only at
+    existence level are not logged. One bulk insert, whatever the number. Returns how many rows were written.
+    """
+    from sqlalchemy import insert
+
+    from crm.access.policy import LOGGED_SENSITIVITIES, Level, item_decision
+    from crm.db import utcnow
+    from crm.timeline.models import SensitiveRead
+
+    now = utcnow()
+    rows = [
+        {"viewer_id": viewer.user_id, "what": what, "interaction_id": interaction_id, "hcp_id": hcp_id,
+         "sensitivity": sensitivity, "occurred_at": now}
+        for interaction_id, hcp_id, sensitivity in reads
+        if sensitivity in LOGGED_SENSITIVITIES and item_decision(viewer, sensitivity).level == Level.FULL
+    ]
+    if rows:
+        session.execute(insert(SensitiveRead), rows)
+    return len(rows)

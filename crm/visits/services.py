@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, aliased
 
 from crm import signals
 from crm.access.policy import (
-    LOGGED_SENSITIVITIES,
     Level,
     Viewer,
     item_decision,
@@ -32,8 +31,8 @@ from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.products.models import Product
 from crm.schemas import decode_cursor, encode_cursor
-from crm.timeline.models import Interaction, SensitiveRead
-from crm.timeline.services import record_interaction
+from crm.timeline.models import Interaction
+from crm.timeline.services import log_sensitive_reads, record_interaction
 from crm.visits.models import VISIT_MODES, Visit, VisitAttendee, VisitSample
 from crm.visits.schemas import MAX_SIGNATURE_CHARS
 
@@ -506,10 +505,8 @@ def visible_visit(
                    follow_up=({"date": visit.follow_up_date, "text": ""} if visit.follow_up_date else None))
     if decision.level not in (Level.FULL, Level.SUMMARY):
         out.update(duration_minutes=None, mode=None, products=[], samples=[], follow_up=None)
-    if is_read and decision.level == Level.FULL and visit.sensitivity in LOGGED_SENSITIVITIES:
-        session.add(SensitiveRead(viewer_id=viewer.user_id, what="visit", interaction_id=visit.interaction_id,
-                                  hcp_id=visit.hcp_id, sensitivity=visit.sensitivity))
-        session.flush()
+    if is_read:
+        log_sensitive_reads(session, viewer, [(visit.interaction_id, visit.hcp_id, visit.sensitivity)], what="visit")
     return out
 
 

@@ -20,7 +20,7 @@ from werkzeug.datastructures import MultiDict
 from crm.access.policy import require_owner, require_write
 from crm.auth.context import actor, page_auth, viewer
 from crm.db import utcnow
-from crm.errors import Conflict, Invalid, _flatten
+from crm.errors import Conflict, Invalid, flatten_messages
 from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.products.models import Product
@@ -219,7 +219,7 @@ def _save(state: FormState, visit: Visit | None) -> Any:
     try:
         data = schema.load(payload)
     except ValidationError as exc:
-        errors = {**_flatten(exc.messages), **errors}
+        errors = {**flatten_messages(exc.messages), **errors}
     if errors:
         return _render(state, visit, errors, 422)
     try:

@@ -11,17 +11,9 @@ from sqlalchemy.orm import Session
 
 from crm.errors import NotFound
 from crm.integrations.masterdata.models import ImportRowError, ImportRun
+from crm.reports import csv_safe
 
 REPORT_COLUMNS = ("run_id", "row", "line", "npi", "severity", "field", "reason", "value")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: object) -> str:
-    """A cell a spreadsheet will not execute: text starting like a formula gets a leading apostrophe."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def get_run(session: Session, run_id: int) -> ImportRun:
     run = session.get(ImportRun, run_id)
     if run is None:
@@ -66,7 +58,7 @@ def error_report_lines(session: Session, run_id: int, chunk: int = 2000) -> Iter
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         for r in rows:
-            writer.writerow([csv_cell(v) for v in (r.run_id, r.row_number, r.line_number, r.npi, r.severity, r.field,
+            writer.writerow([csv_safe(v) for v in (r.run_id, r.row_number, r.line_number, r.npi, r.severity, r.field,
                                                    r.reason, r.value)])
         yield out.getvalue()
         last = (rows[-1].row_number, rows[-1].id)
