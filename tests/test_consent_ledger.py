@@ -6,9 +6,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, event, text, update
+from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.exc import DatabaseError
 
+from crm.audit.models import AuditRecord
 from crm.consent import services, tokens
 from crm.consent.ddl import trigger_statements
 from crm.consent.models import ConsentEvent, ConsentState
@@ -284,9 +285,14 @@ def test_merge_through_the_hcp_merge_registry(db, factory):
     survivor, loser = factory.hcp(), factory.hcp()
     grant(db, loser, "email", "promotional", "paper_form")
     token = db.query(tokens.ConsentToken).filter_by(hcp_id=loser.id, purpose="confirm").one()
+    withdraw(db, loser, "phone", "all", "call_centre")
+    audits = db.scalar(select(func.count()).select_from(AuditRecord))
     result = merge_hcps(db, None, survivor, loser, "same person")
-    assert result.moved["consent_events"] == 1
-    assert db.query(ConsentEvent).filter_by(hcp_id=loser.id).count() == 1  # the original stays put
+    assert result.moved["consent_events"] == 2
+    # copying the ledger writes no audit records of its own: the merge is one record, which counts them
+    recs = db.scalars(select(AuditRecord).order_by(AuditRecord.id).offset(audits)).all()
+    assert [(r.action, r.changes["moved"]["consent_events"]) for r in recs] == [("hcp.merge", 2)]
+    assert db.query(ConsentEvent).filter_by(hcp_id=loser.id).count() == 2  # the originals stay put
     assert services.can_contact(db, survivor.id, "email", "promotional").state == "pending"
     # the confirmation mailed to the duplicate still works, on the survivor
     token = db.get(tokens.ConsentToken, token.id)

@@ -647,8 +647,12 @@ def _append(
     captured_by_id: int | None = None,
     captured_by_role: str | None = None,
     on_timeline: bool = True,
+    audited: bool = True,
 ) -> ConsentEvent:
-    """Append one ledger event, rebuild the touched states, put it on the timeline, audit, signal."""
+    """Append one ledger event, rebuild the touched states, put it on the timeline, audit, signal.
+
+    ``audited=False`` is for copies made by an HCP merge: the merge's own audit record accounts
+    for them (the issue asks for one record per merge) and each copy names its original event."""
     ev_json = evidence_json(evidence) if evidence else None
     event = ConsentEvent(
         hcp_id=hcp.id, origin_hcp_id=origin_hcp_id or hcp.id, channel=channel, purpose=purpose,
@@ -680,13 +684,14 @@ def _append(
             owner_role=captured_by_role or _actor_role(actor), audit_changes=False,
         )
         interaction_id = item.id
-    audit.record(session, actor, f"consent.{event_type}", "consent_event", event.id, audit.created({
-        "hcp_id": hcp.id, "channel": channel, "purpose": purpose, "source": source,
-        "occurred_at": occurred_at, "notice_version": event.notice_version,
-        "evidence_fields": sorted(evidence or {}), "evidence_hash": event.evidence_hash,
-        "valid_until": valid_until, "refers_to_event_id": refers_to_event_id,
-        "merged_from_event_id": merged_from_event_id, "interaction_id": interaction_id,
-    }))
+    if audited:
+        audit.record(session, actor, f"consent.{event_type}", "consent_event", event.id, audit.created({
+            "hcp_id": hcp.id, "channel": channel, "purpose": purpose, "source": source,
+            "occurred_at": occurred_at, "notice_version": event.notice_version,
+            "evidence_fields": sorted(evidence or {}), "evidence_hash": event.evidence_hash,
+            "valid_until": valid_until, "refers_to_event_id": refers_to_event_id,
+            "merged_from_event_id": merged_from_event_id, "interaction_id": interaction_id,
+        }))
     signals.consent_changed.send(event, session=session, actor=actor)
     return event
 
@@ -943,7 +948,10 @@ def merge_consents(session: Session, actor: Any, survivor_id: int, loser_id: int
     """Give the survivor the loser's consent history. Ledger rows are never moved: each loser event
     is appended again on the survivor with ``merged_from_event_id``, keeping its original instant,
     source, notice and evidence, and the record it came from (``origin_hcp_id``), so the survivor's
-    state is least-permissive across both records. Safe to call twice. Returns the events copied."""
+    state is least-permissive across both records. Safe to call twice. Returns the events copied.
+
+    Writes no audit record of its own: it runs as a handler inside ``merge_hcps``, whose single
+    ``hcp.merge`` record carries the count, and every copy points at its original event."""
     survivor = get_hcp(session, survivor_id)
     _lock_hcp(session, survivor_id)
     copied_from = set(session.scalars(select(ConsentEvent.merged_from_event_id).where(
@@ -965,13 +973,11 @@ def merge_consents(session: Session, actor: Any, survivor_id: int, loser_id: int
             valid_until=e.valid_until, origin_hcp_id=e.origin_hcp_id, merged_from_event_id=e.id,
             refers_to_event_id=mapping.get(e.refers_to_event_id) if e.refers_to_event_id else None,
             evidence_hash=e.evidence_hash, captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
-            on_timeline=False,
+            on_timeline=False, audited=False,
         )
         mapping[e.id] = copy.id
         count += 1
     rebuild_states(session, survivor_id)
-    audit.record(session, actor, "consent.merge", "hcp", survivor_id,
-                 audit.created({"loser_id": loser_id, "events_copied": count}))
     return count
 
 
