@@ -1,15 +1,20 @@
-"""Pharma CRM: the application factory, a table of contents of the app."""
+"""Pharma CRM: the application factory, a table of contents of the app.
+
+Importing the package imports nothing else: a process that needs one plain module (the NPPES
+reader process, see crm/integrations/masterdata/reading.py) does not pay for Flask and the app.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from crm.config import Settings
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
+    from flask import Flask
+
     app = Flask(__name__, instance_relative_config=False)
     register_config(app, config)
     register_extensions(app)
@@ -22,6 +27,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_config(app: Flask, overrides: dict[str, Any] | None) -> None:
+    from crm.config import Settings
+
     settings = Settings.from_env()
     app.config.update(settings.flask_config())
     if overrides:

@@ -1,13 +1,15 @@
-"""Domain exceptions and the one place that turns them into problem+json (API) or HTML pages."""
+"""Domain exceptions and the one place that turns them into problem+json (API) or HTML pages.
+
+The exceptions need nothing but Python (the NPPES reader process raises them without loading the
+web stack); the handlers import Flask and friends when they are registered or used.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify, render_template, request
-from marshmallow import ValidationError as SchemaValidationError
-from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 
 class DomainError(Exception):
@@ -66,6 +68,8 @@ class TooManyAttempts(DomainError):
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    from flask import jsonify
+
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     resp = jsonify(body)
@@ -75,6 +79,8 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
 
 
 def _wants_json() -> bool:
+    from flask import request
+
     return request.path.startswith("/api/") or request.path == "/healthz"
 
 
@@ -99,6 +105,11 @@ def flatten_messages(messages: Any) -> dict[str, list[str]]:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from flask import render_template
+    from marshmallow import ValidationError as SchemaValidationError
+    from sqlalchemy.orm.exc import StaleDataError
+    from werkzeug.exceptions import HTTPException
+
     @app.errorhandler(DomainError)
     def _domain(err: DomainError):
         if _wants_json():

@@ -32,7 +32,8 @@ from crm.campaigns.rendering import CompiledTemplate, hcp_context, template_erro
 from crm.consent.models import PURPOSES
 from crm.db import on_commit, utcnow
 from crm.errors import Conflict, Invalid, NotFound
-from crm.hcps.models import HCP, PROFESSIONS, Territory
+from crm.hcps.models import HCP, Territory
+from crm.hcps.professions import PROFESSIONS
 from crm.products.models import Product
 from crm.timeline.services import Fact, record_interactions
 

@@ -16,7 +16,8 @@ from crm.campaigns.models import Audience, Campaign, EmailEvent, EmailTemplate
 from crm.consent.models import PURPOSES
 from crm.errors import Conflict, Invalid
 from crm.extensions import db
-from crm.hcps.models import PROFESSIONS, Territory
+from crm.hcps.models import Territory
+from crm.hcps.professions import PROFESSIONS
 from crm.hcps.views import hcp_url
 from crm.products.models import Product
 

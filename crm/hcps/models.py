@@ -8,7 +8,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from crm.db import Base, TimestampMixin, UTCDateTime, utcnow
 from crm.security.crypto import BLIND_INDEX_TYPE, EncryptedString
 
-PROFESSIONS = ("gp", "specialist", "pharmacist", "nurse", "other")
 HCP_STATUSES = ("active", "inactive", "merged", "erased")
 
 

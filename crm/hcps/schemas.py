@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
-from crm.hcps.models import PROFESSIONS
+from crm.hcps.professions import PROFESSIONS
 from crm.schemas import PageArgs, StrictSchema, UTCDateTime
 
 IDENTIFIER_KIND = validate.Regexp(

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from crm.auth.context import page_auth, viewer
 from crm.extensions import db
 from crm.hcps import services
-from crm.hcps.models import HCP, PROFESSIONS, Territory
+from crm.hcps.models import HCP, Territory
+from crm.hcps.professions import PROFESSIONS
 from crm.hcps.schemas import HCPSearchPageArgs
 from crm.navigation import url_if_known
 from crm.schemas import load_args

@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from crm.hcps.models import PROFESSIONS
+from crm.hcps.professions import PROFESSIONS
 from crm.schemas import PageArgs, UTCDateTime
 from crm.timeline.models import CHANNELS, SENSITIVITIES, SOURCES
 from crm.timeline.queries import TimelineFilters

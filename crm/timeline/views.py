@@ -12,7 +12,8 @@ from crm.access.policy import ROLE_LABELS
 from crm.auth.context import page_auth, viewer
 from crm.errors import Invalid, NotFound
 from crm.extensions import db
-from crm.hcps.models import HCP, PROFESSIONS, Territory
+from crm.hcps.models import HCP, Territory
+from crm.hcps.professions import PROFESSIONS
 from crm.hcps.services import hcp_public_dict
 from crm.timeline import queries
 from crm.timeline.models import CHANNELS

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice, repeat
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,21 @@ from crm.db import utcnow
 from crm.errors import Conflict
 from crm.hcps.models import HCO, HCP, HCPIdentifier
 from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError, ImportRun
-from crm.integrations.masterdata.nppes import NppesReader, RowValidator
+from crm.integrations.masterdata.nppes import NppesReader, RowValidator, fields_of_raw_row
+from crm.integrations.masterdata.reading import (
+    PROCESS_THRESHOLD_BYTES,
+    ReadBatch,
+    ReaderProcess,
+    Start,
+    mapping_key,
+    raw_bytes,
+    read_inline,
+)
 from crm.integrations.masterdata.records import Deactivation, HcoRecord, HcpRecord, Problem, SourceRow
 from crm.integrations.masterdata.taxonomy import load_table
 from crm.security.crypto import EncryptedString, blind_index
 
 SOURCE = "nppes"
-# Part of every row fingerprint: bump it when the mapping rules in nppes.py change, so that the next
-# import re-applies rows whose bytes did not change.
-RULES_VERSION = "nppes-rules-1"
 DEFAULT_BATCH_SIZE = 1000
 HCP_FIELDS = ("first_name", "last_name", "profession", "specialty", "phone", "address_line", "city",
               "postal_code", "state", "country", "status")
@@ -164,12 +170,15 @@ def import_nppes_file(
     filename: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    reader_process: bool | None = None,
 ) -> ImportRun:
     """Import (or resume importing) an NPPES CSV file; returns the finished ``ImportRun``.
 
     Refuses the file as a whole (``FileRefused``) when it is not UTF-8 or not the NPPES layout,
     and refuses to start (``ImportAlreadyRunning``) while the same file is being imported. Commits
     once per batch; on an error the run is marked failed (and resumes when started again).
+    ``reader_process``: read and validate in a second process (see reading.py); by default when
+    more than ``PROCESS_THRESHOLD_BYTES`` of the file are left to read.
     """
     if actor is not None:
         from crm.auth.services import viewer_for
@@ -181,8 +190,10 @@ def import_nppes_file(
         with run_lock(session, file_sha256):
             run = _claim(session, actor, file_sha256, size, filename or Path(path).name)
             run_id = run.id
+            if reader_process is None:
+                reader_process = size - max(run.byte_offset, reader.header.end_offset) > PROCESS_THRESHOLD_BYTES
             try:
-                _run(session, actor, run, reader, batch_size, progress)
+                _run(session, actor, run, reader, Path(path) if reader_process else None, batch_size, progress)
             except BaseException as exc:
                 _mark_failed(session, run_id, exc)
                 raise
@@ -225,28 +236,38 @@ def _claim(session: Session, actor: Any, file_sha256: str, size: int, filename: 
     return run
 
 
-def _run(session: Session, actor: Any, run: ImportRun, reader: NppesReader, batch_size: int,
-         progress: Progress | None) -> None:
-    ctx = _Context(run_id=run.id, validator=RowValidator(reader.header, load_table()), actor=actor)
+def _run(session: Session, actor: Any, run: ImportRun, reader: NppesReader, in_process_of: Path | None,
+         batch_size: int, progress: Progress | None) -> None:
+    """Apply the file batch by batch; ``in_process_of``: the file's path when a reader process reads it."""
+    ctx = _Context(run_id=run.id, validator=RowValidator(reader.header, load_table()), actor=actor, file=reader.fh)
     counts = _Counts(run.created, run.updated, run.unchanged, run.rejected, run.flagged)
-    rows = reader.rows(run.byte_offset, run.row_offset, run.line_offset)
+    start = Start(run.byte_offset, run.row_offset, run.line_offset)
+    validate_ahead = True  # until a batch shows that most rows are unchanged (a re-import)
+    helper = ReaderProcess(in_process_of, start, batch_size) if in_process_of is not None else None
+    batches = helper.batches(lambda: validate_ahead) if helper is not None else \
+        read_inline(reader, start, batch_size, ctx.mapping_key)
     done = 0
     analysed_at = 0
-    while True:
-        with _collector_paused():
-            batch = list(islice(rows, batch_size))
-            if not batch:
-                break
-            _apply_batch(session, ctx, batch, counts)
-            last = batch[-1]
-            _checkpoint(session, ctx.run_id, last, counts)
-            session.commit()
-        done += len(batch)
-        if done >= 2 * max(analysed_at, batch_size):
-            _refresh_statistics(session)
-            analysed_at = done
-        if progress is not None:
-            progress(done, last.end_offset)
+    try:
+        while True:
+            with _collector_paused():
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                needed = _apply_batch(session, ctx, batch, counts)
+                validate_ahead = needed * 2 > len(batch.rows)
+                last = batch.rows[-1]
+                _checkpoint(session, ctx.run_id, last, counts)
+                session.commit()
+            done += len(batch.rows)
+            if done >= 2 * max(analysed_at, batch_size):
+                _refresh_statistics(session)
+                analysed_at = done
+            if progress is not None:
+                progress(done, last.end_offset)
+    finally:
+        if helper is not None:
+            helper.close()
     session.execute(update(ImportRun).where(ImportRun.id == ctx.run_id).values(
         status="completed", finished_at=utcnow()))
     session.commit()
@@ -289,13 +310,9 @@ def _refresh_statistics(session: Session) -> None:
 
 def _checkpoint(session: Session, run_id: int, last: SourceRow, counts: _Counts) -> None:
     session.execute(update(ImportRun).where(ImportRun.id == run_id).values(
-        byte_offset=last.end_offset, row_offset=last.row_number, line_offset=_last_line(last),
+        byte_offset=last.end_offset, row_offset=last.row_number, line_offset=last.end_line,
         created=counts.created, updated=counts.updated, unchanged=counts.unchanged,
         rejected=counts.rejected, flagged=counts.flagged, checkpoint_at=utcnow()))
-
-
-def _last_line(row: SourceRow) -> int:
-    return row.line_number + row.raw.count(b"\n") - (1 if row.raw.endswith(b"\n") else 0)
 
 
 # -- one batch ------------------------------------------------------------------------------------
@@ -305,10 +322,11 @@ class _Context:
     run_id: int
     validator: RowValidator
     actor: Any
+    file: Any  # the importer's handle on the file (rows sent by a reader process come without their bytes)
     mapping_key: bytes = b""
 
     def __post_init__(self) -> None:
-        self.mapping_key = f"{RULES_VERSION}:{self.validator.taxonomy.digest}:".encode()
+        self.mapping_key = mapping_key(self.validator.taxonomy)
 
 
 @dataclass
@@ -339,11 +357,9 @@ class _Batch:
     audits: list[tuple[str, str, Any, dict[str, Any], str]] = field(default_factory=list)
 
 
-def _digest(ctx: _Context, row: SourceRow) -> str:
-    return hashlib.blake2b(ctx.mapping_key + row.raw.rstrip(b"\r\n"), digest_size=16).hexdigest()
-
-
-def _apply_batch(session: Session, ctx: _Context, rows: Sequence[SourceRow], counts: _Counts) -> None:
+def _apply_batch(session: Session, ctx: _Context, read: ReadBatch, counts: _Counts) -> int:
+    """Apply one batch; returns how many of its rows needed validating (were new or changed)."""
+    rows, digests = read.rows, read.digests
     keys = {r.key for r in rows if r.error is None and r.key}
     known: dict[str, str] = {}
     seen_in_file: set[str] = set()  # applied earlier in this run (an earlier batch)
@@ -357,18 +373,21 @@ def _apply_batch(session: Session, ctx: _Context, rows: Sequence[SourceRow], cou
                 seen_in_file.add(key)
     repeated = {k for k, n in Counter(r.key for r in rows).items() if n > 1}
 
-    # Validate every row that may be applied (pure work, no database).
-    digests: list[str] = []
+    # Validate every row that may be applied (pure work, no database), unless the reader did.
     parsed: list[tuple[Any, list[Problem]]] = []
-    for row in rows:
-        digest = _digest(ctx, row)
-        digests.append(digest)
+    needed = 0
+    for i, (row, digest) in enumerate(zip(rows, digests, strict=True)):
         if row.error is not None:
             parsed.append((None, [row.error]))
         elif known.get(row.key) == digest and row.key not in repeated:
             parsed.append((None, []))  # unchanged since last applied: no need to look closer
         else:
-            parsed.append(ctx.validator.validate(row.fields))
+            needed += 1
+            ahead = read.validated[i] if read.validated is not None else None
+            if ahead is None:
+                ahead = ctx.validator.validate(row.fields if row.complete else
+                                               fields_of_raw_row(raw_bytes(ctx.file, row)))
+            parsed.append(ahead)
 
     batch = _load(session, [rec for rec, _ in parsed if rec is not None])
     batch.imported_before = set(known)
@@ -386,6 +405,7 @@ def _apply_batch(session: Session, ctx: _Context, rows: Sequence[SourceRow], cou
         if outcome in ("created", "updated") and not notes:
             batch.fingerprints[row.key] = digest
     _write(session, ctx, batch, rows)
+    return needed
 
 
 def _apply_row(ctx: _Context, batch: _Batch, row: SourceRow, digest: str, record: Any, problems: list[Problem],

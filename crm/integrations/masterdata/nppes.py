@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,6 +140,9 @@ class NppesReader:
         sniff_encoding(head)
         self._start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
         self.header = self._read_header()
+        # While True, rows that take the quoted fast path come with their key only (``complete=False``:
+        # split them with ``fields_of_raw_row`` if they are needed); may be switched between rows.
+        self.key_only = False
 
     def _read_header(self) -> Header:
         stream = _LineStream(self.fh, self._start, 0)
@@ -171,6 +175,19 @@ class NppesReader:
         row_number = start_row
         for line in lines:
             first_line = stream.line
+            if self.key_only and (shape := quoted_line_shape(line)) is not None:
+                raw = stream.take()
+                bad_encoding, stream.bad_encoding = stream.bad_encoding, False
+                row_number += 1
+                key, count = shape
+                row = SourceRow(row_number, first_line, stream.offset, raw, [key], end_line=stream.line,
+                                complete=False)
+                if bad_encoding:
+                    row.error = Problem("_row", "is not valid UTF-8")
+                elif count != width:
+                    row.error = Problem("_row", f"has {count} columns; the header has {width}")
+                yield row
+                continue
             fields = quoted_line_fields(line)
             if fields is None:  # anything else is read by the csv module, from this line to the row's end
                 try:
@@ -179,7 +196,7 @@ class NppesReader:
                     row_number += 1
                     raw = stream.take()
                     yield SourceRow(row_number, first_line, stream.offset, raw,
-                                    error=Problem("_row", f"not valid CSV: {exc}"))
+                                    error=Problem("_row", f"not valid CSV: {exc}"), end_line=stream.line)
                     continue
             raw = stream.take()
             bad_encoding = stream.bad_encoding
@@ -187,12 +204,40 @@ class NppesReader:
             if not fields:  # a blank line (often the last one) is not a row
                 continue
             row_number += 1
-            row = SourceRow(row_number, first_line, stream.offset, raw, fields)
+            row = SourceRow(row_number, first_line, stream.offset, raw, fields, end_line=stream.line)
             if bad_encoding:
                 row.error = Problem("_row", "is not valid UTF-8")
             elif len(fields) != width:
                 row.error = Problem("_row", f"has {len(fields)} columns; the header has {width}")
             yield row
+
+
+def fields_of_raw_row(raw: bytes) -> list[str]:
+    """The fields of one row from its raw bytes, split exactly as ``NppesReader.rows`` split them
+    (the same lines, the same fast path, the same csv module settings). For rows that were read
+    without error: a row with an error has no fields to give."""
+    lines = (line.decode("utf-8") for line in io.BytesIO(raw))
+    first = next(lines)
+    fields = quoted_line_fields(first)
+    if fields is None:
+        fields = next(csv.reader(chain((first,), lines), strict=True))
+    return fields
+
+
+def quoted_line_shape(line: str) -> tuple[str, int] | None:
+    """The first field and the number of fields of a line that ``quoted_line_fields`` would split
+    (None for any other line), without splitting it: all a row needs when its bytes turn out to
+    be unchanged since the last import."""
+    text = line[:-1] if line.endswith("\n") else line
+    if text.endswith("\r"):
+        text = text[:-1]
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"' or len(text) > csv.field_size_limit():
+        return None
+    separators = text.count('","', 1, len(text) - 1)
+    if text.count('"') != 2 * separators + 2:
+        return None
+    end = text.find('","', 1, len(text) - 1)
+    return (text[1:-1] if end < 0 else text[1:end]), separators + 1
 
 
 def quoted_line_fields(line: str) -> list[str] | None:

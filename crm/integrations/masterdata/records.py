@@ -52,6 +52,13 @@ class SourceRow:
     raw: bytes
     fields: list[str] = field(default_factory=list)
     error: Problem | None = None  # unreadable: bad encoding, bad quoting, wrong column count
+    end_line: int = 0  # the physical line where the row ends (the line checkpoint once committed)
+    complete: bool = True  # False: ``fields`` holds the key only and ``raw`` is empty (see reading.py)
+    size: int = -1  # the row's bytes in the file: ``len(raw)``, also once ``raw`` is left behind
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            self.size = len(self.raw)
 
     @property
     def key(self) -> str:

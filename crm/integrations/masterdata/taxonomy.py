@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from crm.hcps.models import PROFESSIONS
+from crm.hcps.professions import PROFESSIONS
 
 TAXONOMY_FILE = Path(__file__).with_name("nucc_taxonomy.csv")
 CODE_PATTERN = re.compile(r"^[0-9]{3}[0-9A-Z]{6}X$")
