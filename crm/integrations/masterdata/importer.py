@@ -3,7 +3,9 @@
 One run per file (identified by its SHA-256). Rows are read in batches (1,000 by default); each
 batch is written and committed together with the run's checkpoint (byte and row offset, counts),
 so a run killed at any row and started again with the same file continues after the last committed
-batch and ends with exactly the rows of the file. Memory holds one batch, whatever the file size.
+batch and ends with exactly the rows of the file. Memory holds a few batches, whatever the file
+size. A large file is read, hashed and validated by a reader process one batch ahead of the batch
+being written (reading.py), so that work does not wait for the database.
 
 Two imports of the same file never run at once: the run lock (a PostgreSQL advisory lock held on
 its own connection; on SQLite an exclusive ``flock`` on a file beside the database) is held for
