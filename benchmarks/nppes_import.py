@@ -210,7 +210,8 @@ def write_doc(results: list[dict]) -> None:
         f"Measured {time.strftime('%Y-%m-%d')} with `make bench-import` (`python -m benchmarks.nppes_import`) on "
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. Synthetic files in the "
         "330-column NPPES layout (1 organisation in 7), batches of 1,000 rows committed with their checkpoint; "
-        "each import in a fresh process (peak RSS is that process's).", "",
+        "each import in a fresh process; peak RSS is that process's plus its reader process's own (files over "
+        "16 MB are read by a second process). Runs of the same size vary by about 5% on this shared machine.", "",
         "| database | rows | file | first import | rows/s | CPU s | peak RSS (importer + reader) "
         "| re-import (unchanged) | speed-up |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
