@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
 from collections.abc import Callable
@@ -167,32 +168,148 @@ def _drop_after_rollback(session: Session, previous_transaction: Any) -> None:
     session.info["after_commit"] = [(t, fn) for t, fn in pending if not inside_rolled_back(t)]
 
 
+def among(session: Session, column: Any, values: Any) -> Any:
+    """``column IN (values)`` for a large set of values, as one bound parameter: ``= ANY(:array)`` on
+    PostgreSQL, ``IN (SELECT value FROM json_each(:json))`` on SQLite. The statement text stays the
+    same whatever the number of values, so it is neither rebuilt nor re-parsed per call, and no
+    engine limit on bound parameters applies. Values must be strings or integers."""
+    from sqlalchemy import String, any_, bindparam, func, select
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    rows = func.json_each(bindparam(None, json.dumps(values), type_=String())).table_valued("value")
+    return column.in_(select(rows.c.value))
+
+
 def insert_ignoring_conflicts(
     session: Session,
     table: Any,
     rows: list[dict[str, Any]],
     conflict_columns: list[str],
     returning: list[str],
-) -> list[Any]:
+) -> list[tuple[Any, ...]]:
     """Insert many rows in a few statements, skipping rows that collide on ``conflict_columns``.
 
     Returns the ``returning`` columns of the rows actually inserted, so a caller can tell its own rows
     from those a concurrent writer (or an earlier replay) put there first. Works on SQLite (3.35+)
-    and PostgreSQL through ``INSERT ... ON CONFLICT DO NOTHING RETURNING``.
+    and PostgreSQL through multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``. The rows must
+    have the same keys; values go through the columns' own types (``bulk_parameters``), and the
+    returned values are as the driver gives them (meant for ids and plain strings).
     """
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only the two supported engines
-        raise RuntimeError(f"insert_ignoring_conflicts does not support {dialect}")
-    stmt = (
-        dialect_insert(table)
-        .on_conflict_do_nothing(index_elements=conflict_columns)
-        .returning(*[table.c[name] for name in returning])
-    )
-    # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
-    return list(session.execute(stmt, rows).all())
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover - only the two supported engines
+        raise RuntimeError(f"insert_ignoring_conflicts does not support {dialect.name}")
+    keys, params = bulk_parameters(table, rows, dialect)
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    one = "(" + ", ".join([mark] * len(keys)) + ")"
+    # Names come from the table's metadata, quoted; every value is a bound parameter.
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(table.c[k].name) for k in keys)}) VALUES "  # noqa: S608
+    tail = (f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING "
+            f"RETURNING {', '.join(quote(table.c[c].name) for c in returning)}")
+    per_statement = max(1, min(1000, _MAX_PARAMETERS // len(keys)))
+    out: list[tuple[Any, ...]] = []
+    for start in range(0, len(params), per_statement):
+        chunk = params[start:start + per_statement]
+        flat = [value for row in chunk for value in row]
+        out += [tuple(r) for r in conn.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, tuple(flat))]
+    return out
+
+
+_MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, PostgreSQL 65,535
+
+
+def bulk_parameters(
+    table: Any,
+    rows: list[dict[str, Any]],
+    dialect: Any,
+    *,
+    same: dict[str, Any] | None = None,
+    columns: dict[str, list[Any]] | None = None,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """``(column keys, one tuple of driver values per row)`` for a bulk write of ``rows`` (all with the
+    same keys), without SQLAlchemy's per-row statement machinery, which costs more than the write
+    itself at batch sizes.
+
+    Values are converted column by column by the columns' own types for this dialect (encryption,
+    UTC times, JSON); client-side defaults of columns the rows leave out are evaluated once for the
+    batch. ``same`` holds values shared by every row (they win over the rows' own; an encrypted one
+    is still encrypted per row, so no two rows share a ciphertext); ``columns`` one value per row for
+    further columns.
+    """
+    same = {**_batch_defaults(table, {*rows[0], *(same or ()), *(columns or ())}), **(same or {})}
+    converted: dict[str, Any] = {}
+    from crm.security.crypto import EncryptedString
+
+    for key in rows[0]:
+        if key not in same and key not in (columns or {}):
+            converted[key] = _convert(_processor(table, key, dialect), [row[key] for row in rows],
+                                      memo=not isinstance(table.c[key].type, EncryptedString))
+    for key, values in (columns or {}).items():
+        if key not in same:
+            converted[key] = _convert(_processor(table, key, dialect), values,
+                                      memo=not isinstance(table.c[key].type, EncryptedString))
+    for key, value in same.items():
+        proc = _processor(table, key, dialect)
+        if proc is not None and isinstance(table.c[key].type, EncryptedString):
+            converted[key] = _convert(proc, [value] * len(rows))
+        else:
+            converted[key] = [value if proc is None else proc(value)] * len(rows)
+    keys = list(converted)
+    return keys, list(zip(*converted.values(), strict=True))
+
+
+def _processor(table: Any, key: str, dialect: Any) -> Callable[[Any], Any] | None:
+    column_type = table.c[key].type
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
+
+
+_MEMO_TYPES = (datetime, str, int, bool)
+
+
+def _convert(proc: Callable[[Any], Any] | None, values: list[Any], *, memo: bool = False) -> list[Any]:
+    """``values`` through a column type's bind processor (None: passed through as they are).
+
+    ``memo``: convert each distinct value once (times repeat within a batch: the batch's "now", the
+    instants shared by an item and its participants); never for encrypting types, whose every
+    value must be its own ciphertext."""
+    if proc is None:
+        return values
+    keep_none = proc(None) is None
+    if memo:
+        done: dict[Any, Any] = {}
+        out = []
+        for v in values:
+            if v is None and keep_none:
+                out.append(None)
+            elif type(v) in _MEMO_TYPES:
+                if v not in done:
+                    done[v] = proc(v)
+                out.append(done[v])
+            else:
+                out.append(proc(v))
+        return out
+    if keep_none:
+        return [None if v is None else proc(v) for v in values]
+    return [proc(v) for v in values]
+
+
+def _batch_defaults(table: Any, given: Any) -> dict[str, Any]:
+    """Client-side column defaults for the columns a batch leaves out, evaluated once for the batch
+    (a callable default is called without an execution context: a context-dependent one would fail
+    loudly here rather than be skipped)."""
+    out = {}
+    for col in table.columns:
+        default = col.default
+        if col.key in given or default is None:
+            continue
+        if default.is_scalar:
+            out[col.key] = default.arg
+        elif default.is_callable:
+            out[col.key] = default.arg(None)
+    return out

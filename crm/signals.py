@@ -4,6 +4,9 @@ Each signal documents who sends it and with which keyword arguments. Listeners r
 sender's transaction; side effects outside the database must go through ``crm.db.on_commit``.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from blinker import Namespace
 
 _signals = Namespace()
@@ -17,6 +20,28 @@ interaction_recorded = _signals.signal(
     :param created: ``False`` when the call was an idempotent replay of an existing item
     """,
 )
+
+# receiver id -> which items it needs: ``wants(channel, kind)``; see ``listen_to_interactions``
+_interaction_interests: dict[Any, Callable[[str, str], bool]] = {}
+
+
+def listen_to_interactions(receiver: Callable[..., Any], *, wants: Callable[[str, str], bool]) -> None:
+    """Connect ``receiver`` to ``interaction_recorded``, saying which items it needs (``wants(channel,
+    kind)``). A batch writer (``record_interactions``) loads and announces only items that some receiver
+    wants; a receiver connected with plain ``connect`` wants every item. A receiver still gets every
+    item that is announced, so it keeps its own checks."""
+    interaction_recorded.connect(receiver)
+    _interaction_interests[id(receiver)] = wants
+
+
+def interaction_wanted(channel: str, kind: str) -> bool:
+    """Does any receiver of ``interaction_recorded`` need to hear of an item of this channel and kind?"""
+    for key in interaction_recorded.receivers:
+        wants = _interaction_interests.get(key)
+        if wants is None or wants(channel, kind):  # undeclared receivers want everything
+            return True
+    return False
+
 
 visit_submitted = _signals.signal(
     "visit-submitted",

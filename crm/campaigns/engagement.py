@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from crm.audit import services as audit
 from crm.campaigns.models import Campaign, EmailEvent, EmailTemplate
-from crm.db import insert_ignoring_conflicts, utcnow
+from crm.db import among, insert_ignoring_conflicts, utcnow
 from crm.hcps.models import HCP
 from crm.security.crypto import blind_index
 from crm.timeline.services import Fact, record_interactions
@@ -92,21 +92,16 @@ class _HcpRow:
 def _resolve_hcps(session: Session, ids: set[int], bidxs: set[str]) -> tuple[dict[int, int], dict[str, int]]:
     """``({custom-arg hcp id: HCP id}, {blind index: HCP id})``, merged records followed to the survivor."""
     rows: dict[int, _HcpRow] = {}
-    id_list, bidx_list = sorted(ids), sorted(bidxs)
-    for part in range(max(len(id_list), len(bidx_list)) // _CHUNK + 1):
-        some_ids = id_list[part * _CHUNK:(part + 1) * _CHUNK]
-        some_bidxs = bidx_list[part * _CHUNK:(part + 1) * _CHUNK]
-        if not some_ids and not some_bidxs:
-            continue
-        for r in session.execute(select(HCP.id, HCP.email_bidx, HCP.status, HCP.merged_into_id).where(
-                or_(HCP.id.in_(some_ids), HCP.email_bidx.in_(some_bidxs)))):
+    columns = (HCP.id, HCP.email_bidx, HCP.status, HCP.merged_into_id)
+    if ids or bidxs:
+        for r in session.execute(select(*columns).where(or_(among(session, HCP.id, sorted(ids)),
+                                                            among(session, HCP.email_bidx, sorted(bidxs))))):
             rows[r.id] = _HcpRow(r.id, r.email_bidx, r.status, r.merged_into_id)
     for _ in range(5):  # merge chains are short; each hop is one query for the whole batch
         missing = {r.merged_into_id for r in rows.values() if r.merged_into_id and r.merged_into_id not in rows}
         if not missing:
             break
-        for r in session.execute(select(HCP.id, HCP.email_bidx, HCP.status, HCP.merged_into_id).where(
-                HCP.id.in_(missing))):
+        for r in session.execute(select(*columns).where(among(session, HCP.id, sorted(missing)))):
             rows[r.id] = _HcpRow(r.id, r.email_bidx, r.status, r.merged_into_id)
 
     def final(hcp_id: int) -> int:
@@ -142,9 +137,7 @@ def ingest_events(session: Session, events: Sequence[IncomingEmailEvent]) -> Ing
     for e in events:
         unique.setdefault(e.sg_event_id, e)
     keys = list(unique)
-    seen: set[str] = set()
-    for part in _chunks(keys):
-        seen.update(session.scalars(select(EmailEvent.sg_event_id).where(EmailEvent.sg_event_id.in_(part))))
+    seen = set(session.scalars(select(EmailEvent.sg_event_id).where(among(session, EmailEvent.sg_event_id, keys))))
     fresh = [e for k, e in unique.items() if k not in seen]
     result.duplicates = len(events) - len(fresh)
     if not fresh:

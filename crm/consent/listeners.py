@@ -70,7 +70,12 @@ def mark_consent_gap(item: Interaction, actor: Any = None, created: bool = True,
         session.flush()
 
 
-signals.interaction_recorded.connect(mark_consent_gap)
+def _maybe_promotional(channel: str, kind: str) -> bool:
+    """Kinds ``needed_consent`` may find promotional (it decides on the item itself)."""
+    return channel != "consent" and (kind in PROMOTIONAL_CONTACTS or f"{channel}." in PROMOTIONAL_CONTACTS)
+
+
+signals.listen_to_interactions(mark_consent_gap, wants=_maybe_promotional)
 
 
 def recheck_gaps_after_backdated_event(event: Any, session: Any = None, **_: Any) -> None:

@@ -439,17 +439,19 @@ def mark_emails_invalid(session: Session, actor: Any, reasons: dict[int, tuple[s
     Erased HCPs and addresses already marked are left alone. Returns how many HCPs changed."""
     if not reasons:
         return 0
-    changed = 0
+    changed: list[HCP] = []
     for hcp in session.scalars(select(HCP).where(HCP.id.in_(list(reasons))).order_by(HCP.id)):
         reason, at = reasons[hcp.id]
         if hcp.status == "erased" or not hcp.email or hcp.email_status == "invalid":
             continue
         hcp.email_status, hcp.email_status_reason, hcp.email_status_at = "invalid", reason[:300], at
-        changed += 1
-        session.flush()
+        changed.append(hcp)
+    session.flush()  # one flush for the batch
+    for hcp in changed:
         audit.record(session, actor, "hcp.email_invalid", "hcp", hcp.id,
-                     audit.diff({"email_status": "valid"}, {"email_status": "invalid", "reason": reason[:300]}))
-    return changed
+                     audit.diff({"email_status": "valid"},
+                                {"email_status": "invalid", "reason": hcp.email_status_reason}))
+    return len(changed)
 
 
 # -- HCOs (read-only here) -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, lazyload
 
 from crm import signals
 from crm.audit import services as audit
-from crm.db import insert_ignoring_conflicts, utcnow
+from crm.db import among, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.timeline.models import (
@@ -149,8 +149,9 @@ def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, 
     The same rules: channel, source and kind are checked, times must be aware, the HCPs must exist, and
     the write is idempotent on ``(source, external_id)``: facts already recorded are returned as they
     are, and a concurrent writer of the same facts is settled by the unique constraint (the loser's
-    insert does nothing and it reads the winner's ids). Every new item is announced with
-    ``interaction_recorded``. No audit record per item: the caller audits the batch.
+    insert does nothing and it reads the winner's ids). Every new item that a receiver needs is announced
+    with ``interaction_recorded`` (see ``signals.listen_to_interactions``). No audit record per item: the
+    caller audits the batch.
     """
     if channel not in CHANNELS:
         raise Invalid(errors={"channel": [f"must be one of {', '.join(CHANNELS)}"]})
@@ -167,15 +168,9 @@ def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, 
         return {}
     table = Interaction.__table__
     ids: dict[str, int] = {}
-    keys = list(unique)
-    for start in range(0, len(keys), 500):
-        ids.update(session.execute(select(table.c.external_id, table.c.id).where(
-            table.c.source == source, table.c.external_id.in_(keys[start:start + 500]))).all())
-    new = [f for key, f in unique.items() if key not in ids]
-    if not new:
-        return ids
+    new = list(unique.values())  # what is recorded already is skipped by the insert and read back below
     hcp_ids = {f.hcp_id for f in new}
-    found = session.scalar(select(func.count()).select_from(HCP).where(HCP.id.in_(hcp_ids))) or 0
+    found = session.scalar(select(func.count()).select_from(HCP).where(among(session, HCP.id, sorted(hcp_ids)))) or 0
     if found != len(hcp_ids):
         raise NotFound("One or more HCPs do not exist.")
     now = utcnow()
@@ -187,9 +182,9 @@ def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, 
     inserted = dict(insert_ignoring_conflicts(session, table, rows, ["source", "external_id"],
                                               ["external_id", "id"]))
     lost = [f.external_id for f in new if f.external_id not in inserted]
-    if lost:  # a concurrent writer recorded these first: theirs stand
+    if lost:  # recorded before (a replay), or by a concurrent writer a moment ago: theirs stand
         ids.update(session.execute(select(table.c.external_id, table.c.id).where(
-            table.c.source == source, table.c.external_id.in_(lost))).all())
+            table.c.source == source, among(session, table.c.external_id, lost))).all())
     ids.update(inserted)
     created = [f for f in new if f.external_id in inserted]
     insert_ignoring_conflicts(
@@ -200,10 +195,12 @@ def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, 
         session, InteractionProduct.__table__,
         [{"interaction_id": inserted[f.external_id], "sku": sku} for f in created for sku in dict.fromkeys(f.products)],
         ["interaction_id", "sku"], ["interaction_id"])
-    if signals.interaction_recorded.receivers:
-        # Listeners get the items as session-bound objects: one read for the batch (participants in a
-        # second; products and owner only if a listener asks).
-        for item in session.scalars(select(Interaction).where(Interaction.id.in_(list(inserted.values())))
+    # Listeners get the items they declared they need (signals.listen_to_interactions) as session-bound
+    # objects: one read for the batch (participants in a second; products and owner only if a listener
+    # asks). Items nobody needs (most of a webhook batch: opens, clicks, deliveries) are not read back.
+    announced = [inserted[f.external_id] for f in created if signals.interaction_wanted(channel, f.kind)]
+    for start in range(0, len(announced), 500):
+        for item in session.scalars(select(Interaction).where(Interaction.id.in_(announced[start:start + 500]))
                                     .options(lazyload(Interaction.products), lazyload(Interaction.owner))):
             signals.interaction_recorded.send(item, actor=actor, created=True)
     return ids

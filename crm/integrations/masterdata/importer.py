@@ -35,18 +35,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, and_, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import String, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from crm.access.policy import require_write
 from crm.audit import services as audit
-from crm.db import utcnow
+from crm.db import among, bulk_parameters, utcnow
 from crm.errors import Conflict
 from crm.hcps.models import HCO, HCP, HCPIdentifier
 from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError, ImportRun
@@ -62,7 +61,7 @@ from crm.integrations.masterdata.reading import (
 )
 from crm.integrations.masterdata.records import Deactivation, HcoRecord, HcpRecord, Problem, SourceRow
 from crm.integrations.masterdata.taxonomy import load_table
-from crm.security.crypto import EncryptedString, blind_index
+from crm.security.crypto import blind_index
 
 SOURCE = "nppes"
 DEFAULT_BATCH_SIZE = 1000
@@ -368,7 +367,7 @@ def _apply_batch(session: Session, ctx: _Context, read: ReadBatch, counts: _Coun
     if keys:
         for key, digest, run_id in session.execute(
             select(ImportFingerprint.source_key, ImportFingerprint.digest, ImportFingerprint.run_id)
-            .where(ImportFingerprint.source == SOURCE, _among(session, ImportFingerprint.source_key, keys))
+            .where(ImportFingerprint.source == SOURCE, among(session, ImportFingerprint.source_key, keys))
         ):
             known[key] = digest
             if run_id == ctx.run_id:
@@ -451,14 +450,14 @@ def _load(session: Session, records: list[Any]) -> _Batch:
         if values:
             for value, hcp_id in session.execute(select(HCPIdentifier.value, HCPIdentifier.hcp_id)
                                                  .where(HCPIdentifier.kind == kind,
-                                                        _among(session, HCPIdentifier.value, values))):
+                                                        among(session, HCPIdentifier.value, values))):
                 ids_by_key[(kind, value)] = hcp_id
     hcp_ids = set(ids_by_key.values())
-    email_rows = session.execute(select(HCP.email_bidx, HCP.id).where(_among(session, HCP.email_bidx, emails))).all() \
+    email_rows = session.execute(select(HCP.email_bidx, HCP.id).where(among(session, HCP.email_bidx, emails))).all() \
         if emails else []
     hcp_ids |= {hcp_id for _b, hcp_id in email_rows}
-    hcps = {h.id: h for h in session.scalars(select(HCP).where(_among(session, HCP.id, hcp_ids)))} if hcp_ids else {}
-    hcos = {h.npi: h for h in session.scalars(select(HCO).where(_among(session, HCO.npi, npis)))} if npis else {}
+    hcps = {h.id: h for h in session.scalars(select(HCP).where(among(session, HCP.id, hcp_ids)))} if hcp_ids else {}
+    hcos = {h.npi: h for h in session.scalars(select(HCO).where(among(session, HCO.npi, npis)))} if npis else {}
     holders: dict[tuple[str, str], int] = {}
     if licences:
         for kind, value, hcp_id in session.execute(_identifiers_among(session, {(f"licence:{s}", n)
@@ -472,14 +471,6 @@ def _load(session: Session, records: list[Any]) -> _Batch:
         hcp_by_national_id={v: hcps[i] for (k, v), i in ids_by_key.items() if k == "national_id"},
         hcps_by_email=by_email, hco_by_npi=hcos, licence_holders=holders,
     )
-
-
-def _among(session: Session, column: Any, values: Any) -> Any:
-    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``: one parameter instead of a
-    thousand, so the statement text is the same every batch and is not rebuilt and re-parsed each time."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(values)
 
 
 def _identifiers_among(session: Session, pairs: set[tuple[str, str]]) -> Any:
@@ -725,43 +716,21 @@ def _insert_with_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -
 
 def _bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]], *, same: dict[str, Any] | None = None,
                  columns: dict[str, list[Any]] | None = None) -> None:
-    """One executemany of ``rows`` (all with the same keys), values converted by the columns' own types
-    (encryption, UTC times), without SQLAlchemy's per-row statement machinery, which costs more than
-    the insert itself at this volume.
-
-    ``same`` holds values shared by every row (they win over the rows' own), ``columns`` one value per
-    row for further columns. Values are converted column by column: a shared value once for the batch
-    (unless its type encrypts, so that no two rows share a ciphertext), and None only when the column
-    type turns None into something else.
-    """
+    """Write ``rows`` (all with the same keys; see ``crm.db.bulk_parameters`` for ``same`` and
+    ``columns``) in one go: COPY on PostgreSQL, one executemany on SQLite."""
     if not rows:
         return
     conn = session.connection()
-    dialect = conn.dialect
-    same = {**_batch_defaults(table, {*rows[0], *(same or ()), *(columns or ())}), **(same or {})}
-    converted: dict[str, Any] = {}
-    for key in rows[0]:
-        if key not in same and key not in (columns or {}):
-            converted[key] = _convert(table.c[key].type.bind_processor(dialect), [row[key] for row in rows])
-    for key, values in (columns or {}).items():
-        if key not in same:
-            converted[key] = _convert(table.c[key].type.bind_processor(dialect), values)
-    for key, value in same.items():
-        proc = table.c[key].type.bind_processor(dialect)
-        if proc is not None and isinstance(table.c[key].type, EncryptedString):
-            converted[key] = _convert(proc, [value] * len(rows))
-        else:
-            converted[key] = repeat(value if proc is None else proc(value), len(rows))
-    keys = list(converted)
-    if dialect.name == "postgresql":
-        _copy_in(conn, table, keys, zip(*converted.values(), strict=True))
+    keys, params = bulk_parameters(table, rows, conn.dialect, same=same, columns=columns)
+    if conn.dialect.name == "postgresql":
+        _copy_in(conn, table, keys, params)
         return
-    compiled = table.insert().compile(dialect=dialect, column_keys=keys)
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=keys)
     if compiled.positiontup is not None:
-        params: list[Any] = list(zip(*(converted[k] for k in compiled.positiontup), strict=True))
+        order = [keys.index(k) for k in compiled.positiontup]
+        conn.exec_driver_sql(compiled.string, [tuple(row[i] for i in order) for row in params])
     else:
-        params = [dict(zip(keys, values, strict=True)) for values in zip(*converted.values(), strict=True)]
-    conn.exec_driver_sql(compiled.string, params)
+        conn.exec_driver_sql(compiled.string, [dict(zip(keys, row, strict=True)) for row in params])
 
 
 def _copy_in(conn: Any, table: Any, keys: list[str], rows: Any) -> None:
@@ -773,31 +742,6 @@ def _copy_in(conn: Any, table: Any, keys: list[str], rows: Any) -> None:
         with cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-
-
-def _convert(proc: Callable[[Any], Any] | None, values: list[Any]) -> list[Any]:
-    """``values`` through a column type's bind processor (None: passed through as they are)."""
-    if proc is None:
-        return values
-    if proc(None) is None:
-        return [None if v is None else proc(v) for v in values]
-    return [proc(v) for v in values]
-
-
-def _batch_defaults(table: Any, given: Any) -> dict[str, Any]:
-    """Client-side column defaults for the columns a batch leaves out, evaluated once for the batch
-    (a callable default is called without an execution context: a context-dependent one would fail
-    loudly here rather than be skipped)."""
-    out = {}
-    for col in table.columns:
-        default = col.default
-        if col.key in given or default is None:
-            continue
-        if default.is_scalar:
-            out[col.key] = default.arg
-        elif default.is_callable:
-            out[col.key] = default.arg(None)
-    return out
 
 
 def _store_fingerprints(session: Session, run_id: int, digests: dict[str, str], known: set[str]) -> None:
