@@ -176,10 +176,10 @@ def among(session: Session, column: Any, values: Any) -> Any:
     from sqlalchemy import String, any_, bindparam, func, select
     from sqlalchemy.dialects.postgresql import ARRAY
 
-    values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    rows = func.json_each(bindparam(None, json.dumps(values), type_=String())).table_valued("value")
+        # An array, not a subquery: the planner can combine "= ANY" conditions with OR on indexes.
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    rows = func.json_each(bindparam(None, json.dumps(list(values)), type_=String())).table_valued("value")
     return column.in_(select(rows.c.value))
 
 
@@ -206,18 +206,29 @@ def insert_ignoring_conflicts(
         raise RuntimeError(f"insert_ignoring_conflicts does not support {dialect.name}")
     keys, params = bulk_parameters(table, rows, dialect)
     quote = dialect.identifier_preparer.quote
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    one = "(" + ", ".join([mark] * len(keys)) + ")"
-    # Names come from the table's metadata, quoted; every value is a bound parameter.
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(table.c[k].name) for k in keys)}) VALUES "  # noqa: S608
+    # Names and types come from the table's metadata, quoted; every value is a bound parameter.
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(table.c[k].name) for k in keys)}) "
     tail = (f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING "
             f"RETURNING {', '.join(quote(table.c[c].name) for c in returning)}")
-    per_statement = max(1, min(1000, _MAX_PARAMETERS // len(keys)))
     out: list[tuple[Any, ...]] = []
+    if dialect.name == "postgresql":
+        # One array per column, unnested into rows: a short statement that psycopg and the server parse
+        # once (a statement with a placeholder per value is parsed again on every call).
+        arrays = ", ".join(f"%b::{table.c[k].type.compile(dialect=dialect)}[]" for k in keys)
+        sql = head + f"SELECT * FROM unnest({arrays})" + tail  # noqa: S608
+        with conn.connection.driver_connection.cursor() as cursor:  # the session's connection and transaction
+            for start in range(0, len(params), 5000):
+                columns = [list(values) for values in zip(*params[start:start + 5000], strict=True)]
+                cursor.execute(sql, columns)  # %b: arrays sent in binary, no per-element quoting
+                out += [tuple(r) for r in cursor.fetchall()]
+        return out
+    one = "(" + ", ".join(["?"] * len(keys)) + ")"
+    per_statement = max(1, min(1000, _MAX_PARAMETERS // len(keys)))
     for start in range(0, len(params), per_statement):
         chunk = params[start:start + per_statement]
         flat = [value for row in chunk for value in row]
-        out += [tuple(r) for r in conn.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, tuple(flat))]
+        sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
+        out += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(flat))]
     return out
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm.audit import services as audit
@@ -93,9 +93,10 @@ def _resolve_hcps(session: Session, ids: set[int], bidxs: set[str]) -> tuple[dic
     """``({custom-arg hcp id: HCP id}, {blind index: HCP id})``, merged records followed to the survivor."""
     rows: dict[int, _HcpRow] = {}
     columns = (HCP.id, HCP.email_bidx, HCP.status, HCP.merged_into_id)
-    if ids or bidxs:
-        for r in session.execute(select(*columns).where(or_(among(session, HCP.id, sorted(ids)),
-                                                            among(session, HCP.email_bidx, sorted(bidxs))))):
+    # Two lookups, not one with OR: PostgreSQL answers an OR of two long lists with a full scan.
+    # Both always run (one may be empty), so a batch takes the same number of queries whatever it holds.
+    for column, values in ((HCP.id, ids), (HCP.email_bidx, bidxs)):
+        for r in session.execute(select(*columns).where(among(session, column, sorted(values)))):
             rows[r.id] = _HcpRow(r.id, r.email_bidx, r.status, r.merged_into_id)
     for _ in range(5):  # merge chains are short; each hop is one query for the whole batch
         missing = {r.merged_into_id for r in rows.values() if r.merged_into_id and r.merged_into_id not in rows}
