@@ -59,6 +59,25 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        # SQLite holds the text this type wrote ("YYYY-MM-DD HH:MM:SS.ffffff", UTC): the C ISO parser
+        # reads it several times faster than the generic regex-based one (timeline pages read many).
+        generic = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                try:
+                    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+                except ValueError:
+                    pass
+            return generic(value) if generic is not None else value
+
+        return process
+
 
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

@@ -27,6 +27,20 @@ def test_times_are_converted_to_utc_and_naive_refused(db, factory):
         UTCDateTime().process_bind_param(datetime(2026, 6, 1), db.get_bind().dialect)
 
 
+def test_sqlite_times_read_fast_read_the_same():
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.types import DateTime
+
+    dialect = sqlite.dialect()
+    fast = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    generic = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    for stored in ("2026-01-02 09:00:00.000000", "2026-01-02 09:00:00.123456", "1999-12-31 23:59:59.999999",
+                   "2026-01-02 09:00:00", "2026-01-02"):
+        assert fast(stored) == generic(stored).replace(tzinfo=UTC)
+        assert fast(stored).tzinfo is UTC
+    assert fast(None) is None
+
+
 def test_sqlite_pragmas(app, db):
     if db.get_bind().dialect.name != "sqlite":
         assert db.execute(text("SELECT 1")).scalar() == 1  # PostgreSQL: nothing SQLite-specific to check
