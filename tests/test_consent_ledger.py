@@ -279,6 +279,20 @@ def test_conflicting_records_after_a_merge_least_permissive_wins(db, factory):
     assert services.can_contact(db, survivor.id, "phone", "events", utc(2026, 5, 2)).allowed
 
 
+def test_after_a_merge_the_grant_that_lapses_first_decides_now_as_in_the_ledger(db, factory):
+    from datetime import timedelta as td
+
+    survivor, loser = factory.hcp(), factory.hcp()
+    now = utcnow()
+    grant(db, survivor, "phone", "events", occurred_at=now - td(days=800))  # lapsed; the expiry job has not run
+    grant(db, loser, "phone", "events", occurred_at=now - td(days=1))  # holds for two more years
+    services.merge_consents(db, None, survivor.id, loser.id)
+    derived = services.can_contact(db, survivor.id, "phone", "events")  # "now": the derived state table
+    folded = services.can_contact(db, survivor.id, "phone", "events", now - td(seconds=5))  # the ledger
+    assert not derived.allowed and derived.rule == "consent-expired"
+    assert (folded.allowed, folded.rule) == (derived.allowed, derived.rule)
+
+
 def test_merge_through_the_hcp_merge_registry(db, factory):
     from crm.hcps.merge import merge_hcps
 
@@ -335,9 +349,16 @@ def test_can_contact_many_runs_a_constant_number_of_queries(db, factory):
         counted.clear()
         result = services.can_contact_many(db, [h.id for h in many], "email", "events")
         large = len(counted)
+        counted.clear()
+        services.can_contact_many(db, [h.id for h in few], "email", "events", utcnow() - timedelta(days=1))
+        small_past = len(counted)
+        counted.clear()
+        services.can_contact_many(db, [h.id for h in many], "email", "events", utcnow() - timedelta(days=1))
+        large_past = len(counted)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert small == large == 2
+    assert small == large == 1  # now: the HCPs joined to their derived state
+    assert small_past == large_past == 2  # a past instant: the HCPs, then their ledger
     assert sum(d.allowed for d in result.values()) == len(many[::3])
 
 

@@ -9,7 +9,8 @@ Rules (SPEC section 7):
   it as expired from that instant, whether or not ``crm consent expire`` has written the event yet.
 - Email x promotional needs double opt-in (``CRM_DOUBLE_OPT_IN``): a grant records ``requested`` and
   sends a confirmation mail; the consent holds only once the HCP confirms through the link.
-- ``can_contact`` / ``can_contact_many`` are the only answer to "may we contact this HCP?".
+- ``can_contact`` / ``can_contact_many`` (``can_contact_many_with`` reads a send point's own columns of the
+  HCP along) are the only answer to "may we contact this HCP?".
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from crm import signals
@@ -46,7 +47,7 @@ from crm.consent.models import (
     ConsentToken,
     Notice,
 )
-from crm.db import utcnow
+from crm.db import among, utcnow
 from crm.errors import Conflict, Forbidden, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.timeline.services import record_interaction
@@ -413,6 +414,10 @@ def _fold_record(events: Iterable[ConsentEvent], at: datetime | None) -> _Fold:
     return f
 
 
+def _expires_sooner(a: datetime | None, b: datetime | None) -> bool:
+    return a is not None and (b is None or a < b)
+
+
 def fold(events: Iterable[ConsentEvent], channel: str, purpose: str, at: datetime | None) -> PairState:
     """The state of (channel, purpose) from an HCP's ledger at ``at`` (``None``: everything recorded,
     without applying validity, which is how ``consent_states`` stores it).
@@ -438,7 +443,10 @@ def fold(events: Iterable[ConsentEvent], channel: str, purpose: str, at: datetim
         f = _fold_record(record_events, at)
         if f.state == "none":
             continue
-        if best is None or _RANK[f.state] < _RANK[best.state]:
+        if best is None or _RANK[f.state] < _RANK[best.state] or (
+                f.state == best.state == "granted" and _expires_sooner(f.valid_until, best.valid_until)):
+            # Between grants the one that lapses first: the records together hold only until then (so
+            # the stored state, read with ``effective``, lapses when the ledger read at that instant does).
             best = f
     if best is None:
         return PairState(channel, purpose)
@@ -447,9 +455,13 @@ def fold(events: Iterable[ConsentEvent], channel: str, purpose: str, at: datetim
 
 def effective(row: ConsentState | PairState, at: datetime) -> str:
     """A stored state read at ``at``: granted past its validity is expired."""
-    if row.state == "granted" and row.valid_until is not None and row.valid_until <= at:
+    return _effective(row.state, row.valid_until, at)
+
+
+def _effective(state: str, valid_until: datetime | None, at: datetime) -> str:
+    if state == "granted" and valid_until is not None and valid_until <= at:
         return "expired"
-    return row.state
+    return state
 
 
 def _events_for(session: Session, hcp_ids: Sequence[int]) -> list[ConsentEvent]:
@@ -520,86 +532,114 @@ def ledger(session: Session, hcp_id: int) -> list[ConsentEvent]:
 
 
 def _decision(ps: PairState, at: datetime) -> ContactDecision:
-    rule, reason = RULES[ps.state]
-    return ContactDecision(ps.state == "granted", rule, ps.event_ids, ps.state, reason, at, ps.valid_until)
+    return _decide(ps.state, ps.event_ids, ps.valid_until, at)
 
 
-_CHUNK = 5000  # ids per query: well under every engine's bound-parameter limit
+def _decide(state: str, event_ids: tuple[int, ...], valid_until: datetime | None, at: datetime) -> ContactDecision:
+    rule, reason = RULES[state]
+    return ContactDecision(state == "granted", rule, event_ids, state, reason, at, valid_until)
+
+
 _NOW_SLACK = timedelta(seconds=1)
 _EVENT_COLUMNS = (ConsentEvent.id, ConsentEvent.hcp_id, ConsentEvent.origin_hcp_id, ConsentEvent.channel,
                   ConsentEvent.purpose, ConsentEvent.event_type, ConsentEvent.occurred_at, ConsentEvent.recorded_at,
                   ConsentEvent.valid_until, ConsentEvent.source, ConsentEvent.refers_to_event_id)
 
 
-def _chunks(ids: list[int]) -> Iterable[list[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start:start + _CHUNK]
-
-
-def _states_now(session: Session, ids: list[int], channel: str, purpose: str) -> dict[int, PairState]:
-    """The current state of one pair for many HCPs from ``consent_states`` (kept in step with the ledger
-    in the same transaction as every append), as plain rows: no ledger fold needed for "now"."""
-    out: dict[int, PairState] = {}
-    for part in _chunks(ids):
-        for r in session.execute(select(
-                ConsentState.hcp_id, ConsentState.state, ConsentState.since, ConsentState.valid_until,
-                ConsentState.source, ConsentState.last_event_id, ConsentEvent.event_type,
-                ConsentEvent.refers_to_event_id)
-                .outerjoin(ConsentEvent, ConsentEvent.id == ConsentState.last_event_id).where(
-                ConsentState.hcp_id.in_(part), ConsentState.channel == channel, ConsentState.purpose == purpose)):
-            ids_: tuple[int, ...] = (r.last_event_id,) if r.last_event_id else ()
-            if r.event_type == "confirmed" and r.refers_to_event_id:  # the request and its confirmation
-                ids_ = (r.refers_to_event_id, *ids_)
-            out[r.hcp_id] = PairState(channel, purpose, r.state, r.since, r.valid_until, r.source, ids_)
-    return out
-
-
 def _states_at(session: Session, ids: list[int], channel: str, purpose: str, at: datetime) -> dict[int, PairState]:
     """The state of one pair for many HCPs at a past instant, folded from the ledger's rows."""
     events: dict[int, list[Any]] = defaultdict(list)
-    for part in _chunks(ids):
-        for e in session.execute(select(*_EVENT_COLUMNS).where(
-                ConsentEvent.hcp_id.in_(part), ConsentEvent.channel.in_([channel, ALL]),
-                ConsentEvent.purpose.in_([purpose, ALL]), ConsentEvent.occurred_at <= at)):
-            events[e.hcp_id].append(e)
+    for e in session.execute(select(*_EVENT_COLUMNS).where(
+            among(session, ConsentEvent.hcp_id, ids), ConsentEvent.channel.in_([channel, ALL]),
+            ConsentEvent.purpose.in_([purpose, ALL]), ConsentEvent.occurred_at <= at)):
+        events[e.hcp_id].append(e)
     return {hcp_id: fold(evs, channel, purpose, at) for hcp_id, evs in events.items()}
 
 
 def can_contact_many(session: Session, hcp_ids: Iterable[int], channel: str, purpose: str,
                      at: datetime | None = None) -> dict[int, ContactDecision]:
-    """``can_contact`` for many HCPs in a constant number of queries per 5,000 HCPs (campaign sends).
+    """``can_contact`` for many HCPs in a constant number of queries (campaign sends).
 
-    "Now" is read from the derived state table; a past instant is folded from the ledger.
+    "Now" is read from the derived state table, in one query with the HCPs; a past instant is folded
+    from the ledger.
     """
+    return can_contact_many_with(session, hcp_ids, channel, purpose, at)[0]
+
+
+def can_contact_many_with(
+    session: Session, hcp_ids: Iterable[int], channel: str, purpose: str, at: datetime | None = None,
+    columns: Sequence[Any] = (),
+) -> tuple[dict[int, ContactDecision], dict[int, tuple[Any, ...]]]:
+    """``can_contact_many``, and the values of ``columns`` (expressions on ``HCP``) of every HCP that
+    exists, read in the same query: a send point's own check of the HCP (its address, say) then costs
+    no second pass over the audience. HCPs that do not exist have no values."""
     _check_pair(channel, purpose, allow_all=False)
     now = utcnow()
     at = at or now
     ids = list(dict.fromkeys(hcp_ids))
     if not ids:
-        return {}
-    hcps = {}
-    for part in _chunks(ids):
-        hcps.update({row.id: row for row in session.execute(
-            select(HCP.id, HCP.status, HCP.merged_into_id).where(HCP.id.in_(part)))})
-    states = (_states_now(session, ids, channel, purpose) if at >= now - _NOW_SLACK
-              else _states_at(session, ids, channel, purpose, at))
-    out: dict[int, ContactDecision] = {}
-    for hcp_id in ids:
-        h = hcps.get(hcp_id)
-        if h is None:
-            out[hcp_id] = ContactDecision(False, "hcp-unknown", (), "none", "No such HCP", at)
-        elif h.status == "erased":
-            out[hcp_id] = ContactDecision(False, "hcp-erased", (), "none", "The HCP's data was erased", at)
-        elif h.status == "merged" or h.merged_into_id is not None:
-            out[hcp_id] = ContactDecision(False, "hcp-merged", (), "none",
-                                          f"Merged into HCP {h.merged_into_id}: contact that record", at)
-        else:
-            ps = states.get(hcp_id) or PairState(channel, purpose)
-            state = effective(ps, at)
-            if state != ps.state:  # granted past its validity, read before the expiry job ran
-                ps = PairState(channel, purpose, state, ps.valid_until, ps.valid_until, ps.source, ps.event_ids)
-            out[hcp_id] = _decision(ps, at)
-    return out
+        return {}, {}
+    extra = len(columns)
+    # Outcomes that carry nothing of the HCP are one shared (frozen) decision each.
+    unknown = ContactDecision(False, "hcp-unknown", (), "none", "No such HCP", at)
+    erased = ContactDecision(False, "hcp-erased", (), "none", "The HCP's data was erased", at)
+    no_consent = _decision(PairState(channel, purpose), at)
+    merged: dict[int | None, ContactDecision] = {}
+
+    def closed(status: str, merged_into_id: int | None) -> ContactDecision | None:
+        if status == "erased":
+            return erased
+        if status == "merged" or merged_into_id is not None:
+            if merged_into_id not in merged:
+                merged[merged_into_id] = ContactDecision(
+                    False, "hcp-merged", (), "none", f"Merged into HCP {merged_into_id}: contact that record", at)
+            return merged[merged_into_id]
+        return None
+
+    found: dict[int, ContactDecision] = {}
+    values: dict[int, tuple[Any, ...]] = {}
+    if at >= now - _NOW_SLACK:
+        # The pair's state from ``consent_states``, kept in step with the ledger in the same transaction
+        # as every append: no fold needed for "now". (``since`` and ``source`` are no part of a decision.)
+        query = (select(HCP.id, HCP.status, HCP.merged_into_id, ConsentState.state, ConsentState.valid_until,
+                        ConsentState.last_event_id, ConsentEvent.event_type, ConsentEvent.refers_to_event_id, *columns)
+                 .outerjoin(ConsentState, and_(ConsentState.hcp_id == HCP.id, ConsentState.channel == channel,
+                                               ConsentState.purpose == purpose))
+                 .outerjoin(ConsentEvent, ConsentEvent.id == ConsentState.last_event_id))
+        # The ids travel as one parameter (crm.db.among): no IN list of thousands to render and parse.
+        for r in session.execute(query.where(among(session, HCP.id, ids))):
+            # Unpacked by position: a row's attribute lookup by name costs more than the rest of the loop.
+            hcp_id, status, merged_into_id, state, valid_until, last_event_id, event_type, request_id = r[:8]
+            decision = closed(status, merged_into_id)
+            if decision is None:
+                if state is None:
+                    decision = no_consent
+                else:
+                    event_ids: tuple[int, ...] = (last_event_id,) if last_event_id else ()
+                    if event_type == "confirmed" and request_id:  # the request and its confirmation
+                        event_ids = (request_id, *event_ids)
+                    # granted past its validity, read before the expiry job ran, is expired (effective())
+                    decision = _decide(_effective(state, valid_until, at), event_ids, valid_until, at)
+            found[hcp_id] = decision
+            if extra:
+                values[hcp_id] = r[8:]
+    else:
+        rows = session.execute(select(HCP.id, HCP.status, HCP.merged_into_id, *columns)
+                               .where(among(session, HCP.id, ids))).all()
+        states = _states_at(session, ids, channel, purpose, at)
+        for r in rows:
+            decision = closed(r.status, r.merged_into_id)
+            if decision is None:
+                ps = states.get(r.id)
+                if ps is None:
+                    decision = no_consent
+                else:
+                    state = effective(ps, at)  # the fold applied validity already; kept for symmetry with "now"
+                    decision = _decide(state, ps.event_ids, ps.valid_until, at)
+            found[r.id] = decision
+            if extra:
+                values[r.id] = r[3:]
+    return {hcp_id: found.get(hcp_id, unknown) for hcp_id in ids}, values
 
 
 def can_contact(session: Session, hcp_id: int, channel: str, purpose: str,
