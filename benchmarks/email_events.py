@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from benchmarks.report import machine, write_subsection
@@ -92,7 +92,7 @@ def make_app(url: str, public_key: str) -> Any:
 def build(app: Any, hcps: int) -> tuple[int, list[str]]:
     """Schema, HCPs, a consent ledger and one campaign. Returns (campaign id, the HCPs' addresses)."""
     from crm.campaigns.models import Audience, Campaign, EmailTemplate
-    from crm.consent.models import ConsentEvent
+    from crm.consent.models import ConsentEvent, ConsentState
     from crm.extensions import db
     from crm.hcps.models import HCP
     from crm.security.crypto import blind_index, keyring
@@ -127,6 +127,8 @@ def build(app: Any, hcps: int) -> tuple[int, list[str]]:
                         ledger.append(_consent(i, "withdrawn", granted + timedelta(days=10), None))
             for start in range(0, len(ledger), 20_000):
                 conn.execute(insert(ConsentEvent.__table__), ledger[start:start + 20_000])
+            # The derived state table, as the ledger's appends keep it: folded by the product's own rules.
+            conn.execute(insert(ConsentState.__table__), derived_states(conn, now))
             template_id = conn.execute(insert(EmailTemplate.__table__).returning(EmailTemplate.id), {
                 "name": "Bench", "version": 1, "subject": "s", "html_body": "h", "text_body": "t", "purpose": "events",
                 "products": [], "language": "en", "status": "approved", "created_at": now, "updated_at": now}).scalar()
@@ -139,6 +141,26 @@ def build(app: Any, hcps: int) -> tuple[int, list[str]]:
         print(f"built {hcps:,} HCPs and {len(ledger):,} ledger events in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
     return campaign_id, emails
+
+
+def derived_states(conn: Any, now: datetime) -> list[dict[str, Any]]:
+    """``consent_states`` rows for the ledger just written, folded with ``crm.consent.services.fold``
+    (what ``rebuild_states`` does per HCP after every append), for the one pair the ledger holds."""
+    from collections import defaultdict
+
+    from crm.consent.services import _EVENT_COLUMNS, fold
+
+    events: dict[int, list[Any]] = defaultdict(list)
+    for row in conn.execute(select(*_EVENT_COLUMNS).order_by(_EVENT_COLUMNS[0])):
+        events[row.hcp_id].append(row)
+    rows = []
+    for hcp_id, evs in events.items():
+        ps = fold(evs, "email", "events", None)
+        if ps.state != "none":
+            rows.append({"hcp_id": hcp_id, "channel": "email", "purpose": "events", "state": ps.state,
+                         "since": ps.since, "valid_until": ps.valid_until, "source": ps.source,
+                         "last_event_id": ps.event_ids[-1] if ps.event_ids else None, "updated_at": now})
+    return rows
 
 
 def _consent(hcp_id: int, kind: str, at: datetime, valid_until: datetime | None) -> dict[str, Any]:
