@@ -98,6 +98,24 @@ def test_an_untouched_chain_verifies(db):
     assert all(b.prev_hash == a.hash for a, b in zip(recs, recs[1:], strict=False))
 
 
+def test_records_chain_across_savepoints_rolled_back_or_not(db):
+    first = record(db, None, "test.first", "thing", 1)
+    second = record(db, None, "test.second", "thing", 2)
+    assert second.prev_hash == first.hash
+    with pytest.raises(RuntimeError):
+        with db.begin_nested():
+            record(db, None, "test.undone", "thing", 3)
+            raise RuntimeError("rolled back with its savepoint")
+    third = record(db, None, "test.third", "thing", 4)
+    assert third.prev_hash == second.hash  # not the hash of the record that was rolled back
+    with db.begin_nested():
+        kept = record(db, None, "test.kept", "thing", 5)
+    fourth = record(db, None, "test.fourth", "thing", 6)
+    assert fourth.prev_hash == kept.hash
+    db.flush()
+    assert verify_chain(db).ok
+
+
 def test_tampered_changes_are_named_by_record_id(db):
     recs = _chain(db, 5)
     victim = recs[2]

@@ -86,3 +86,18 @@ def test_a_backdated_consent_or_withdrawal_decides_the_gap_again(db, factory):
     # a withdrawal reported afterwards, effective before the visit, makes it a gap again
     withdraw(db, hcp, "visit", "promotional", "call_centre", occurred_at=utc(2026, 2, 15))
     assert visit.consent_gap is True
+
+
+def test_a_backdated_event_rechecks_every_kind_of_promotional_contact(db, factory):
+    hcp = factory.hcp()
+    call = _record(db, [hcp.id], "call_centre.product_information",
+                   {"direction": "outbound", "reason": "product_information"}, at=utc(2026, 3, 1, 10))
+    mail = _record(db, [hcp.id], "email.sent", {"purpose": "events"}, at=utc(2026, 3, 2, 10))
+    opened = _record(db, [hcp.id], "email.opened", {}, at=utc(2026, 3, 2, 11))
+    assert call.consent_gap and mail.consent_gap and not opened.consent_gap
+    grant(db, hcp, "phone", "promotional", "call_centre", occurred_at=utc(2026, 2, 1))
+    grant(db, hcp, "email", "events", "web_form", occurred_at=utc(2026, 2, 1))
+    assert call.consent_gap is False and mail.consent_gap is False
+    withdraw(db, hcp, "all", "all", "call_centre", occurred_at=utc(2026, 2, 20))
+    assert call.consent_gap is True and mail.consent_gap is True
+    assert opened.consent_gap is False  # an open is not a contact the company made

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from crm.audit.models import AuditRecord, AuditVerification
 from crm.db import iso_z, utcnow
@@ -93,8 +93,16 @@ def record(
 
     ``changes`` is normally built with ``diff``/``created``; values must be JSON-able.
     """
-    _lock_chain(session)
-    prev = session.execute(select(AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)).scalar()
+    # The chain's head: locked and read once per transaction (or savepoint); later records of the same
+    # transaction chain onto the one before, which only this transaction can have appended meanwhile.
+    real = session() if isinstance(session, scoped_session) else session
+    current = real.get_nested_transaction() or real.get_transaction()
+    head = real.info.get("audit_head")
+    if head is not None and head[0] is current:
+        prev = head[1]
+    else:
+        _lock_chain(session)
+        prev = session.execute(select(AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)).scalar()
     label = "system" if actor is None else f"{actor.name} <{actor.role}>"
     rec = AuditRecord(
         occurred_at=utcnow(),
@@ -111,6 +119,7 @@ def record(
     rec.hash = _digest(rec)
     session.add(rec)
     session.flush()
+    real.info["audit_head"] = (current, rec.hash)
     return rec
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from crm.audit import services as audit
 from crm.campaigns.models import Campaign, EmailEvent, EmailTemplate
@@ -245,8 +245,10 @@ def _withdraw(session: Session, withdrawals: list[tuple[IncomingEmailEvent, int]
 
     done = 0
     now = utcnow()
+    hcps = {h.id: h for h in session.scalars(select(HCP).where(HCP.id.in_({h for _e, h in withdrawals}))
+                                             .options(lazyload(HCP.identifiers)))}
     for e, hcp_id in withdrawals:
-        hcp = session.get(HCP, hcp_id)
+        hcp = hcps.get(hcp_id)
         if hcp is None or hcp.status == "erased":
             continue
         campaign = campaigns.get(e.campaign_id) if e.campaign_id is not None else None

@@ -84,7 +84,8 @@ def recheck_gaps_after_backdated_event(event: Any, session: Any = None, **_: Any
     HCP's promotional contacts since the event's instant. Events that take effect now change nothing."""
     from datetime import timedelta
 
-    from sqlalchemy import select
+    from sqlalchemy import or_, select
+    from sqlalchemy.orm import lazyload
 
     from crm.consent.services import can_contact_many
     from crm.db import utcnow
@@ -92,10 +93,14 @@ def recheck_gaps_after_backdated_event(event: Any, session: Any = None, **_: Any
 
     if session is None or event.occurred_at >= utcnow() - timedelta(minutes=5):
         return
+    # Only kinds that may be promotional contacts are read (one query when there are none).
+    kinds = [k for k in PROMOTIONAL_CONTACTS if not k.endswith(".")]
+    channels = [k[:-1] for k in PROMOTIONAL_CONTACTS if k.endswith(".")]
     items = session.scalars(
         select(Interaction).join(InteractionParticipant, InteractionParticipant.interaction_id == Interaction.id)
         .where(InteractionParticipant.hcp_id == event.hcp_id, InteractionParticipant.occurred_at >= event.occurred_at,
-               Interaction.channel != "consent")
+               Interaction.channel != "consent", or_(Interaction.kind.in_(kinds), Interaction.channel.in_(channels)))
+        .options(lazyload(Interaction.products))
     ).all()
     for item in items:
         needed = needed_consent(item)
