@@ -48,6 +48,9 @@ def test_sqlite_pragmas(app, db):
     assert db.execute(text("PRAGMA foreign_keys")).scalar() == 1
     assert db.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     assert db.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    assert db.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL: durable on commit in WAL mode
+    assert db.execute(text("PRAGMA cache_size")).scalar() == -32000
+    assert db.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 10000
 
 
 def test_encrypted_columns_hold_ciphertext_and_are_bound_to_their_column(db, factory):
