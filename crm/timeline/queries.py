@@ -107,11 +107,25 @@ def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
     ))
 
 
-def _serialize(viewer: Viewer, row: ItemRow) -> dict[str, Any]:
-    decision = item_decision(viewer, row.sensitivity)
-    level = decision.level
-    full = level == Level.FULL
-    shown = full or level == Level.SUMMARY
+def _view(viewer: Viewer, sensitivity: str) -> tuple[bool, bool, str, str, str]:
+    """``item_decision`` in the form ``_serialize`` uses: full?, summary shown?, the level shown, the
+    rule, the reason."""
+    decision = item_decision(viewer, sensitivity)
+    full = decision.level == Level.FULL
+    shown = full or decision.level == Level.SUMMARY
+    level = str(decision.level if shown else Level.EXISTENCE)
+    return full, shown, level, decision.rule, decision.reason
+
+
+def _serialize(viewer: Viewer, row: ItemRow, views: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One item for ``viewer``; ``views`` memoises the decision per sensitivity across one page (a
+    page asks the same few questions fifty times)."""
+    view = views.get(row.sensitivity) if views is not None else None
+    if view is None:
+        view = _view(viewer, row.sensitivity)
+        if views is not None:
+            views[row.sensitivity] = view
+    full, shown, level, rule, reason = view
     return {
         "id": row.id,
         "hcp_ids": row.hcp_ids,
@@ -127,13 +141,12 @@ def _serialize(viewer: Viewer, row: ItemRow) -> dict[str, Any]:
         "details": dict(row.details or {}) if full else {},
         "sensitivity": row.sensitivity,
         "redacted": not full,
-        "redaction_reason": None if full else decision.reason,
+        "redaction_reason": None if full else reason,
         "consent_gap": row.consent_gap,
         "supersedes": row.supersedes_id,
         "superseded_by": row.superseded_by_id,
         # Anything stricter than summary is shown as existence: a contact that happened stays visible.
-        "visibility": {"level": level.value if shown else Level.EXISTENCE.value, "rule": decision.rule,
-                       "reason": decision.reason},
+        "visibility": {"level": level, "rule": rule, "reason": reason},
     }
 
 
@@ -309,7 +322,8 @@ def timeline_page(
     params["hcp_id"] = hcp_id
     rows, next_cursor = _page(_fetch_items(session, _timeline_statement(shape), params), limit)
     _log_sensitive_reads(session, viewer, ((row, (hcp_id,)) for row in rows))
-    return [_serialize(viewer, row) for row in rows], next_cursor
+    views: dict[str, Any] = {}
+    return [_serialize(viewer, row, views) for row in rows], next_cursor
 
 
 # -- the feed across HCPs -----------------------------------------------------------------------
@@ -332,7 +346,8 @@ def feed_page(
     shape, params = _shape(session, viewer, filters, cursor, limit)
     rows, next_cursor = _page(_fetch_items(session, _feed_statement(shape), params), limit)
     _log_sensitive_reads(session, viewer, ((row, row.hcp_ids) for row in rows))
-    return [_serialize(viewer, row) for row in rows], next_cursor
+    views: dict[str, Any] = {}
+    return [_serialize(viewer, row, views) for row in rows], next_cursor
 
 
 def feed_channel_counts(session: Session, viewer: Viewer, filters: TimelineFilters) -> dict[str, int]:
