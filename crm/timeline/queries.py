@@ -224,11 +224,22 @@ def _item_columns(dialect: str) -> tuple[Any, ...]:
 def _fetch_items(session: Session, stmt: Select[Any], params: dict[str, Any]) -> list[ItemRow]:
     """Run a page query on the session's connection: plain rows, without the ORM's result machinery."""
     session.flush()  # what autoflush would do: the page must include this transaction's own writes
-    return [
-        ItemRow(*row[:15], sorted(int(h) for h in row[15].split(_SEP)) if row[15] else [],
-                sorted(row[16].split(_SEP)) if row[16] else [])
-        for row in session.connection().execute(stmt, params).all()
-    ]
+    return [ItemRow(*row[:15], _ids(row[15]), _skus(row[16]))
+            for row in session.connection().execute(stmt, params).all()]
+
+
+def _ids(joined: str | None) -> list[int]:
+    if not joined:
+        return []
+    if _SEP not in joined:  # most items have one participant
+        return [int(joined)]
+    return sorted(int(h) for h in joined.split(_SEP))
+
+
+def _skus(joined: str | None) -> list[str]:
+    if not joined:
+        return []
+    return sorted(joined.split(_SEP)) if _SEP in joined else [joined]
 
 
 # -- filters and keyset -------------------------------------------------------------------------
