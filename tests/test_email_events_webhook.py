@@ -260,6 +260,24 @@ def test_events_of_a_merged_hcp_go_to_the_survivor(client, db, factory):
     assert items_of(db, loser.id) == []
 
 
+def test_addresses_lead_to_the_active_record_and_merge_chains_to_the_last_survivor(client, db, factory):
+    inactive = factory.hcp(email="shared@clinic.example", status="inactive")
+    active = factory.hcp(email="Shared@Clinic.example ")
+    first, middle, last = factory.hcp(email="old@clinic.example"), factory.hcp(), factory.hcp()
+    first.status, first.merged_into_id = "merged", middle.id
+    middle.status, middle.merged_into_id = "merged", last.id
+    db.flush()
+    assert inactive.id < active.id
+    batch = [event("sg-shared", "open", email="shared@clinic.example"),
+             event("sg-chain-id", "open", hcp_id=first.id),
+             event("sg-chain-mail", "click", email="old@clinic.example")]
+    assert post(client, batch).status_code == 200
+    assert [i.external_id for i in items_of(db, active.id)] == ["sg-shared"]
+    assert items_of(db, inactive.id) == []
+    assert sorted(i.external_id for i in items_of(db, last.id)) == ["sg-chain-id", "sg-chain-mail"]
+    assert items_of(db, first.id) == [] and items_of(db, middle.id) == []
+
+
 # -- exactly once -------------------------------------------------------------------------------------
 
 def test_the_same_batch_three_times_adds_nothing_after_the_first(client, db, factory):

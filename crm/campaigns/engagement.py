@@ -81,43 +81,39 @@ def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]
         yield values[start:start + size]
 
 
-@dataclass(frozen=True)
-class _HcpRow:
-    id: int
-    email_bidx: str | None
-    status: str
-    merged_into_id: int | None
-
-
 def _resolve_hcps(session: Session, ids: set[int], bidxs: set[str]) -> tuple[dict[int, int], dict[str, int]]:
     """``({custom-arg hcp id: HCP id}, {blind index: HCP id})``, merged records followed to the survivor."""
-    rows: dict[int, _HcpRow] = {}
+    # id -> (email_bidx, status, merged_into_id), plain tuples: a batch reads a few thousand of them
+    rows: dict[int, tuple[str | None, str, int | None]] = {}
     columns = (HCP.id, HCP.email_bidx, HCP.status, HCP.merged_into_id)
     # Two lookups, not one with OR: PostgreSQL answers an OR of two long lists with a full scan.
     # Both always run (one may be empty), so a batch takes the same number of queries whatever it holds.
     for column, values in ((HCP.id, ids), (HCP.email_bidx, bidxs)):
-        for r in session.execute(select(*columns).where(among(session, column, sorted(values)))):
-            rows[r.id] = _HcpRow(r.id, r.email_bidx, r.status, r.merged_into_id)
+        for hcp_id, bidx, status, merged_into in session.execute(
+                select(*columns).where(among(session, column, sorted(values)))):
+            rows[hcp_id] = (bidx, status, merged_into)
     for _ in range(5):  # merge chains are short; each hop is one query for the whole batch
-        missing = {r.merged_into_id for r in rows.values() if r.merged_into_id and r.merged_into_id not in rows}
+        missing = {r[2] for r in rows.values() if r[2] and r[2] not in rows}
         if not missing:
             break
-        for r in session.execute(select(*columns).where(among(session, HCP.id, sorted(missing)))):
-            rows[r.id] = _HcpRow(r.id, r.email_bidx, r.status, r.merged_into_id)
+        for hcp_id, bidx, status, merged_into in session.execute(
+                select(*columns).where(among(session, HCP.id, sorted(missing)))):
+            rows[hcp_id] = (bidx, status, merged_into)
 
     def final(hcp_id: int) -> int:
         seen = 0
-        while rows[hcp_id].merged_into_id and rows[hcp_id].merged_into_id in rows and seen < 5:
-            hcp_id = rows[hcp_id].merged_into_id  # type: ignore[assignment]
+        while (nxt := rows[hcp_id][2]) and nxt in rows and seen < 5:
+            hcp_id = nxt
             seen += 1
         return hcp_id
 
     by_id = {i: final(i) for i in ids if i in rows}
     by_bidx: dict[str, int] = {}
     # Several records with one address: the active one, else the lowest id (merged ones lead to the survivor).
-    for r in sorted(rows.values(), key=lambda r: (r.status != "active", r.id)):
-        if r.email_bidx in bidxs and r.email_bidx not in by_bidx:
-            by_bidx[r.email_bidx] = final(r.id)
+    candidates = [(status != "active", hcp_id, bidx) for hcp_id, (bidx, status, _m) in rows.items() if bidx in bidxs]
+    for _inactive, hcp_id, bidx in sorted(candidates):
+        if bidx not in by_bidx:
+            by_bidx[bidx] = final(hcp_id)  # type: ignore[index]
     return by_id, by_bidx
 
 
