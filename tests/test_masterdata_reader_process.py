@@ -183,35 +183,34 @@ def test_a_failed_reader_process_fails_the_run_which_then_resumes(db, tmp_path, 
     assert again.id == failed.id and again.status == "completed"
 
 
-def test_an_importer_that_fails_stops_its_reader(db, tmp_path, monkeypatch):
-    path = tricky_file(tmp_path / "tricky.csv")
-    started: list[ReaderProcess] = []
+@pytest.fixture
+def started(monkeypatch) -> list[ReaderProcess]:
+    """Every reader process the test starts, recorded as it starts."""
+    readers: list[ReaderProcess] = []
     real_init = ReaderProcess.__init__
 
     def recorded(self, *args):
         real_init(self, *args)
-        started.append(self)
+        readers.append(self)
+
+    monkeypatch.setattr(ReaderProcess, "__init__", recorded)
+    return readers
+
+
+def test_an_importer_that_fails_stops_its_reader(db, tmp_path, monkeypatch, started):
+    path = tricky_file(tmp_path / "tricky.csv")
 
     def failing(*args):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ReaderProcess, "__init__", recorded)
     monkeypatch.setattr(importer, "_apply_batch", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         import_nppes_file(db, None, path, batch_size=3, reader_process=True)
     assert started[0]._proc.poll() is not None
 
 
-def test_large_files_are_read_by_a_reader_process_small_ones_inline(db, tmp_path, monkeypatch):
+def test_large_files_are_read_by_a_reader_process_small_ones_inline(db, tmp_path, monkeypatch, started):
     path = tricky_file(tmp_path / "tricky.csv")
-    started: list[ReaderProcess] = []
-    real_init = ReaderProcess.__init__
-
-    def recorded(self, *args):
-        real_init(self, *args)
-        started.append(self)
-
-    monkeypatch.setattr(ReaderProcess, "__init__", recorded)
     import_nppes_file(db, None, path)
     assert started == []
     monkeypatch.setattr(importer, "PROCESS_THRESHOLD_BYTES", path.stat().st_size // 2)
