@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from crm.audit.models import AuditRecord, AuditVerification
-from crm.audit.services import latest_verification, record, verify_chain
+from crm.audit.services import latest_verification, record, record_many, verify_chain
 from crm.auth.services import update_user
 from crm.hcps.services import create_territory
 from crm.timeline.models import SensitiveRead
@@ -112,6 +112,20 @@ def test_records_chain_across_savepoints_rolled_back_or_not(db):
         kept = record(db, None, "test.kept", "thing", 5)
     fourth = record(db, None, "test.fourth", "thing", 6)
     assert fourth.prev_hash == kept.hash
+    db.flush()
+    assert verify_chain(db).ok
+
+
+def test_many_records_at_once_chain_in_the_order_given(db):
+    before = record(db, None, "test.before", "thing", 0)
+    many = record_many(db, None, [("test.many", "thing", n, {"n": {"before": None, "after": n}}, f"row {n}")
+                                  for n in range(1, 6)])
+    after = record(db, None, "test.after", "thing", 6)
+    chain = [before, *many, after]
+    assert [r.id for r in chain] == sorted(r.id for r in chain)
+    assert all(b.prev_hash == a.hash for a, b in zip(chain, chain[1:], strict=False))
+    assert [r.reason for r in many] == [f"row {n}" for n in range(1, 6)]
+    assert record_many(db, None, []) == []
     db.flush()
     assert verify_chain(db).ok
 

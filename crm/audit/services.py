@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -93,6 +94,19 @@ def record(
 
     ``changes`` is normally built with ``diff``/``created``; values must be JSON-able.
     """
+    return record_many(session, actor, [(action, entity, entity_id, changes, reason)])[0]
+
+
+def record_many(
+    session: Session,
+    actor: Any,
+    entries: Iterable[tuple[str, str, Any, dict[str, Any] | None, str | None]],
+) -> list[AuditRecord]:
+    """Append several records at once, chained in the order given: ``(action, entity, entity_id,
+    changes, reason)`` each. One flush for all of them (a batch that changes many rows)."""
+    entries = list(entries)
+    if not entries:
+        return []
     # The chain's head: locked and read once per transaction (or savepoint); later records of the same
     # transaction chain onto the one before, which only this transaction can have appended meanwhile.
     real = session() if isinstance(session, scoped_session) else session
@@ -104,23 +118,27 @@ def record(
         _lock_chain(session)
         prev = session.execute(select(AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)).scalar()
     label = "system" if actor is None else f"{actor.name} <{actor.role}>"
-    rec = AuditRecord(
-        occurred_at=utcnow(),
-        actor_id=getattr(actor, "id", None),
-        actor_label=label,
-        action=action,
-        entity=entity,
-        entity_id=str(entity_id),
-        # round-trip so what is hashed is exactly what the JSON column gives back
-        changes=json.loads(json.dumps(_jsonable(changes or {}), sort_keys=True)),
-        reason=reason,
-        prev_hash=prev or GENESIS,
-    )
-    rec.hash = _digest(rec)
-    session.add(rec)
+    now = utcnow()
+    records = []
+    for action, entity, entity_id, changes, reason in entries:
+        rec = AuditRecord(
+            occurred_at=now,
+            actor_id=getattr(actor, "id", None),
+            actor_label=label,
+            action=action,
+            entity=entity,
+            entity_id=str(entity_id),
+            # round-trip so what is hashed is exactly what the JSON column gives back
+            changes=json.loads(json.dumps(_jsonable(changes or {}), sort_keys=True)),
+            reason=reason,
+            prev_hash=prev or GENESIS,
+        )
+        rec.hash = prev = _digest(rec)
+        records.append(rec)
+    session.add_all(records)
     session.flush()
-    real.info["audit_head"] = (current, rec.hash)
-    return rec
+    real.info["audit_head"] = (current, prev)
+    return records
 
 
 @dataclass

@@ -447,10 +447,10 @@ def mark_emails_invalid(session: Session, actor: Any, reasons: dict[int, tuple[s
         hcp.email_status, hcp.email_status_reason, hcp.email_status_at = "invalid", reason[:300], at
         changed.append(hcp)
     session.flush()  # one flush for the batch
-    for hcp in changed:
-        audit.record(session, actor, "hcp.email_invalid", "hcp", hcp.id,
-                     audit.diff({"email_status": "valid"},
-                                {"email_status": "invalid", "reason": hcp.email_status_reason}))
+    audit.record_many(session, actor, [
+        ("hcp.email_invalid", "hcp", hcp.id,
+         audit.diff({"email_status": "valid"}, {"email_status": "invalid", "reason": hcp.email_status_reason}), None)
+        for hcp in changed])
     return len(changed)
 
 

@@ -679,8 +679,8 @@ def _write(session: Session, ctx: _Context, batch: _Batch, rows: Sequence[Source
         _bulk_insert(session, HCPIdentifier.__table__, idents)
     if batch.new_hcos:
         created_hco_ids = _insert_with_ids(session, HCO.__table__, [n.values for n in batch.new_hcos])
-    for action, entity, obj, changes, reason in batch.audits:
-        audit.record(session, ctx.actor, action, entity, obj.id, changes, reason=reason)
+    audit.record_many(session, ctx.actor, [(action, entity, obj.id, changes, reason)
+                                           for action, entity, obj, changes, reason in batch.audits])
     if created_hcp_ids or created_hco_ids:
         audit.record(session, ctx.actor, "masterdata.import", "import_run", ctx.run_id,
                      {"rows": [rows[0].row_number, rows[-1].row_number],
