@@ -102,17 +102,19 @@ def record_interaction(
     )
     item.participants = [InteractionParticipant(hcp_id=h, occurred_at=occurred_at) for h in ids]
     item.products = [InteractionProduct(sku=s) for s in dict.fromkeys(products)]
-    try:
-        with session.begin_nested():
-            session.add(item)
-            session.flush()
-    except IntegrityError:
-        if external_id is None:
-            raise
-        winner = find_by_external_id(session, source, external_id)
-        if winner is None:
-            raise
-        return winner, False
+    if external_id is None:  # nothing for a concurrent writer to collide on: no savepoint needed
+        session.add(item)
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():
+                session.add(item)
+                session.flush()
+        except IntegrityError:
+            winner = find_by_external_id(session, source, external_id)
+            if winner is None:
+                raise
+            return winner, False
     if supersedes is not None:
         supersedes.superseded_by_id = item.id
     if audit_changes:
