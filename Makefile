@@ -32,6 +32,7 @@ test: dev-venv
 
 lint: dev-venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: dev-venv
 	$(BIN)/python -m benchmarks.timeline $(BENCH_ARGS)

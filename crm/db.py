@@ -14,6 +14,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
 from sqlalchemy.types import TypeDecorator
 
+# What services take: a plain Session or Flask-SQLAlchemy's scoped_session proxy (``db.session``).
+DbSession = Session | scoped_session[Any]
+
+
+def as_session(session: DbSession) -> Session:
+    """The Session itself behind a scoped_session proxy (for the accessors the proxy does not offer)."""
+    return session() if isinstance(session, scoped_session) else session
+
 # Stable constraint names on SQLite and PostgreSQL alike, so Alembic can find them again.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -141,22 +149,21 @@ def harden_engine(engine: Engine) -> None:
 
 # -- after-commit side effects -------------------------------------------------------------------
 
-def on_commit(session: Session, fn: Callable[[], None]) -> None:
+def on_commit(session: DbSession, fn: Callable[[], None]) -> None:
     """Run ``fn`` after the session's outermost transaction commits; drop it on rollback.
 
     Emails, ERP calls and other side effects go through here, so they never happen for data that
     was rolled back. Releasing a SAVEPOINT is not a commit: hooks wait for the root transaction, and
     a hook registered inside a savepoint that rolls back is dropped with it.
     """
-    if isinstance(session, scoped_session):
-        session = session()  # the proxy does not expose the transaction accessors
-    if session.get_transaction() is None:
-        session.begin()  # the hook belongs to a transaction: the one that would start with the next write
-    current = session.get_nested_transaction() or session.get_transaction()
-    session.info.setdefault("after_commit", []).append((current, fn))
+    real = as_session(session)  # the proxy does not expose the transaction accessors
+    if real.get_transaction() is None:
+        real.begin()  # the hook belongs to a transaction: the one that would start with the next write
+    current = real.get_nested_transaction() or real.get_transaction()
+    real.info.setdefault("after_commit", []).append((current, fn))
 
 
-def keep_on_error(session: Session) -> None:
+def keep_on_error(session: DbSession) -> None:
     """Ask the request boundary to commit this transaction even though the response is an error.
 
     For records that exist because of the error, such as a failed login kept for the throttle.
@@ -175,7 +182,7 @@ def _run_after_commit(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_after_rollback(session: Session, previous_transaction: Any) -> None:
+def _drop_after_rollback(session: DbSession, previous_transaction: Any) -> None:
     pending = session.info.get("after_commit")
     if not pending:
         return
@@ -193,7 +200,7 @@ def _drop_after_rollback(session: Session, previous_transaction: Any) -> None:
     session.info["after_commit"] = [(t, fn) for t, fn in pending if not inside_rolled_back(t)]
 
 
-def among(session: Session, column: Any, values: Any) -> Any:
+def among(session: DbSession, column: Any, values: Any) -> Any:
     """``column IN (values)`` for a large set of values, as one bound parameter: ``= ANY(:array)`` on
     PostgreSQL, ``IN (SELECT value FROM json_each(:json))`` on SQLite. The statement text stays the
     same whatever the number of values, so it is neither rebuilt nor re-parsed per call, and no
@@ -209,7 +216,7 @@ def among(session: Session, column: Any, values: Any) -> Any:
 
 
 def insert_ignoring_conflicts(
-    session: Session,
+    session: DbSession,
     table: Any,
     rows: list[dict[str, Any]],
     conflict_columns: list[str],
@@ -241,7 +248,8 @@ def insert_ignoring_conflicts(
         # once (a statement with a placeholder per value is parsed again on every call).
         arrays = ", ".join(f"%b::{table.c[k].type.compile(dialect=dialect)}[]" for k in keys)
         sql = head + f"SELECT * FROM unnest({arrays})" + tail  # noqa: S608
-        with conn.connection.driver_connection.cursor() as cursor:  # the session's connection and transaction
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor() as cursor:  # the session's connection and transaction
             for start in range(0, len(params), 5000):
                 columns = [list(values) for values in zip(*params[start:start + 5000], strict=True)]
                 cursor.execute(sql, columns)  # %b: arrays sent in binary, no per-element quoting
@@ -319,7 +327,7 @@ def _convert(proc: Callable[[Any], Any] | None, values: list[Any], *, memo: bool
     keep_none = proc(None) is None
     if memo:
         done: dict[Any, Any] = {}
-        out = []
+        out: list[Any] = []
         for v in values:
             if v is None and keep_none:
                 out.append(None)

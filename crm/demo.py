@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from crm.auth.services import create_user, find_user_by_email, viewer_for
+from crm.db import DbSession
 from crm.hcps.identifiers import make_npi
 from crm.hcps.models import HCO, Affiliation, HCPIdentifier
 from crm.hcps.services import create_territory
@@ -65,7 +65,7 @@ def demo_logins() -> list[tuple[str, str, str]]:
     return [(role, email, role + DEMO_PASSWORD_SUFFIX) for role, email, _n, _t in USERS]
 
 
-def load_demo(session: Session, say: Callable[[str], None] = print, hcps: int = HCP_COUNT,
+def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int = HCP_COUNT,
               now: datetime | None = None) -> dict[str, int]:
     """Load the demo data set; returns counts of what was created this time."""
     from crm.hcps.services import create_hcp
@@ -132,7 +132,7 @@ def load_demo(session: Session, say: Callable[[str], None] = print, hcps: int = 
     return counts
 
 
-def _hcos(session: Session, territories: dict[str, Any], counts: dict[str, int]) -> dict[str, list[HCO]]:
+def _hcos(session: DbSession, territories: dict[str, Any], counts: dict[str, int]) -> dict[str, list[HCO]]:
     out: dict[str, list[HCO]] = {}
     for code, territory in territories.items():
         out[code] = []
@@ -151,7 +151,7 @@ def _hcos(session: Session, territories: dict[str, Any], counts: dict[str, int])
     return out
 
 
-def _visits(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
+def _visits(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
             now: datetime) -> int:
     """Two years of submitted visits for the HCPs created in this run (none on a re-run)."""
     from crm.visits.services import create_visit, submit_visit
@@ -204,7 +204,7 @@ def _visits(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any, s
     return made
 
 
-def _consents(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
+def _consents(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
               now: datetime) -> int:
     """An active notice; visit consents signed in visits; email consents from paper forms, most of them
     confirmed through the double opt-in link, a few still pending, a few withdrawn, some close to expiry."""
@@ -259,7 +259,7 @@ def _consents(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any,
     return made
 
 
-def _events(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
+def _events(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
             now: datetime) -> int:
     """A past congress with invitations, attendance and transfers of value; an upcoming webinar; a medical
     round table organised by Medical Affairs."""
@@ -302,7 +302,7 @@ def _events(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any, s
     return 3
 
 
-def _call_centre(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
+def _call_centre(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random,
                  now: datetime) -> int:
     """A year of call-centre contacts: product questions, medical inquiries (some answered), adverse events
     (one overdue, one closed with its forwarding record) and complaints."""
@@ -342,7 +342,7 @@ def _call_centre(session: Session, users: dict[str, Any], new_hcps: list[tuple[A
     return made
 
 
-def _orders(session: Session, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random) -> int:
+def _orders(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any, str]], rnd: random.Random) -> int:
     """A few orders by the north rep: some submitted (queued for the ERP), one still a draft."""
     from crm.orders.services import capture_order, submit_order
 

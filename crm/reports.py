@@ -22,7 +22,7 @@ def csv_safe(value: Any) -> str:
     """One CSV cell: times in UTC with ``Z``, ``None`` empty, formula-like text prefixed with ``'``."""
     if value is None:
         return ""
-    text = iso_z(value) if isinstance(value, datetime) else str(value)
+    text = (iso_z(value) or "") if isinstance(value, datetime) else str(value)
     return "'" + text if text.startswith(FORMULA_START) else text
 
 

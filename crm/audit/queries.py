@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from crm.access.policy import Viewer, require_write
 from crm.audit.models import AuditRecord
 from crm.auth.models import User
+from crm.db import DbSession
 from crm.schemas import decode_cursor, encode_cursor
 from crm.timeline.models import SensitiveRead
 
@@ -48,7 +48,7 @@ def _page(rows: list[Any], limit: int, last_id: Any) -> tuple[list[Any], str | N
     return rows, None
 
 
-def _after(query: Select[Any], id_column: Any, cursor: str | None) -> Select[Any]:
+def _after(query: Any, id_column: Any, cursor: str | None) -> Any:
     if cursor:
         (last_id,) = decode_cursor(cursor, (int,))
         query = query.where(id_column < last_id)
@@ -56,7 +56,7 @@ def _after(query: Select[Any], id_column: Any, cursor: str | None) -> Select[Any
 
 
 def audit_page(
-    session: Session, viewer: Viewer, filters: AuditFilters, limit: int = 50, cursor: str | None = None
+    session: DbSession, viewer: Viewer, filters: AuditFilters, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[AuditRecord], str | None]:
     """One page of audit records, newest first. Compliance and admin only (403 ``audit.read:role``)."""
     require_write(viewer, "audit.read")
@@ -79,7 +79,7 @@ def audit_page(
 
 
 def sensitive_reads_page(
-    session: Session, viewer: Viewer, filters: SensitiveReadFilters, limit: int = 50, cursor: str | None = None
+    session: DbSession, viewer: Viewer, filters: SensitiveReadFilters, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[tuple[SensitiveRead, User]], str | None]:
     """Who read which medical/pv item or consent evidence, newest first, with the reader.
 
@@ -102,5 +102,6 @@ def sensitive_reads_page(
     if filters.until is not None:
         query = query.where(SensitiveRead.occurred_at < filters.until)
     query = _after(query, SensitiveRead.id, cursor)
-    rows = [(read, user) for read, user in session.execute(query.order_by(SensitiveRead.id.desc()).limit(limit + 1))]
+    rows: list[tuple[Any, Any]] = [
+        (read, user) for read, user in session.execute(query.order_by(SensitiveRead.id.desc()).limit(limit + 1))]
     return _page(rows, limit, lambda row: row[0].id)

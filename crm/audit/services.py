@@ -16,10 +16,10 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import scoped_session
 
 from crm.audit.models import AuditRecord, AuditVerification
-from crm.db import iso_z, utcnow
+from crm.db import DbSession, iso_z, utcnow
 
 GENESIS = "0" * 64
 PERSONAL_FIELDS = frozenset({"email", "phone", "address_line", "signature", "evidence", "ip_address",
@@ -76,13 +76,13 @@ def _digest(rec: Any) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def _lock_chain(session: Session) -> None:
+def _lock_chain(session: DbSession) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_ID})
 
 
 def record(
-    session: Session,
+    session: DbSession,
     actor: Any,
     action: str,
     entity: str,
@@ -98,7 +98,7 @@ def record(
 
 
 def record_many(
-    session: Session,
+    session: DbSession,
     actor: Any,
     entries: Iterable[tuple[str, str, Any, dict[str, Any] | None, str | None]],
 ) -> list[AuditRecord]:
@@ -149,7 +149,7 @@ class ChainReport:
     problem: str | None = None
 
 
-def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
+def verify_chain(session: DbSession, batch: int = 5000) -> ChainReport:
     """Walk the chain in order; report the first record whose link or hash does not hold.
 
     Reads plain rows, not ORM objects: what is checked is what the database holds now, never a copy
@@ -175,7 +175,7 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
             last_id = rec.id
 
 
-def verify_and_store(session: Session, actor: Any) -> tuple[ChainReport, AuditVerification]:
+def verify_and_store(session: DbSession, actor: Any) -> tuple[ChainReport, AuditVerification]:
     """Walk the chain and keep the outcome, so the audit page can show the latest result cheaply.
 
     ``actor`` is the user who asked, or None for the command line. The outcome is not itself an audit
@@ -196,5 +196,5 @@ def verify_and_store(session: Session, actor: Any) -> tuple[ChainReport, AuditVe
     return report, row
 
 
-def latest_verification(session: Session) -> AuditVerification | None:
+def latest_verification(session: DbSession) -> AuditVerification | None:
     return session.scalar(select(AuditVerification).order_by(AuditVerification.id.desc()).limit(1))

@@ -46,7 +46,7 @@ def trail():
         actor_text=actor_arg if actor_arg and not actor_arg.isdigit() else None,
     )
     records, next_cursor = queries.audit_page(db.session, viewer(), filters, PAGE_SIZE, _arg("cursor"))
-    args = {k: v for k, v in request.args.items() if k != "cursor" and v}
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "cursor" and v}
     return render_template(
         "audit/trail.html",
         records=records,
@@ -81,7 +81,7 @@ def sensitive_reads():
         hcp_id=_int_arg("hcp_id"),
     )
     rows, next_cursor = queries.sensitive_reads_page(db.session, viewer(), filters, PAGE_SIZE, _arg("cursor"))
-    args = {k: v for k, v in request.args.items() if k != "cursor" and v}
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "cursor" and v}
     return render_template(
         "audit/sensitive_reads.html",
         rows=rows,

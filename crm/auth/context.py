@@ -41,7 +41,7 @@ def page_auth(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
-            user: User = current_user._get_current_object()  # type: ignore[attr-defined]
+            user: User = current_user._get_current_object()
             if roles and user.role not in roles:
                 raise Forbidden(f"This page is for {', '.join(roles)}", rule="page:role")
             g.actor = user
@@ -54,11 +54,11 @@ def page_auth(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def actor() -> User:
-    return g.actor  # type: ignore[no-any-return]
+    return g.actor
 
 
 def viewer() -> Viewer:
-    return g.viewer  # type: ignore[no-any-return]
+    return g.viewer
 
 
 def client_address() -> str | None:

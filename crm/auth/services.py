@@ -7,12 +7,11 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
 
 from crm.access.policy import ROLES, Viewer
 from crm.audit import services as audit
 from crm.auth.models import ApiToken, LoginAttempt, User, WebSession
-from crm.db import keep_on_error, utcnow
+from crm.db import DbSession, keep_on_error, utcnow
 from crm.errors import Invalid, TooManyAttempts, Unauthorized
 from crm.hcps.models import Territory, UserTerritoryAssignment
 from crm.security.crypto import blind_index
@@ -22,11 +21,11 @@ from crm.security.tokens import new_token, token_hash
 _GENERIC = "Wrong email or password."
 
 
-def find_user_by_email(session: Session, email: str) -> User | None:
+def find_user_by_email(session: DbSession, email: str) -> User | None:
     return session.scalar(select(User).where(User.email_bidx == blind_index(email)))
 
 
-def current_territory_ids(session: Session, user_id: int, at: datetime | None = None) -> frozenset[int]:
+def current_territory_ids(session: DbSession, user_id: int, at: datetime | None = None) -> frozenset[int]:
     at = at or utcnow()
     rows = session.scalars(
         select(UserTerritoryAssignment.territory_id).where(
@@ -38,7 +37,7 @@ def current_territory_ids(session: Session, user_id: int, at: datetime | None = 
     return frozenset(rows)
 
 
-def viewer_for(session: Session, user: User, at: datetime | None = None) -> Viewer:
+def viewer_for(session: DbSession, user: User, at: datetime | None = None) -> Viewer:
     """The policy's view of ``user``: role and territories covered at ``at`` (now by default)."""
     return Viewer(user.id, user.role, current_territory_ids(session, user.id, at))
 
@@ -50,7 +49,7 @@ def _throttle_keys(email: str, address: str | None) -> list[str]:
     return keys
 
 
-def _check_throttle(session: Session, email: str, address: str | None) -> None:
+def _check_throttle(session: DbSession, email: str, address: str | None) -> None:
     cfg = current_app.config
     since = utcnow() - timedelta(minutes=cfg["CRM_LOGIN_WINDOW_MINUTES"])
     limits = {"account": cfg["CRM_LOGIN_MAX_FAILS_ACCOUNT"], "address": cfg["CRM_LOGIN_MAX_FAILS_ADDRESS"]}
@@ -65,7 +64,7 @@ def _check_throttle(session: Session, email: str, address: str | None) -> None:
             raise TooManyAttempts("Too many failed sign-in attempts. Wait a few minutes and try again.")
 
 
-def check_password(session: Session, email: str, password: str, address: str | None) -> User:
+def check_password(session: DbSession, email: str, password: str, address: str | None) -> User:
     """The user for these credentials, or ``Unauthorized``; failures are recorded for the throttle.
 
     Failures must survive the failed request's rollback, so they are written in their own transaction.
@@ -79,7 +78,7 @@ def check_password(session: Session, email: str, password: str, address: str | N
     return user
 
 
-def _record_failure(session: Session, email: str, address: str | None, user_id: int | None) -> None:
+def _record_failure(session: DbSession, email: str, address: str | None, user_id: int | None) -> None:
     for key in _throttle_keys(email, address):
         session.add(LoginAttempt(key=key, succeeded=False, user_id=user_id))
     session.flush()
@@ -87,7 +86,7 @@ def _record_failure(session: Session, email: str, address: str | None, user_id: 
     keep_on_error(session)
 
 
-def issue_token(session: Session, email: str, password: str, address: str | None) -> tuple[str, ApiToken, User]:
+def issue_token(session: DbSession, email: str, password: str, address: str | None) -> tuple[str, ApiToken, User]:
     user = check_password(session, email, password, address)
     raw = new_token()
     tok = ApiToken(
@@ -101,7 +100,7 @@ def issue_token(session: Session, email: str, password: str, address: str | None
     return raw, tok, user
 
 
-def user_for_token(session: Session, raw: str) -> User:
+def user_for_token(session: DbSession, raw: str) -> User:
     """The live user behind a bearer token; expired, revoked, disabled or re-roled: 401."""
     tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(raw)))
     if tok is None or tok.revoked_at is not None or tok.expires_at <= utcnow():
@@ -112,7 +111,7 @@ def user_for_token(session: Session, raw: str) -> User:
     return user
 
 
-def start_web_session(session: Session, user: User) -> str:
+def start_web_session(session: DbSession, user: User) -> str:
     raw = new_token()
     session.add(
         WebSession(
@@ -126,7 +125,7 @@ def start_web_session(session: Session, user: User) -> str:
     return raw
 
 
-def user_for_web_session(session: Session, raw: str | None) -> User | None:
+def user_for_web_session(session: DbSession, raw: str | None) -> User | None:
     if not raw:
         return None
     ws = session.scalar(select(WebSession).where(WebSession.session_hash == token_hash(raw)))
@@ -138,7 +137,7 @@ def user_for_web_session(session: Session, raw: str | None) -> User | None:
     return user
 
 
-def end_web_session(session: Session, raw: str | None) -> None:
+def end_web_session(session: DbSession, raw: str | None) -> None:
     if not raw:
         return
     ws = session.scalar(select(WebSession).where(WebSession.session_hash == token_hash(raw)))
@@ -146,15 +145,15 @@ def end_web_session(session: Session, raw: str | None) -> None:
         ws.revoked_at = utcnow()
 
 
-def revoke_all_credentials(session: Session, user_id: int) -> None:
+def revoke_all_credentials(session: DbSession, user_id: int) -> None:
     now = utcnow()
     for model in (ApiToken, WebSession):
         for row in session.scalars(select(model).where(model.user_id == user_id, model.revoked_at.is_(None))):
-            row.revoked_at = now
+            row.revoked_at = now  # type: ignore[attr-defined]  # both models have it; mypy sees their base
 
 
 def create_user(
-    session: Session,
+    session: DbSession,
     actor: Any,
     *,
     email: str,
@@ -179,7 +178,8 @@ def create_user(
         t = session.scalar(select(Territory).where(Territory.code == code))
         if t is None:
             errors.setdefault("territory", []).append(f"unknown territory code {code!r}")
-        territories.append(t)
+        else:
+            territories.append(t)
     if not errors and find_user_by_email(session, email) is not None:
         errors["email"] = ["a user with this email exists"]
     if errors:
@@ -196,7 +196,7 @@ def create_user(
     return user
 
 
-def update_user(session: Session, actor: Any, user: User, *, role: str | None = None,
+def update_user(session: DbSession, actor: Any, user: User, *, role: str | None = None,
                 active: bool | None = None) -> User:
     """Change role or active flag; either change kills the user's tokens and sessions."""
     before = {"role": user.role, "active": user.active}
@@ -213,7 +213,7 @@ def update_user(session: Session, actor: Any, user: User, *, role: str | None = 
     return user
 
 
-def assign_territory(session: Session, actor: Any, user: User, territory: Territory,
+def assign_territory(session: DbSession, actor: Any, user: User, territory: Territory,
                      valid_from: datetime | None = None) -> UserTerritoryAssignment:
     row = UserTerritoryAssignment(user_id=user.id, territory_id=territory.id, valid_from=valid_from or utcnow())
     session.add(row)
@@ -223,7 +223,7 @@ def assign_territory(session: Session, actor: Any, user: User, territory: Territ
     return row
 
 
-def end_territory(session: Session, actor: Any, user: User, territory: Territory,
+def end_territory(session: DbSession, actor: Any, user: User, territory: Territory,
                   at: datetime | None = None) -> None:
     at = at or utcnow()
     rows = session.scalars(select(UserTerritoryAssignment).where(and_(

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Level, Viewer, item_decision, require_write
 from crm.audit import services as audit
@@ -27,7 +26,7 @@ from crm.callcentre.models import (
     MedicalInquiry,
     sensitivity_for,
 )
-from crm.db import iso_z, utcnow
+from crm.db import DbSession, iso_z, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.guardrails import services as guardrails
 from crm.hcps.models import HCP
@@ -61,7 +60,7 @@ class ContactResult:
         return self.contact.reason != "adverse_event" and any(h.category == "adverse_event" for h in self.hits)
 
 
-def resolve_hcp(session: Session, hcp_id: int, field_name: str = "hcp_id") -> HCP:
+def resolve_hcp(session: DbSession, hcp_id: int, field_name: str = "hcp_id") -> HCP:
     """The HCP a new record is about; a merged HCP stands for its survivor. Unknown: 422 on the field."""
     hcp = session.get(HCP, hcp_id)
     if hcp is None:
@@ -83,12 +82,12 @@ def _check_choice(errors: dict[str, list[str]], name: str, value: str, choices: 
         errors.setdefault(name, []).append(f"must be one of {', '.join(choices)}")
 
 
-def find_contact_by_external_id(session: Session, external_id: str) -> Contact | None:
+def find_contact_by_external_id(session: DbSession, external_id: str) -> Contact | None:
     return session.scalar(select(Contact).where(Contact.external_id == external_id))
 
 
 def create_contact(
-    session: Session,
+    session: DbSession,
     actor: Any,
     viewer: Viewer | None,
     *,
@@ -200,7 +199,7 @@ def _stored_hits(contact: Contact) -> list[guardrails.Hit]:
     return [guardrails.Hit(**h) for h in (contact.guardrail_hits or [])]
 
 
-def get_contact(session: Session, contact_id: int) -> Contact:
+def get_contact(session: DbSession, contact_id: int) -> Contact:
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"There is no call-centre contact with id {contact_id}.")
@@ -209,7 +208,7 @@ def get_contact(session: Session, contact_id: int) -> Contact:
 
 # -- medical inquiries -----------------------------------------------------------------------------
 
-def _open_inquiry(session: Session, actor: Any, contact: Contact, item: Interaction) -> MedicalInquiry:
+def _open_inquiry(session: DbSession, actor: Any, contact: Contact, item: Interaction) -> MedicalInquiry:
     question = contact.summary if not contact.details else f"{contact.summary}\n\n{contact.details}"
     inquiry = MedicalInquiry(hcp_id=contact.hcp_id, source="call_centre", contact_id=contact.id, question=question,
                              products=list(contact.products), received_at=contact.occurred_at, status="open",
@@ -221,7 +220,7 @@ def _open_inquiry(session: Session, actor: Any, contact: Contact, item: Interact
     return inquiry
 
 
-def open_inquiry_from_visit(session: Session, actor: Any, *, visit: Any, question: str,
+def open_inquiry_from_visit(session: DbSession, actor: Any, *, visit: Any, question: str,
                             hits: list[guardrails.Hit]) -> MedicalInquiry | None:
     """A medical question found in a rep's visit goes to Medical Affairs (once per visit)."""
     if session.scalar(select(MedicalInquiry.id).where(MedicalInquiry.visit_id == visit.id)):
@@ -239,14 +238,14 @@ def open_inquiry_from_visit(session: Session, actor: Any, *, visit: Any, questio
     return inquiry
 
 
-def get_inquiry(session: Session, inquiry_id: int) -> MedicalInquiry:
+def get_inquiry(session: DbSession, inquiry_id: int) -> MedicalInquiry:
     inquiry = session.get(MedicalInquiry, inquiry_id)
     if inquiry is None:
         raise NotFound(f"There is no medical inquiry with id {inquiry_id}.")
     return inquiry
 
 
-def answer_inquiry(session: Session, actor: Any, viewer: Viewer, inquiry: MedicalInquiry, *, answer: str,
+def answer_inquiry(session: DbSession, actor: Any, viewer: Viewer, inquiry: MedicalInquiry, *, answer: str,
                    medium: str, answered_at: datetime | None = None) -> MedicalInquiry:
     """Medical Affairs records the answer; the answer is itself a `medical` item on the timeline."""
     require_write(viewer, "medical_inquiry.answer")
@@ -292,7 +291,7 @@ def response_hours(inquiry: MedicalInquiry) -> float | None:
 
 # -- adverse-event cases ---------------------------------------------------------------------------
 
-def _open_case(session: Session, actor: Any, *, hcp_id: int, source: str, received_at: datetime, reporter: str,
+def _open_case(session: DbSession, actor: Any, *, hcp_id: int, source: str, received_at: datetime, reporter: str,
                product: str | None, description: str, contact_id: int | None = None, visit_id: int | None = None,
                interaction_id: int | None = None) -> AdverseEventCase:
     case = AdverseEventCase(
@@ -309,7 +308,7 @@ def _open_case(session: Session, actor: Any, *, hcp_id: int, source: str, receiv
     return case
 
 
-def open_case_from_contact(session: Session, actor: Any, viewer: Viewer, contact: Contact, *,
+def open_case_from_contact(session: DbSession, actor: Any, viewer: Viewer, contact: Contact, *,
                            reporter: str | None = None, product: str | None = None,
                            description: str | None = None) -> AdverseEventCase:
     """Accept the guardrail's offer: the contact becomes an adverse-event report.
@@ -336,7 +335,7 @@ def open_case_from_contact(session: Session, actor: Any, viewer: Viewer, contact
     )
     contact.interaction_id = item.id
     session.execute(
-        MedicalInquiry.__table__.update().where(MedicalInquiry.contact_id == contact.id).values(interaction_id=item.id)
+        update(MedicalInquiry).where(MedicalInquiry.contact_id == contact.id).values(interaction_id=item.id)
     )
     audit.record(session, actor, "call_centre.contact.reclassify", "call_centre_contact", contact.id,
                  audit.diff(before, {"reason": "adverse_event", "sensitivity": "pv"}),
@@ -350,7 +349,7 @@ def open_case_from_contact(session: Session, actor: Any, viewer: Viewer, contact
     )
 
 
-def open_case_from_visit(session: Session, actor: Any, *, visit: Any,
+def open_case_from_visit(session: DbSession, actor: Any, *, visit: Any,
                          hits: list[guardrails.Hit]) -> AdverseEventCase | None:
     """Adverse-event wording in a submitted visit opens a case (once per visit)."""
     if session.scalar(select(AdverseEventCase.id).where(AdverseEventCase.visit_id == visit.id)):
@@ -366,14 +365,14 @@ def open_case_from_visit(session: Session, actor: Any, *, visit: Any,
     )
 
 
-def get_case(session: Session, case_id: int) -> AdverseEventCase:
+def get_case(session: DbSession, case_id: int) -> AdverseEventCase:
     case = session.get(AdverseEventCase, case_id)
     if case is None:
         raise NotFound(f"There is no adverse-event case with id {case_id}.")
     return case
 
 
-def close_case(session: Session, actor: Any, viewer: Viewer, case: AdverseEventCase, *, forwarded_by: str | None,
+def close_case(session: DbSession, actor: Any, viewer: Viewer, case: AdverseEventCase, *, forwarded_by: str | None,
                forwarded_at: datetime | None, pv_reference: str | None = None) -> AdverseEventCase:
     """Close a case with its forwarding record: who sent it to pharmacovigilance, and when (422 without)."""
     require_write(viewer, "adverse_event.close")
@@ -408,7 +407,7 @@ def close_case(session: Session, actor: Any, viewer: Viewer, case: AdverseEventC
 
 # -- queues and their redaction ---------------------------------------------------------------------
 
-def _page(session: Session, stmt: Any, order_col: Any, id_col: Any, limit: int,
+def _page(session: DbSession, stmt: Any, order_col: Any, id_col: Any, limit: int,
           cursor: str | None) -> tuple[list[Any], str | None]:
     """Oldest first (a queue), keyset on (order_col, id)."""
     if cursor:
@@ -422,7 +421,7 @@ def _page(session: Session, stmt: Any, order_col: Any, id_col: Any, limit: int,
     return rows, encode_cursor(getattr(tail, order_col.key), tail.id)
 
 
-def inquiry_page(session: Session, status: str | None, limit: int,
+def inquiry_page(session: DbSession, status: str | None, limit: int,
                  cursor: str | None) -> tuple[list[MedicalInquiry], str | None]:
     stmt = select(MedicalInquiry)
     if status:
@@ -430,7 +429,7 @@ def inquiry_page(session: Session, status: str | None, limit: int,
     return _page(session, stmt, MedicalInquiry.received_at, MedicalInquiry.id, limit, cursor)
 
 
-def case_page(session: Session, status: str | None, overdue: bool | None, limit: int,
+def case_page(session: DbSession, status: str | None, overdue: bool | None, limit: int,
               cursor: str | None) -> tuple[list[AdverseEventCase], str | None]:
     stmt = select(AdverseEventCase)
     if status:
@@ -440,7 +439,7 @@ def case_page(session: Session, status: str | None, overdue: bool | None, limit:
     return _page(session, stmt, AdverseEventCase.due_at, AdverseEventCase.id, limit, cursor)
 
 
-def log_full_reads(session: Session, viewer: Viewer, rows: list[tuple[int | None, int, str]]) -> None:
+def log_full_reads(session: DbSession, viewer: Viewer, rows: list[tuple[int | None, int, str]]) -> None:
     """Log full-level reads of `medical`/`pv` records (interaction id, HCP id, sensitivity) for compliance."""
     log_sensitive_reads(session, viewer, rows)
 

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from crm.auth.services import viewer_for
 from crm.campaigns import services
 from crm.campaigns.engagement import IncomingEmailEvent, ingest_events
 from crm.campaigns.models import Campaign, CampaignMessage, EmailTemplate
+from crm.db import DbSession
 from crm.hcps.models import HCP
 
 MARKETER = "marketer@demo.example"
@@ -49,7 +49,7 @@ CAMPAIGNS = [
 ]
 
 
-def _consents(session: Session, hcps: Sequence[HCP], rnd: random.Random, now: datetime) -> int:
+def _consents(session: DbSession, hcps: Sequence[HCP], rnd: random.Random, now: datetime) -> int:
     """Email consents given on paper forms months ago (promotional also confirmed through the double opt-in
     link), only where an HCP has said nothing yet for that purpose."""
     from crm.consent import services as consent
@@ -122,7 +122,7 @@ def _stream(campaign_id: int, hcp_id: int, sent_at: datetime, rnd: random.Random
     return out
 
 
-def load_campaign_demo(session: Session, users: Mapping[str, Any], hcps: Sequence[HCP], now: datetime
+def load_campaign_demo(session: DbSession, users: Mapping[str, Any], hcps: Sequence[HCP], now: datetime
                        ) -> dict[str, int]:
     """Load the campaign demo for ``hcps``; ``users`` maps the demo users' emails to users."""
     rnd = random.Random(4242)  # noqa: S311  (demo data, not security)

@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import lazyload
 
 from crm.audit import services as audit
 from crm.campaigns.models import Campaign, EmailEvent, EmailTemplate
-from crm.db import among, insert_ignoring_conflicts, utcnow
+from crm.db import DbSession, among, insert_ignoring_conflicts, utcnow
 from crm.hcps.models import HCP
 from crm.security.crypto import blind_index
 from crm.timeline.services import Fact, record_interactions
@@ -81,7 +81,7 @@ def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]
         yield values[start:start + size]
 
 
-def _resolve_hcps(session: Session, ids: set[int], bidxs: set[str]) -> tuple[dict[int, int], dict[str, int]]:
+def _resolve_hcps(session: DbSession, ids: set[int], bidxs: set[str]) -> tuple[dict[int, int], dict[str, int]]:
     """``({custom-arg hcp id: HCP id}, {blind index: HCP id})``, merged records followed to the survivor."""
     # id -> (email_bidx, status, merged_into_id), plain tuples: a batch reads a few thousand of them
     rows: dict[int, tuple[str | None, str, int | None]] = {}
@@ -113,11 +113,11 @@ def _resolve_hcps(session: Session, ids: set[int], bidxs: set[str]) -> tuple[dic
     candidates = [(status != "active", hcp_id, bidx) for hcp_id, (bidx, status, _m) in rows.items() if bidx in bidxs]
     for _inactive, hcp_id, bidx in sorted(candidates):
         if bidx not in by_bidx:
-            by_bidx[bidx] = final(hcp_id)  # type: ignore[index]
+            by_bidx[bidx] = final(hcp_id)
     return by_id, by_bidx
 
 
-def _campaigns(session: Session, ids: set[int]) -> dict[int, Any]:
+def _campaigns(session: DbSession, ids: set[int]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     for part in _chunks(sorted(ids)):
         for row in session.execute(
@@ -127,7 +127,7 @@ def _campaigns(session: Session, ids: set[int]) -> dict[int, Any]:
     return out
 
 
-def ingest_events(session: Session, events: Sequence[IncomingEmailEvent]) -> IngestResult:
+def ingest_events(session: DbSession, events: Sequence[IncomingEmailEvent]) -> IngestResult:
     """Record a batch of platform events; see the module docstring. Runs in the caller's transaction."""
     result = IngestResult(received=len(events))
     unique: dict[str, IncomingEmailEvent] = {}
@@ -231,7 +231,7 @@ def _dead_address(e: IncomingEmailEvent) -> bool:
     return False
 
 
-def _withdraw(session: Session, withdrawals: list[tuple[IncomingEmailEvent, int]], campaigns: dict[int, Any]) -> int:
+def _withdraw(session: DbSession, withdrawals: list[tuple[IncomingEmailEvent, int]], campaigns: dict[int, Any]) -> int:
     """One ledger withdrawal per unsubscribe/spam report (idempotent on the event id). The purpose is the
     campaign's; without a known campaign, and for spam reports (the platform then stops all mail to the
     address), every purpose."""

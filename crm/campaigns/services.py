@@ -23,14 +23,13 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
 from crm.campaigns.models import Audience, Campaign, CampaignMessage, EmailEvent, EmailTemplate
 from crm.campaigns.rendering import CompiledTemplate, hcp_context, template_errors
 from crm.consent.models import PURPOSES
-from crm.db import on_commit, utcnow
+from crm.db import DbSession, on_commit, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP, Territory
 from crm.hcps.professions import PROFESSIONS
@@ -54,14 +53,14 @@ TEMPLATE_FIELDS = ("subject", "html_body", "text_body", "purpose", "products", "
 
 # -- templates ---------------------------------------------------------------------------------------
 
-def get_template(session: Session, template_id: int) -> EmailTemplate:
+def get_template(session: DbSession, template_id: int) -> EmailTemplate:
     template = session.get(EmailTemplate, template_id)
     if template is None:
         raise NotFound(f"Template {template_id} does not exist.")
     return template
 
 
-def _check_template(session: Session, values: dict[str, Any]) -> None:
+def _check_template(session: DbSession, values: dict[str, Any]) -> None:
     errors = template_errors(values["subject"], values["html_body"], values["text_body"])
     for name in ("subject", "html_body", "text_body"):
         if not values[name].strip():
@@ -81,7 +80,7 @@ def _check_template(session: Session, values: dict[str, Any]) -> None:
         raise Invalid("The template cannot be saved.", errors=errors)
 
 
-def create_template(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> EmailTemplate:
+def create_template(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> EmailTemplate:
     """A new template, version 1, as a draft. A name already in use is a conflict (edit that one)."""
     require_write(viewer, "template.write")
     name = data["name"].strip()
@@ -101,7 +100,7 @@ def create_template(session: Session, actor: Any, viewer: Viewer, data: dict[str
     return template
 
 
-def update_template(session: Session, actor: Any, viewer: Viewer, template: EmailTemplate,
+def update_template(session: DbSession, actor: Any, viewer: Viewer, template: EmailTemplate,
                     data: dict[str, Any]) -> tuple[EmailTemplate, bool]:
     """Edit a template. A draft changes in place; an approved version is frozen, so the edit becomes a new
     draft version (``(new, True)``). Editing an approved version while a newer draft exists is a
@@ -133,7 +132,7 @@ def update_template(session: Session, actor: Any, viewer: Viewer, template: Emai
     return new, True
 
 
-def approve_template(session: Session, actor: Any, viewer: Viewer, template: EmailTemplate) -> EmailTemplate:
+def approve_template(session: DbSession, actor: Any, viewer: Viewer, template: EmailTemplate) -> EmailTemplate:
     """Compliance approves this version (who and when are recorded); from now on it is frozen."""
     require_write(viewer, "template.approve")
     if template.status == "approved":
@@ -146,7 +145,7 @@ def approve_template(session: Session, actor: Any, viewer: Viewer, template: Ema
     return template
 
 
-def template_versions(session: Session, name: str) -> list[EmailTemplate]:
+def template_versions(session: DbSession, name: str) -> list[EmailTemplate]:
     return list(session.scalars(select(EmailTemplate).where(EmailTemplate.name == name)
                                 .order_by(EmailTemplate.version.desc())))
 
@@ -156,14 +155,14 @@ def template_versions(session: Session, name: str) -> list[EmailTemplate]:
 AUDIENCE_CRITERIA = ("professions", "specialties", "territory_codes", "tags", "hcp_ids")
 
 
-def get_audience(session: Session, audience_id: int) -> Audience:
+def get_audience(session: DbSession, audience_id: int) -> Audience:
     audience = session.get(Audience, audience_id)
     if audience is None:
         raise NotFound(f"Audience {audience_id} does not exist.")
     return audience
 
 
-def create_audience(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Audience:
+def create_audience(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Audience:
     """Save a filter. At least one criterion; professions, territory codes and HCP ids must exist."""
     require_write(viewer, "campaign.write")
     values = {k: list(dict.fromkeys(v for v in (data.get(k) or []) if v not in ("", None)))
@@ -200,7 +199,7 @@ def create_audience(session: Session, actor: Any, viewer: Viewer, data: dict[str
     return audience
 
 
-def audience_hcp_ids(session: Session, audience: Audience) -> list[int]:
+def audience_hcp_ids(session: DbSession, audience: Audience) -> list[int]:
     """The HCPs the audience means now, in one query: active HCPs matching every criterion given, plus
     the explicit ids (whatever their state: a merged or erased one is then reported, not silently lost)."""
     conditions: list[Any] = []
@@ -237,7 +236,7 @@ class Evaluation:
     decisions: dict[int, Any] = field(default_factory=dict)
 
 
-def evaluate(session: Session, hcp_ids: list[int], purpose: str, at: datetime,
+def evaluate(session: DbSession, hcp_ids: list[int], purpose: str, at: datetime,
              already_sent: frozenset[int] = frozenset()) -> Evaluation:
     """Consent and contact-point checks for a whole audience in a constant number of queries."""
     from crm.consent.services import can_contact_many_with
@@ -264,7 +263,7 @@ def evaluate(session: Session, hcp_ids: list[int], purpose: str, at: datetime,
     return out
 
 
-def preview_audience(session: Session, audience: Audience, purpose: str, at: datetime | None = None
+def preview_audience(session: DbSession, audience: Audience, purpose: str, at: datetime | None = None
                      ) -> dict[str, Any]:
     """How many HCPs the audience holds now and how many a send for ``purpose`` would skip, per rule."""
     if purpose not in PURPOSES:
@@ -278,14 +277,14 @@ def preview_audience(session: Session, audience: Audience, purpose: str, at: dat
 
 # -- campaigns ---------------------------------------------------------------------------------------
 
-def get_campaign(session: Session, campaign_id: int) -> Campaign:
+def get_campaign(session: DbSession, campaign_id: int) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise NotFound(f"Campaign {campaign_id} does not exist.")
     return campaign
 
 
-def create_campaign(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Campaign:
+def create_campaign(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Campaign:
     """A campaign names one template version and an audience: a saved one (``audience_id``) or a filter
     given inline (``audience``), which is saved with the campaign's name."""
     require_write(viewer, "campaign.write")
@@ -324,7 +323,7 @@ def _mail_domain() -> str:
     return email.utils.parseaddr(from_addr)[1].rpartition("@")[2] or "localhost"
 
 
-def send_campaign(session: Session, actor: Any, viewer: Viewer, campaign: Campaign, *,
+def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Campaign, *,
                   at: datetime | None = None) -> SendResult:
     """Send the campaign to everyone in its audience who may be mailed now; see the module's rules.
 
@@ -392,7 +391,7 @@ def send_campaign(session: Session, actor: Any, viewer: Viewer, campaign: Campai
     return result
 
 
-def _build_mails(session: Session, campaign: Campaign, template: EmailTemplate, hcps: list[HCP]) -> list[Any]:
+def _build_mails(session: DbSession, campaign: Campaign, template: EmailTemplate, hcps: list[HCP]) -> list[Any]:
     """Each recipient's mail, rendered now (inside the transaction, with its own unsubscribe link)."""
     from crm.consent.services import unsubscribe_headers
     from crm.integrations.email import EmailMessage
@@ -415,7 +414,7 @@ def _build_mails(session: Session, campaign: Campaign, template: EmailTemplate, 
     return out
 
 
-def _deliver_after_commit(session: Session, campaign_id: int, mails: list[Any]) -> None:
+def _deliver_after_commit(session: DbSession, campaign_id: int, mails: list[Any]) -> None:
     if not mails:
         return
     from crm.integrations.email import get_sender
@@ -442,7 +441,7 @@ FUNNEL_EVENTS = {"delivered": ("delivered",), "opened": ("open",), "clicked": ("
                  "spam_reports": ("spamreport",)}
 
 
-def funnel(session: Session, campaign: Campaign) -> dict[str, Any]:
+def funnel(session: DbSession, campaign: Campaign) -> dict[str, Any]:
     """Audience, skipped per rule, sent, and the distinct HCPs per engagement step (three queries)."""
     statuses = dict(session.execute(
         select(CampaignMessage.status, func.count()).where(CampaignMessage.campaign_id == campaign.id)
@@ -466,12 +465,12 @@ def funnel(session: Session, campaign: Campaign) -> dict[str, Any]:
     return out
 
 
-def _distinct_hcps(session: Session, campaign_id: int, types: tuple[str, ...]) -> int:
+def _distinct_hcps(session: DbSession, campaign_id: int, types: tuple[str, ...]) -> int:
     return session.scalar(select(func.count(func.distinct(EmailEvent.hcp_id))).where(
         EmailEvent.campaign_id == campaign_id, EmailEvent.event_type.in_(types))) or 0
 
 
-def recipients(session: Session, campaign: Campaign, limit: int, after_hcp_id: int | None
+def recipients(session: DbSession, campaign: Campaign, limit: int, after_hcp_id: int | None
                ) -> tuple[list[dict[str, Any]], int | None]:
     """The per-HCP list: outcome of the send and what the platform reported since, keyset by HCP id."""
     query = (select(CampaignMessage, HCP.first_name, HCP.last_name)
@@ -489,7 +488,8 @@ def recipients(session: Session, campaign: Campaign, limit: int, after_hcp_id: i
                 select(EmailEvent.hcp_id, EmailEvent.event_type).distinct()
                 .where(EmailEvent.campaign_id == campaign.id, EmailEvent.hcp_id.in_(ids))
                 .order_by(EmailEvent.hcp_id, EmailEvent.event_type)):
-            engagement.setdefault(hcp_id, []).append(event_type)
+            if hcp_id is not None:
+                engagement.setdefault(hcp_id, []).append(event_type)
     items = [{"hcp_id": m.hcp_id, "name": f"{first} {last}", "status": m.status, "reason": m.reason,
               "detail": m.detail, "message_id": m.message_id, "sent_at": m.sent_at,
               "events": engagement.get(m.hcp_id, [])} for m, first, last in rows]

@@ -54,7 +54,7 @@ def index():
                            can_write=_may("campaign.write"))
 
 
-def _campaign_form(errors: list[str] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+def _campaign_form(errors: list[str] | None = None, status: int = 200):
     templates = list(db.session.scalars(select(EmailTemplate).order_by(EmailTemplate.name,
                                                                         EmailTemplate.version.desc())))
     audiences = list(db.session.scalars(select(Audience).order_by(Audience.id.desc()).limit(200)))
@@ -135,7 +135,7 @@ def _template_values() -> dict[str, Any]:
             "language": request.form.get("language", "").strip() or "en", "products": request.form.getlist("products")}
 
 
-def _template_form(template: EmailTemplate | None, errors: list[str], status: int, values: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _template_form(template: EmailTemplate | None, errors: list[str], status: int, values: dict[str, Any]):
     products = list(db.session.scalars(select(Product).order_by(Product.sku)))
     return render_template("campaigns/template_form.html", template=template, errors=errors, values=values,
                            purposes=PURPOSES, products=products, fields=rendering.HCP_FIELDS), status
@@ -202,7 +202,7 @@ def approve_template(template_id: int):
 
 # -- audiences ---------------------------------------------------------------------------------------
 
-def _audience_page(errors: list[str] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+def _audience_page(errors: list[str] | None = None, status: int = 200):
     audiences = list(db.session.scalars(select(Audience).order_by(Audience.id.desc()).limit(200)))
     territories = list(db.session.scalars(select(Territory).order_by(Territory.code)))
     return render_template("campaigns/audiences.html", audiences=audiences, territories=territories,
@@ -237,7 +237,9 @@ def create_audience():
 @page_auth()
 def audience(audience_id: int):
     a = services.get_audience(db.session, audience_id)
-    purpose = request.args.get("purpose") if request.args.get("purpose") in PURPOSES else "promotional"
+    purpose = request.args.get("purpose") or ""
+    if purpose not in PURPOSES:
+        purpose = "promotional"
     return render_template("campaigns/audience.html", audience=a, purposes=PURPOSES, purpose=purpose,
                            preview=services.preview_audience(db.session, a, purpose), skip_text=services.SKIP_TEXT)
 

@@ -143,4 +143,4 @@ class ConsentReview(Base):
 
 
 # create_all (tests) installs the append-only triggers; the Alembic migration carries the same SQL.
-attach_triggers(ConsentEvent.__table__)
+attach_triggers(ConsentEvent.__table__)  # type: ignore[arg-type]  # a mapped class's __table__ is a Table

@@ -11,33 +11,32 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, can_see_consent_evidence
 from crm.auth.models import User
 from crm.consent.listeners import needed_consent
 from crm.consent.models import ConsentEvent, ConsentReview, ConsentState
 from crm.consent.services import PAIRS, ContactDecision, PairState, read_evidence
-from crm.db import utcnow
+from crm.db import DbSession, utcnow
 from crm.hcps.models import HCP, Territory
 from crm.reports import csv_safe, to_csv  # noqa: F401  (used by the consent views)
 from crm.schemas import decode_cursor, encode_cursor
 from crm.timeline.models import Interaction, SensitiveRead
 
 
-def log_evidence_read(session: Session, viewer: Viewer, hcp_id: int) -> None:
+def log_evidence_read(session: DbSession, viewer: Viewer, hcp_id: int) -> None:
     session.add(SensitiveRead(viewer_id=viewer.user_id, what="consent_evidence", hcp_id=hcp_id))
     session.flush()
 
 
-def _users(session: Session, ids: Iterable[int | None]) -> dict[int, User]:
+def _users(session: DbSession, ids: Iterable[int | None]) -> dict[int, User]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
     return {u.id: u for u in session.scalars(select(User).where(User.id.in_(wanted)))}
 
 
-def serialize_events(session: Session, viewer: Viewer, events: Sequence[ConsentEvent]) -> list[dict[str, Any]]:
+def serialize_events(session: DbSession, viewer: Viewer, events: Sequence[ConsentEvent]) -> list[dict[str, Any]]:
     """Ledger events for ``viewer``; evidence decrypted only when the policy allows it, and then logged."""
     decision = can_see_consent_evidence(viewer)
     users = _users(session, (e.captured_by_id for e in events))
@@ -74,7 +73,7 @@ def serialize_decision(hcp_id: int, channel: str, purpose: str, d: ContactDecisi
             "evidence_event_ids": list(d.evidence_event_ids)}
 
 
-def ledger_page(session: Session, hcp_id: int, *, channel: str | None, purpose: str | None, limit: int,
+def ledger_page(session: DbSession, hcp_id: int, *, channel: str | None, purpose: str | None, limit: int,
                 cursor: str | None) -> tuple[list[ConsentEvent], str | None]:
     """The ledger newest first, keyset-paged on (occurred_at, id)."""
     q = select(ConsentEvent).where(ConsentEvent.hcp_id == hcp_id)
@@ -93,7 +92,7 @@ def ledger_page(session: Session, hcp_id: int, *, channel: str | None, purpose: 
     return rows, next_cursor
 
 
-def serialize_reviews(session: Session, reviews: Sequence[ConsentReview]) -> list[dict[str, Any]]:
+def serialize_reviews(session: DbSession, reviews: Sequence[ConsentReview]) -> list[dict[str, Any]]:
     users = _users(session, (r.reviewer_id for r in reviews))
     return [{"id": r.id, "hcp_id": r.hcp_id, "event_id": r.event_id, "outcome": r.outcome, "note": r.note,
              "reviewer": {"id": r.reviewer_id, "name": users[r.reviewer_id].name if r.reviewer_id in users else None},
@@ -102,7 +101,7 @@ def serialize_reviews(session: Session, reviews: Sequence[ConsentReview]) -> lis
 
 # -- compliance lists --------------------------------------------------------------------------------
 
-def gaps_page(session: Session, *, limit: int, cursor: str | None, since: datetime | None = None,
+def gaps_page(session: DbSession, *, limit: int, cursor: str | None, since: datetime | None = None,
               until: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Interactions marked ``consent_gap``, newest first (keyset on occurred_at, id)."""
     q = select(Interaction).where(Interaction.consent_gap.is_(True))
@@ -128,7 +127,7 @@ def gaps_page(session: Session, *, limit: int, cursor: str | None, since: dateti
     return items, next_cursor
 
 
-def expiring(session: Session, *, within_days: int, territory_ids: Sequence[int] | None = None,
+def expiring(session: DbSession, *, within_days: int, territory_ids: Sequence[int] | None = None,
              include_expired: bool = True, now: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     """Granted consents lapsing within ``within_days`` (and, for re-consent, those already lapsed or
     expired), soonest first."""
@@ -154,7 +153,7 @@ def expiring(session: Session, *, within_days: int, territory_ids: Sequence[int]
     return out
 
 
-def coverage(session: Session, now: datetime | None = None) -> tuple[int, list[dict[str, Any]]]:
+def coverage(session: DbSession, now: datetime | None = None) -> tuple[int, list[dict[str, Any]]]:
     """HCPs per (channel, purpose) and state, for the HCPs that can be contacted at all."""
     now = now or utcnow()
     total = session.scalar(select(func.count()).select_from(HCP).where(
@@ -176,8 +175,9 @@ def coverage(session: Session, now: datetime | None = None) -> tuple[int, list[d
     for channel, purpose in PAIRS:
         c = counts.get((channel, purpose), {})
         known = sum(c.values())
-        row = {"channel": channel, "purpose": purpose, "granted": c.get("granted", 0), "pending": c.get("pending", 0),
-               "withdrawn": c.get("withdrawn", 0), "expired": c.get("expired", 0), "none": max(total - known, 0)}
+        row: dict[str, Any] = {
+            "channel": channel, "purpose": purpose, "granted": c.get("granted", 0), "pending": c.get("pending", 0),
+            "withdrawn": c.get("withdrawn", 0), "expired": c.get("expired", 0), "none": max(total - known, 0)}
         row["coverage_pct"] = round(100 * row["granted"] / total, 1) if total else 0.0
         items.append(row)
     return total, items

@@ -29,7 +29,6 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
 
 from crm import signals
 from crm.access.policy import require_write
@@ -47,7 +46,7 @@ from crm.consent.models import (
     ConsentToken,
     Notice,
 )
-from crm.db import among, utcnow
+from crm.db import DbSession, among, utcnow
 from crm.errors import Conflict, Forbidden, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.timeline.services import record_interaction
@@ -161,7 +160,7 @@ def _actor_role(actor: Any) -> str:
     return getattr(actor, "role", None) or "system"
 
 
-def _authorize_capture(session: Session, actor: Any, hcp: HCP, source: str) -> None:
+def _authorize_capture(session: DbSession, actor: Any, hcp: HCP, source: str) -> None:
     """Role, territory and capture-source rules for a person capturing consent (``actor=None``: the
     HCP through a link, or an outside system)."""
     if actor is None:
@@ -258,13 +257,13 @@ def _occurred(value: datetime | None) -> datetime:
     return value
 
 
-def _lock_hcp(session: Session, hcp_id: int) -> None:
+def _lock_hcp(session: DbSession, hcp_id: int) -> None:
     """Serialise ledger writers per HCP, so each rebuild sees every earlier append (PostgreSQL row lock;
     SQLite's BEGIN IMMEDIATE already serialises writers)."""
     session.execute(select(HCP.id).where(HCP.id == hcp_id).with_for_update())
 
 
-def get_hcp(session: Session, hcp_id: int) -> HCP:
+def get_hcp(session: DbSession, hcp_id: int) -> HCP:
     hcp = session.get(HCP, hcp_id)
     if hcp is None:
         raise NotFound(f"HCP {hcp_id} does not exist.")
@@ -277,7 +276,7 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _require_admin(session: Session, actor: Any, action: str) -> None:
+def _require_admin(session: DbSession, actor: Any, action: str) -> None:
     if actor is None:
         return
     from crm.auth.services import viewer_for
@@ -285,7 +284,7 @@ def _require_admin(session: Session, actor: Any, action: str) -> None:
     require_write(viewer_for(session, actor), action)
 
 
-def create_notice(session: Session, actor: Any, *, language: str, title: str, text: str,
+def create_notice(session: DbSession, actor: Any, *, language: str, title: str, text: str,
                   country: str | None = None) -> Notice:
     """A new draft notice version for (language, country); numbering continues per pair."""
     _require_admin(session, actor, "notice.manage")
@@ -314,7 +313,7 @@ def create_notice(session: Session, actor: Any, *, language: str, title: str, te
     return notice
 
 
-def update_notice(session: Session, actor: Any, notice: Notice, *, title: str | None = None,
+def update_notice(session: DbSession, actor: Any, notice: Notice, *, title: str | None = None,
                   text: str | None = None) -> Notice:
     """Edit a draft. An active (or retired) notice is frozen: a change is a new version (409)."""
     _require_admin(session, actor, "notice.manage")
@@ -337,7 +336,7 @@ def update_notice(session: Session, actor: Any, notice: Notice, *, title: str | 
     return notice
 
 
-def activate_notice(session: Session, actor: Any, notice: Notice) -> Notice:
+def activate_notice(session: DbSession, actor: Any, notice: Notice) -> Notice:
     """Make a draft the active version for its (language, country); the previous one is retired."""
     _require_admin(session, actor, "notice.manage")
     if notice.status != "draft":
@@ -355,11 +354,11 @@ def activate_notice(session: Session, actor: Any, notice: Notice) -> Notice:
     return notice
 
 
-def notice_by_version(session: Session, version: str) -> Notice | None:
+def notice_by_version(session: DbSession, version: str) -> Notice | None:
     return session.scalar(select(Notice).where(Notice.version == version))
 
 
-def active_notice(session: Session, language: str = "en", country: str | None = None) -> Notice | None:
+def active_notice(session: DbSession, language: str = "en", country: str | None = None) -> Notice | None:
     """The active notice for the language, preferring the country's own version."""
     rows = session.scalars(select(Notice).where(Notice.language == language, Notice.status == "active",
                                                 Notice.country.in_([(country or "").upper(), ""]))).all()
@@ -367,7 +366,7 @@ def active_notice(session: Session, language: str = "en", country: str | None = 
     return rows[0] if rows else None
 
 
-def _notice_for_grant(session: Session, version: str | None, source: str) -> Notice:
+def _notice_for_grant(session: DbSession, version: str | None, source: str) -> Notice:
     if not version:
         raise Invalid("A grant names the notice it was given under.",
                       errors={"notice_version": ["required for a grant"]})
@@ -464,7 +463,7 @@ def _effective(state: str, valid_until: datetime | None, at: datetime) -> str:
     return state
 
 
-def _events_for(session: Session, hcp_ids: Sequence[int]) -> list[ConsentEvent]:
+def _events_for(session: DbSession, hcp_ids: Sequence[int]) -> list[ConsentEvent]:
     return list(session.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id.in_(list(hcp_ids)))))
 
 
@@ -472,7 +471,7 @@ def _pairs_touched(channel: str, purpose: str) -> list[tuple[str, str]]:
     return [(c, p) for c, p in PAIRS if channel in (c, ALL) and purpose in (p, ALL)]
 
 
-def rebuild_states(session: Session, hcp_id: int, pairs: Iterable[tuple[str, str]] | None = None) -> None:
+def rebuild_states(session: DbSession, hcp_id: int, pairs: Iterable[tuple[str, str]] | None = None) -> None:
     """Recompute ``consent_states`` rows of ``hcp_id`` from the ledger (all touched pairs by default)."""
     events = _events_for(session, [hcp_id])
     if pairs is None:
@@ -501,7 +500,7 @@ def rebuild_states(session: Session, hcp_id: int, pairs: Iterable[tuple[str, str
 
 # -- reads -------------------------------------------------------------------------------------------
 
-def current_states(session: Session, hcp_id: int, at: datetime | None = None) -> list[PairState]:
+def current_states(session: DbSession, hcp_id: int, at: datetime | None = None) -> list[PairState]:
     """Every (channel, purpose) pair of the HCP now, from the derived table (validity applied)."""
     at = at or utcnow()
     rows = {(r.channel, r.purpose): r for r in session.scalars(
@@ -519,13 +518,13 @@ def current_states(session: Session, hcp_id: int, at: datetime | None = None) ->
     return out
 
 
-def state_at(session: Session, hcp_id: int, at: datetime) -> list[PairState]:
+def state_at(session: DbSession, hcp_id: int, at: datetime) -> list[PairState]:
     """Every pair's state at a past instant, answered from the ledger (not from the derived table)."""
     events = _events_for(session, [hcp_id])
     return [fold(events, channel, purpose, at) for channel, purpose in PAIRS]
 
 
-def ledger(session: Session, hcp_id: int) -> list[ConsentEvent]:
+def ledger(session: DbSession, hcp_id: int) -> list[ConsentEvent]:
     """The HCP's ledger, newest first."""
     return list(session.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id == hcp_id)
                                 .order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc())))
@@ -546,7 +545,7 @@ _EVENT_COLUMNS = (ConsentEvent.id, ConsentEvent.hcp_id, ConsentEvent.origin_hcp_
                   ConsentEvent.valid_until, ConsentEvent.source, ConsentEvent.refers_to_event_id)
 
 
-def _states_at(session: Session, ids: list[int], channel: str, purpose: str, at: datetime) -> dict[int, PairState]:
+def _states_at(session: DbSession, ids: list[int], channel: str, purpose: str, at: datetime) -> dict[int, PairState]:
     """The state of one pair for many HCPs at a past instant, folded from the ledger's rows."""
     events: dict[int, list[Any]] = defaultdict(list)
     for e in session.execute(select(*_EVENT_COLUMNS).where(
@@ -556,7 +555,7 @@ def _states_at(session: Session, ids: list[int], channel: str, purpose: str, at:
     return {hcp_id: fold(evs, channel, purpose, at) for hcp_id, evs in events.items()}
 
 
-def can_contact_many(session: Session, hcp_ids: Iterable[int], channel: str, purpose: str,
+def can_contact_many(session: DbSession, hcp_ids: Iterable[int], channel: str, purpose: str,
                      at: datetime | None = None) -> dict[int, ContactDecision]:
     """``can_contact`` for many HCPs in a constant number of queries (campaign sends).
 
@@ -567,7 +566,7 @@ def can_contact_many(session: Session, hcp_ids: Iterable[int], channel: str, pur
 
 
 def can_contact_many_with(
-    session: Session, hcp_ids: Iterable[int], channel: str, purpose: str, at: datetime | None = None,
+    session: DbSession, hcp_ids: Iterable[int], channel: str, purpose: str, at: datetime | None = None,
     columns: Sequence[Any] = (),
 ) -> tuple[dict[int, ContactDecision], dict[int, tuple[Any, ...]]]:
     """``can_contact_many``, and the values of ``columns`` (expressions on ``HCP``) of every HCP that
@@ -642,7 +641,7 @@ def can_contact_many_with(
     return {hcp_id: found.get(hcp_id, unknown) for hcp_id in ids}, values
 
 
-def can_contact(session: Session, hcp_id: int, channel: str, purpose: str,
+def can_contact(session: DbSession, hcp_id: int, channel: str, purpose: str,
                 at: datetime | None = None) -> ContactDecision:
     """May the company contact ``hcp_id`` on ``channel`` for ``purpose`` at ``at`` (now by default)?
 
@@ -665,7 +664,7 @@ def read_evidence(event: ConsentEvent) -> dict[str, Any]:
 
 
 def _append(
-    session: Session,
+    session: DbSession,
     actor: Any,
     hcp: HCP,
     *,
@@ -736,13 +735,13 @@ def _append(
     return event
 
 
-def find_by_external_id(session: Session, source: str, external_id: str) -> ConsentEvent | None:
+def find_by_external_id(session: DbSession, source: str, external_id: str) -> ConsentEvent | None:
     return session.scalar(select(ConsentEvent).where(ConsentEvent.source == source,
                                                      ConsentEvent.external_id == external_id))
 
 
 def grant_consent(
-    session: Session,
+    session: DbSession,
     actor: Any,
     hcp: HCP,
     channel: str,
@@ -793,7 +792,7 @@ def grant_consent(
 
 
 def withdraw_consent(
-    session: Session,
+    session: DbSession,
     actor: Any,
     hcp: HCP,
     channel: str,
@@ -838,7 +837,7 @@ class LinkNoLongerValid(Conflict):
     """The confirmation link's request was overtaken (withdrawn, or asked again) or already used."""
 
 
-def request_still_open(session: Session, request: ConsentEvent) -> bool:
+def request_still_open(session: DbSession, request: ConsentEvent) -> bool:
     """True while no later withdrawal or newer request of the same pair overtook ``request``."""
     later = session.scalars(select(ConsentEvent).where(
         ConsentEvent.hcp_id == request.hcp_id, ConsentEvent.event_type.in_(["withdrawn", "requested", "confirmed"]),
@@ -850,7 +849,7 @@ def request_still_open(session: Session, request: ConsentEvent) -> bool:
     return True
 
 
-def confirm(session: Session, token: ConsentToken, *, ip_address: str | None, user_agent: str | None) -> ConsentEvent:
+def confirm(session: DbSession, token: ConsentToken, *, ip_address: str | None, user_agent: str | None) -> ConsentEvent:
     """The HCP confirmed the double opt-in through the link (an explicit POST): record ``confirmed``."""
     request = session.get(ConsentEvent, token.event_id) if token.event_id else None
     if request is None or request.event_type != "requested":
@@ -876,7 +875,7 @@ def confirm(session: Session, token: ConsentToken, *, ip_address: str | None, us
                    refers_to_event_id=request.id, origin_hcp_id=request.origin_hcp_id, captured_by_role="system")
 
 
-def unsubscribe(session: Session, token: ConsentToken, *, everything: bool, ip_address: str | None,
+def unsubscribe(session: DbSession, token: ConsentToken, *, everything: bool, ip_address: str | None,
                 user_agent: str | None) -> ConsentEvent:
     """One click from any email: withdraw email for the link's purpose (or every purpose)."""
     hcp = get_hcp(session, token.hcp_id)
@@ -891,14 +890,14 @@ def unsubscribe(session: Session, token: ConsentToken, *, everything: bool, ip_a
     return event
 
 
-def unsubscribe_headers(session: Session, hcp_id: int, purpose: str, reference: str) -> dict[str, str]:
+def unsubscribe_headers(session: DbSession, hcp_id: int, purpose: str, reference: str) -> dict[str, str]:
     """RFC 8058 one-click unsubscribe headers for one outgoing mail (campaigns, invitations, surveys)."""
     raw = tokens.issue(session, "unsubscribe", hcp_id, channel="email", consent_purpose=purpose, reference=reference)
     url = public_url("consent_public.unsubscribe", token=raw)
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
-def save_preferences(session: Session, token: ConsentToken, wanted: set[tuple[str, str]], *,
+def save_preferences(session: DbSession, token: ConsentToken, wanted: set[tuple[str, str]], *,
                      ip_address: str | None, user_agent: str | None, language: str = "en") -> tuple[str, list[str]]:
     """The HCP's own choices from the preference centre: a grant or withdrawal per changed pair
     (source ``web_form``). Returns a fresh preference link (each link is single-use) and what changed."""
@@ -927,7 +926,7 @@ def save_preferences(session: Session, token: ConsentToken, wanted: set[tuple[st
     return fresh, changes
 
 
-def expire_due(session: Session, now: datetime | None = None) -> int:
+def expire_due(session: DbSession, now: datetime | None = None) -> int:
     """Write an ``expired`` event for every granted consent past its validity. Idempotent: a second
     run finds nothing to do. The event's ``occurred_at`` is the instant the consent lapsed."""
     now = now or utcnow()
@@ -951,7 +950,7 @@ def expire_due(session: Session, now: datetime | None = None) -> int:
     return written
 
 
-def add_review(session: Session, actor: Any, hcp: HCP, *, outcome: str, note: str,
+def add_review(session: DbSession, actor: Any, hcp: HCP, *, outcome: str, note: str,
                event_id: int | None = None) -> ConsentReview:
     """A compliance review note on the HCP's consent (annotation; the ledger is untouched)."""
     from crm.auth.services import viewer_for
@@ -977,14 +976,14 @@ def add_review(session: Session, actor: Any, hcp: HCP, *, outcome: str, note: st
     return review
 
 
-def reviews(session: Session, hcp_id: int) -> list[ConsentReview]:
+def reviews(session: DbSession, hcp_id: int) -> list[ConsentReview]:
     return list(session.scalars(select(ConsentReview).where(ConsentReview.hcp_id == hcp_id)
                                 .order_by(ConsentReview.created_at.desc(), ConsentReview.id.desc())))
 
 
 # -- HCP merge ---------------------------------------------------------------------------------------
 
-def merge_consents(session: Session, actor: Any, survivor_id: int, loser_id: int) -> int:
+def merge_consents(session: DbSession, actor: Any, survivor_id: int, loser_id: int) -> int:
     """Give the survivor the loser's consent history. Ledger rows are never moved: each loser event
     is appended again on the survivor with ``merged_from_event_id``, keeping its original instant,
     source, notice and evidence, and the record it came from (``origin_hcp_id``), so the survivor's
@@ -1021,7 +1020,7 @@ def merge_consents(session: Session, actor: Any, survivor_id: int, loser_id: int
     return count
 
 
-def merge_consent_states(session: Session, actor: Any, survivor_id: int, loser_id: int) -> None:
+def merge_consent_states(session: DbSession, actor: Any, survivor_id: int, loser_id: int) -> None:
     """The derived states after a merge: rebuilt for the survivor (the loser's rows stay, derived
     from the loser's ledger, which also stays)."""
     rebuild_states(session, survivor_id)

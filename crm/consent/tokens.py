@@ -15,10 +15,9 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from crm.consent.models import TOKEN_PURPOSES, ConsentToken
-from crm.db import utcnow
+from crm.db import DbSession, utcnow
 from crm.errors import NotFound
 from crm.security.tokens import new_token, token_hash
 
@@ -32,7 +31,7 @@ def _signature(purpose: str, random_part: str) -> str:
 
 
 def issue(
-    session: Session,
+    session: DbSession,
     purpose: str,
     hcp_id: int,
     *,
@@ -57,7 +56,7 @@ def issue(
     return raw
 
 
-def resolve(session: Session, raw: str, purpose: str) -> ConsentToken:
+def resolve(session: DbSession, raw: str, purpose: str) -> ConsentToken:
     """The token behind ``raw`` for ``purpose``; forged, unknown or wrong-purpose tokens: 404.
 
     Used and expired tokens are returned: the page says which (``status``).
@@ -82,7 +81,7 @@ def status(token: ConsentToken, now: datetime | None = None) -> str:
     return "valid"
 
 
-def consume(session: Session, token: ConsentToken) -> bool:
+def consume(session: DbSession, token: ConsentToken) -> bool:
     """Mark the token used; False when another request used it first (single use, race-safe)."""
     now = utcnow()
     result = session.execute(
@@ -95,7 +94,7 @@ def consume(session: Session, token: ConsentToken) -> bool:
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def revoke_all(session: Session, hcp_id: int) -> int:
+def revoke_all(session: DbSession, hcp_id: int) -> int:
     """Invalidate every open link of an HCP (erasure)."""
     result = session.execute(
         update(ConsentToken)

@@ -18,10 +18,9 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import extract, select
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, require_write
-from crm.db import utcnow
+from crm.db import DbSession, utcnow
 from crm.events.currencies import minor_units
 from crm.events.models import Event, TransferOfValue
 from crm.events.services import named_disclosure
@@ -118,7 +117,7 @@ def _money(value: Decimal, currency: str = "USD") -> str:
     return f"{value:.{minor_units(currency)}f}"
 
 
-def _year_transfers(session: Session, year: int) -> list[tuple[TransferOfValue, HCP, Event]]:
+def _year_transfers(session: DbSession, year: int) -> list[tuple[TransferOfValue, HCP, Event]]:
     rows = session.execute(
         select(TransferOfValue, HCP, Event)
         .join(HCP, HCP.id == TransferOfValue.hcp_id)
@@ -133,13 +132,13 @@ def _npi(hcp: HCP) -> str:
     return next((i.value for i in hcp.identifiers if i.kind == "npi"), "")
 
 
-def _product_names(session: Session, skus: set[str]) -> dict[str, str]:
+def _product_names(session: DbSession, skus: set[str]) -> dict[str, str]:
     if not skus:
         return {}
     return dict(session.execute(select(Product.sku, Product.name).where(Product.sku.in_(skus))).all())
 
 
-def open_payments(session: Session, viewer: Viewer | None, year: int) -> Report:
+def open_payments(session: DbSession, viewer: Viewer | None, year: int) -> Report:
     """General payments to US covered recipients in ``year``, one row per payment."""
     if viewer is not None:  # None: the command line, run by an operator of the server
         require_write(viewer, "transparency_report.read")
@@ -183,7 +182,7 @@ def _efpia_category(tov: TransferOfValue, contracted: set[tuple[int, int]]) -> s
     return _TRAVEL
 
 
-def efpia(session: Session, viewer: Viewer | None, year: int, country: str | None = None) -> Report:
+def efpia(session: DbSession, viewer: Viewer | None, year: int, country: str | None = None) -> Report:
     """Per HCP and currency: named rows for HCPs who agreed to named disclosure, one aggregate row per
     currency for the rest (the template's "other, not included above" section)."""
     if viewer is not None:  # None: the command line, run by an operator of the server
@@ -225,7 +224,7 @@ def efpia(session: Session, viewer: Viewer | None, year: int, country: str | Non
     return report
 
 
-def summary_by_hcp(session: Session, year: int) -> list[dict[str, Any]]:
+def summary_by_hcp(session: DbSession, year: int) -> list[dict[str, Any]]:
     """On-screen view: per HCP and currency, the year's total and its count of transfers."""
     out: dict[tuple[int, str], dict[str, Any]] = {}
     for tov, hcp, _event in _year_transfers(session, year):
@@ -237,7 +236,7 @@ def summary_by_hcp(session: Session, year: int) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def report_years(session: Session) -> list[int]:
+def report_years(session: DbSession) -> list[int]:
     years = {int(y) for y in session.scalars(select(extract("year", TransferOfValue.paid_on)).distinct())
              if y is not None}
     years.add(utcnow().year)

@@ -18,11 +18,10 @@ from typing import Any
 from flask import current_app, render_template
 from sqlalchemy import extract, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
-from crm.db import on_commit, utcnow
+from crm.db import DbSession, on_commit, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.events.currencies import CURRENCIES, amount_problem
 from crm.events.models import (
@@ -63,7 +62,7 @@ DEFAULT_REPORTING_CURRENCY = {"US": "USD"}
 
 # -- events ----------------------------------------------------------------------------------------
 
-def get_event(session: Session, event_id: int, *, lock: bool = False) -> Event:
+def get_event(session: DbSession, event_id: int, *, lock: bool = False) -> Event:
     stmt = select(Event).where(Event.id == event_id)
     if lock:
         # Attendance rebuilds the event's one "attended" item; writers of one event take turns.
@@ -74,7 +73,7 @@ def get_event(session: Session, event_id: int, *, lock: bool = False) -> Event:
     return event
 
 
-def create_event(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> tuple[Event, bool]:
+def create_event(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> tuple[Event, bool]:
     """Create an event (marketer, medical). A repeated ``external_id`` returns the existing event."""
     require_write(viewer, "event.write")
     external_id = (data.get("external_id") or "").strip() or None
@@ -134,7 +133,7 @@ def create_event(session: Session, actor: Any, viewer: Viewer, data: dict[str, A
     return event, True
 
 
-def event_page(session: Session, limit: int, cursor_values: tuple[datetime, int] | None,
+def event_page(session: DbSession, limit: int, cursor_values: tuple[datetime, int] | None,
                upcoming_only: bool = False) -> tuple[list[Event], tuple[datetime, int] | None]:
     """Events newest start first, keyset on (starts_at, id)."""
     stmt = select(Event)
@@ -150,7 +149,7 @@ def event_page(session: Session, limit: int, cursor_values: tuple[datetime, int]
     return rows, (rows[-1].starts_at, rows[-1].id)
 
 
-def _owner_role(session: Session, actor: Any, event: Event) -> str:
+def _owner_role(session: DbSession, actor: Any, event: Event) -> str:
     """The department the event's items belong to: the actor's, or for imports the organiser's."""
     role = getattr(actor, "role", None)
     if role:
@@ -164,7 +163,7 @@ def _owner_role(session: Session, actor: Any, event: Event) -> str:
     return "marketer"
 
 
-def _existing_hcps(session: Session, hcp_ids: Iterable[int], field_name: str = "hcp_ids") -> dict[int, HCP]:
+def _existing_hcps(session: DbSession, hcp_ids: Iterable[int], field_name: str = "hcp_ids") -> dict[int, HCP]:
     ids = list(dict.fromkeys(hcp_ids))
     found = {h.id: h for h in session.scalars(select(HCP).where(HCP.id.in_(ids)))} if ids else {}
     missing = [i for i in ids if i not in found]
@@ -182,7 +181,7 @@ class InvitationResult:
     cap_warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def invite(session: Session, actor: Any, viewer: Viewer, event: Event, hcp_ids: Iterable[int],
+def invite(session: DbSession, actor: Any, viewer: Viewer, event: Event, hcp_ids: Iterable[int],
            channel: str = "email") -> InvitationResult:
     """Invite HCPs to an event. By email, consent (email, events) is checked per HCP at this instant and
     HCPs without it are skipped with the reason; the mails leave only after the commit.
@@ -264,7 +263,7 @@ def _skip_reason(hcp: HCP, channel: str, decision: Any) -> tuple[str | None, str
     return None, None
 
 
-def _send_invitations(session: Session, event: Event, mails: list[tuple[HCP, Invitation]]) -> None:
+def _send_invitations(session: DbSession, event: Event, mails: list[tuple[HCP, Invitation]]) -> None:
     """Build each mail now (inside the request, with its unsubscribe link) and hand it over after commit."""
     from crm.consent.services import unsubscribe_headers
     from crm.integrations.email import EmailMessage, get_sender
@@ -295,7 +294,7 @@ def _send_invitations(session: Session, event: Event, mails: list[tuple[HCP, Inv
 
 # -- registrations ---------------------------------------------------------------------------------
 
-def register(session: Session, actor: Any, viewer: Viewer | None, event: Event, hcp_id: int, *,
+def register(session: DbSession, actor: Any, viewer: Viewer | None, event: Event, hcp_id: int, *,
              external_id: str | None = None, registered_at: datetime | None = None,
              source: str = "crm") -> tuple[Registration, bool]:
     """Register an HCP for an event; registering twice returns the first registration."""
@@ -333,7 +332,7 @@ class AttendanceResult:
     changed: bool
 
 
-def record_attendance(session: Session, actor: Any, viewer: Viewer | None, event: Event, hcp_id: int,
+def record_attendance(session: DbSession, actor: Any, viewer: Viewer | None, event: Event, hcp_id: int,
                       status: str, *, external_id: str | None = None, source: str = "crm") -> AttendanceResult:
     """Mark an HCP attended or no-show. Idempotent on (event, HCP) and on (event, external id).
 
@@ -406,11 +405,11 @@ def record_attendance(session: Session, actor: Any, viewer: Viewer | None, event
     return AttendanceResult(by_hcp, previous is None, True)
 
 
-def _current_attended_item(session: Session, event: Event) -> Interaction | None:
+def _current_attended_item(session: DbSession, event: Event) -> Interaction | None:
     return session.get(Interaction, event.attendance_interaction_id) if event.attendance_interaction_id else None
 
 
-def _rebuild_attended_item(session: Session, actor: Any, event: Event, source: str,
+def _rebuild_attended_item(session: DbSession, actor: Any, event: Event, source: str,
                            owner_role: str) -> Interaction | None:
     """Make the event's one current attended item carry exactly the HCPs marked attended."""
     attendees = list(session.scalars(
@@ -435,31 +434,31 @@ def _rebuild_attended_item(session: Session, actor: Any, event: Event, source: s
     return item
 
 
-def attendance_list(session: Session, event: Event) -> list[Attendance]:
+def attendance_list(session: DbSession, event: Event) -> list[Attendance]:
     return list(session.scalars(select(Attendance).where(Attendance.event_id == event.id).order_by(Attendance.id)))
 
 
-def tick_list(session: Session, event: Event) -> list[dict[str, Any]]:
+def tick_list(session: DbSession, event: Event) -> list[dict[str, Any]]:
     """Everyone expected at the event (invited and sent, registered, or already marked), by name."""
     invited = select(Invitation.hcp_id).where(Invitation.event_id == event.id, Invitation.status == "sent")
     registered = select(Registration.hcp_id).where(Registration.event_id == event.id)
     marked = {a.hcp_id: a.status for a in attendance_list(session, event)}
     ids = set(session.scalars(invited)) | set(session.scalars(registered)) | set(marked)
-    hcps = session.scalars(select(HCP).where(HCP.id.in_(ids)).order_by(HCP.last_name, HCP.first_name, HCP.id)) \
+    hcps: Any = session.scalars(select(HCP).where(HCP.id.in_(ids)).order_by(HCP.last_name, HCP.first_name, HCP.id)) \
         if ids else []
     return [{"hcp": h, "status": marked.get(h.id)} for h in hcps]
 
 
 # -- transfers of value ----------------------------------------------------------------------------
 
-def reporting_currency(session: Session, country: str) -> str | None:
+def reporting_currency(session: DbSession, country: str) -> str | None:
     cap = session.get(TransferCap, country)
     if cap is not None:
         return cap.currency
     return DEFAULT_REPORTING_CURRENCY.get(country)
 
 
-def annual_totals(session: Session, hcp_ids: Iterable[int], year: int) -> dict[int, dict[str, Decimal]]:
+def annual_totals(session: DbSession, hcp_ids: Iterable[int], year: int) -> dict[int, dict[str, Decimal]]:
     """Running totals per HCP per currency for one calendar year, in one grouped query."""
     ids = list(dict.fromkeys(hcp_ids))
     out: dict[int, dict[str, Decimal]] = defaultdict(dict)
@@ -479,7 +478,7 @@ def _fmt(amount: Decimal, currency: str) -> str:
     return f"{currency} {amount:,.2f}"
 
 
-def cap_statuses(session: Session, hcps: list[HCP], year: int) -> dict[int, dict[str, Any]]:
+def cap_statuses(session: DbSession, hcps: list[HCP], year: int) -> dict[int, dict[str, Any]]:
     """Per HCP: the year's totals, the cap of their country, and a warning when at or over it."""
     totals = annual_totals(session, [h.id for h in hcps], year)
     countries = {h.country for h in hcps}
@@ -516,7 +515,7 @@ class TransferResult:
     status: dict[str, Any]
 
 
-def record_transfer(session: Session, actor: Any, viewer: Viewer, event: Event, *, hcp_id: int, kind: str,
+def record_transfer(session: DbSession, actor: Any, viewer: Viewer, event: Event, *, hcp_id: int, kind: str,
                     amount: Decimal, currency: str, paid_on: date,
                     description: str | None = None) -> TransferResult:
     """Record a transfer of value to an HCP for an event and check the annual cap of their country.
@@ -572,18 +571,18 @@ def record_transfer(session: Session, actor: Any, viewer: Viewer, event: Event, 
     return TransferResult(transfer, warning, status)
 
 
-def transfers_for_event(session: Session, event: Event) -> list[TransferOfValue]:
+def transfers_for_event(session: DbSession, event: Event) -> list[TransferOfValue]:
     return list(session.scalars(select(TransferOfValue).where(TransferOfValue.event_id == event.id)
                                 .order_by(TransferOfValue.paid_on, TransferOfValue.id)))
 
 
-def transfers_for_hcp(session: Session, hcp_id: int, year: int) -> list[TransferOfValue]:
+def transfers_for_hcp(session: DbSession, hcp_id: int, year: int) -> list[TransferOfValue]:
     return list(session.scalars(select(TransferOfValue).where(
         TransferOfValue.hcp_id == hcp_id, extract("year", TransferOfValue.paid_on) == year)
         .order_by(TransferOfValue.paid_on, TransferOfValue.id)))
 
 
-def set_transfer_cap(session: Session, actor: Any, viewer: Viewer, country: str, *, currency: str,
+def set_transfer_cap(session: DbSession, actor: Any, viewer: Viewer, country: str, *, currency: str,
                      annual_cap: Decimal, action: str) -> TransferCap:
     """Configure a country's annual cap (admin): amount, its currency, and whether it warns or blocks."""
     require_write(viewer, "transfer_cap.manage")
@@ -615,7 +614,7 @@ def set_transfer_cap(session: Session, actor: Any, viewer: Viewer, country: str,
 
 # -- consent to named disclosure (EFPIA) -----------------------------------------------------------
 
-def record_disclosure_consent(session: Session, actor: Any, viewer: Viewer, hcp_id: int, granted: bool,
+def record_disclosure_consent(session: DbSession, actor: Any, viewer: Viewer, hcp_id: int, granted: bool,
                               occurred_at: datetime | None = None) -> DisclosureConsent:
     """Append whether the HCP agreed to be named in the transparency report (never updated in place)."""
     require_write(viewer, "transfer.write")
@@ -631,7 +630,7 @@ def record_disclosure_consent(session: Session, actor: Any, viewer: Viewer, hcp_
     return row
 
 
-def named_disclosure(session: Session, hcp_ids: Iterable[int], at: datetime) -> dict[int, bool]:
+def named_disclosure(session: DbSession, hcp_ids: Iterable[int], at: datetime) -> dict[int, bool]:
     """Per HCP, whether the latest disclosure decision at ``at`` allows naming them (default: no)."""
     ids = list(dict.fromkeys(hcp_ids))
     out = dict.fromkeys(ids, False)

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
+from crm.db import DbSession
 from crm.errors import Conflict, Invalid, NotFound
 from crm.guardrails.models import CATEGORIES, GuardrailRule
 
@@ -84,7 +84,7 @@ def _pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){body}(?!\w)")
 
 
-def ensure_default_rules(session: Session) -> int:
+def ensure_default_rules(session: DbSession) -> int:
     """Seed the default lists once, into an empty table. Returns how many rules were added.
 
     Compliance later edits or deactivates rules; a table that has rows is never reseeded, so a
@@ -103,7 +103,7 @@ def ensure_default_rules(session: Session) -> int:
     return len(rows)
 
 
-def active_rules(session: Session, categories: tuple[str, ...] = CATEGORIES) -> list[GuardrailRule]:
+def active_rules(session: DbSession, categories: tuple[str, ...] = CATEGORIES) -> list[GuardrailRule]:
     ensure_default_rules(session)
     return list(session.scalars(
         select(GuardrailRule).where(GuardrailRule.active.is_(True), GuardrailRule.category.in_(categories))
@@ -111,7 +111,7 @@ def active_rules(session: Session, categories: tuple[str, ...] = CATEGORIES) -> 
     ))
 
 
-def check_text(session: Session, text: str | None, context: str) -> list[Hit]:
+def check_text(session: DbSession, text: str | None, context: str) -> list[Hit]:
     """Every active rule of the categories that apply in ``context`` found in ``text``, in text order.
 
     Overlapping phrases of one category ("side effect" inside "side effects") are both reported: the
@@ -138,7 +138,7 @@ def categories_hit(hits: list[Hit]) -> set[str]:
     return {h.category for h in hits}
 
 
-def guardrail_hits_for_visit(session: Session, notes: str | None) -> list[Hit]:
+def guardrail_hits_for_visit(session: DbSession, notes: str | None) -> list[Hit]:
     """The hits in a visit's notes (the visit form shows them before save; submit records them)."""
     return check_text(session, notes, "visit")
 
@@ -159,7 +159,7 @@ def _valid(category: str, phrase: str) -> str:
     return cleaned
 
 
-def add_rule(session: Session, actor: Any, viewer: Viewer, category: str, phrase: str) -> GuardrailRule:
+def add_rule(session: DbSession, actor: Any, viewer: Viewer, category: str, phrase: str) -> GuardrailRule:
     """Add a phrase (compliance). The same phrase twice in one category is a 409."""
     require_write(viewer, "guardrail.manage")
     ensure_default_rules(session)
@@ -175,7 +175,7 @@ def add_rule(session: Session, actor: Any, viewer: Viewer, category: str, phrase
     return rule
 
 
-def set_rule_active(session: Session, actor: Any, viewer: Viewer, rule_id: int, active: bool) -> GuardrailRule:
+def set_rule_active(session: DbSession, actor: Any, viewer: Viewer, rule_id: int, active: bool) -> GuardrailRule:
     """Switch a rule on or off (compliance). Rules are deactivated, not deleted: the hits recorded on
     interactions keep pointing at a rule that still exists."""
     require_write(viewer, "guardrail.manage")
@@ -191,6 +191,6 @@ def set_rule_active(session: Session, actor: Any, viewer: Viewer, rule_id: int, 
     return rule
 
 
-def all_rules(session: Session) -> list[GuardrailRule]:
+def all_rules(session: DbSession) -> list[GuardrailRule]:
     ensure_default_rules(session)
     return list(session.scalars(select(GuardrailRule).order_by(GuardrailRule.category, GuardrailRule.phrase)))

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, func, select, type_coerce
-from sqlalchemy.orm import Session
 
+from crm.db import DbSession
 from crm.hcps.models import HCP, HCPIdentifier
 
 RULES = {
@@ -52,7 +52,7 @@ def _licence_key() -> ColumnElement[str]:
     return HCPIdentifier.kind + "|" + type_coerce(func.ltrim(_squeeze(HCPIdentifier.value, " -"), "0"), String)
 
 
-def suspected_duplicates(session: Session, rule: str, limit: int = 100) -> list[DuplicateGroup]:
+def suspected_duplicates(session: DbSession, rule: str, limit: int = 100) -> list[DuplicateGroup]:
     """Up to ``limit`` groups of live HCPs that look like one person under ``rule``."""
     live = HCP.status.in_(_LIVE)
     if rule == "email":

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from crm.access.policy import require_write
 from crm.audit import services as audit
 from crm.consent import tokens
+from crm.db import DbSession
 from crm.errors import Conflict, Invalid
 from crm.hcps.models import HCP
 
@@ -22,7 +21,7 @@ ERASED_NAME = "Erased"
 _PERSONAL = ("email", "phone", "address_line", "city", "postal_code", "state", "tags")
 
 
-def erase_hcp(session: Session, actor: Any, hcp: HCP, reason: str) -> HCP:
+def erase_hcp(session: DbSession, actor: Any, hcp: HCP, reason: str) -> HCP:
     """Pseudonymise ``hcp`` (admin, or the CLI as ``actor=None``); ``reason`` is kept in the audit trail."""
     if actor is not None:
         from crm.auth.services import viewer_for

@@ -17,11 +17,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, or_, select
-from sqlalchemy.orm import Session
 
 from crm.access.policy import require_write
 from crm.audit import services as audit
-from crm.db import Base, iso_z, utcnow
+from crm.db import Base, DbSession, iso_z, utcnow
 from crm.hcps.merge import hcp_references
 from crm.hcps.models import HCP
 
@@ -42,13 +41,13 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _rows(session: Session, table: Table, condition: Any) -> list[dict[str, Any]]:
+def _rows(session: DbSession, table: Table, condition: Any) -> list[dict[str, Any]]:
     order = list(table.primary_key.columns)
     result = session.execute(select(table).where(condition).order_by(*order)).mappings()
     return [{k: _value(v) for k, v in row.items() if not k.endswith("_bidx")} for row in result]
 
 
-def export_hcp(session: Session, actor: Any, hcp: HCP) -> dict[str, Any]:
+def export_hcp(session: DbSession, actor: Any, hcp: HCP) -> dict[str, Any]:
     """The export document for ``hcp`` (admin or compliance; ``actor=None`` for the command line)."""
     if actor is not None:
         from crm.auth.services import viewer_for
@@ -85,6 +84,6 @@ def export_hcp(session: Session, actor: Any, hcp: HCP) -> dict[str, Any]:
         "related": related,
     }
     audit.record(session, actor, "hcp.export", "hcp", hcp.id,
-                 {"tables": {k: len(v) for k, v in document["records"].items()}},
+                 {"tables": {k: len(v) for k, v in records.items()}},
                  reason="data-subject export")
     return document

@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, Table, UniqueConstraint, delete, exists, select, update
-from sqlalchemy.orm import Session
 
 from crm.access.policy import require_write
 from crm.audit import services as audit
-from crm.db import Base, utcnow
+from crm.db import Base, DbSession, utcnow
 from crm.errors import Conflict, Invalid
 from crm.hcps.models import HCP
 
-MergeHandler = Callable[[Session, Any, int, int], "int | None"]
+MergeHandler = Callable[[DbSession, Any, int, int], "int | None"]
 """``fn(session, actor, survivor_id, loser_id)``: move the loser's rows of one table; returns how many."""
 
 _HANDLERS: dict[str, MergeHandler] = {}
@@ -57,7 +56,7 @@ class MergeResult:
     audit_id: int | None = None
 
 
-def merge_hcps(session: Session, actor: Any, survivor: HCP, loser: HCP, reason: str) -> MergeResult:
+def merge_hcps(session: DbSession, actor: Any, survivor: HCP, loser: HCP, reason: str) -> MergeResult:
     """Merge ``loser`` into ``survivor`` (admin; the command line acts as ``actor=None``).
 
     Refused: no reason (422), an HCP into itself (422), a loser or survivor that is already merged
@@ -128,7 +127,7 @@ def _unique_sets(table: Table, column: Column[Any]) -> list[set[str]]:
     return [s for s in sets if column.name in s]
 
 
-def _drop_colliding(session: Session, table: Table, column: Column[Any], survivor_id: int, loser_id: int) -> int:
+def _drop_colliding(session: DbSession, table: Table, column: Column[Any], survivor_id: int, loser_id: int) -> int:
     """Delete the loser's rows that would duplicate a survivor's row once re-pointed; keep the survivor's."""
     dropped = 0
     for names in _unique_sets(table, column):
@@ -138,17 +137,22 @@ def _drop_colliding(session: Session, table: Table, column: Column[Any], survivo
             table.c[column.name] == loser_id,
             exists().where(other.c[column.name] == survivor_id, *same),
         )
-        dropped += session.execute(stmt).rowcount or 0
+        dropped += _rowcount(session.execute(stmt))
     return dropped
 
 
-def _repoint(session: Session, table: Table, column: Column[Any], survivor_id: int, loser_id: int) -> int:
+def _repoint(session: DbSession, table: Table, column: Column[Any], survivor_id: int, loser_id: int) -> int:
     values: dict[str, Any] = {column.name: survivor_id}
     version = _version_column(table)
     if version is not None:
         values[version.name] = version + 1
     stmt = update(table).where(table.c[column.name] == loser_id).values(values)
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session.execute(stmt))
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (the result of ``session.execute`` of one; typed loosely)."""
+    return int(result.rowcount or 0)
 
 
 def _version_column(table: Table) -> Any:
@@ -166,7 +170,7 @@ def _close_open_rows(table_name: str, key: str | None) -> MergeHandler:
     (the same ``key`` value, or any when ``key`` is None) is closed now, so history is kept and the
     survivor has one current row, its own."""
 
-    def handler(session: Session, actor: Any, survivor_id: int, loser_id: int) -> int:
+    def handler(session: DbSession, actor: Any, survivor_id: int, loser_id: int) -> int:
         table = Base.metadata.tables[table_name]
         now = utcnow()
         survivor_open = select(table.c.id).where(table.c.hcp_id == survivor_id, table.c.valid_to.is_(None))
@@ -178,7 +182,7 @@ def _close_open_rows(table_name: str, key: str | None) -> MergeHandler:
             overlap = exists(survivor_open)
         session.execute(update(table).where(table.c.hcp_id == loser_id, table.c.valid_to.is_(None), overlap)
                         .values(valid_to=now))
-        return session.execute(update(table).where(table.c.hcp_id == loser_id).values(hcp_id=survivor_id)).rowcount
+        return _rowcount(session.execute(update(table).where(table.c.hcp_id == loser_id).values(hcp_id=survivor_id)))
 
     return handler
 

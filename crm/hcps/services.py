@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import object_session
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm import signals
@@ -20,7 +20,7 @@ from crm.access.policy import (
     require_write,
 )
 from crm.audit import services as audit
-from crm.db import iso_z, utcnow
+from crm.db import DbSession, iso_z, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.identifiers import npi_problem
 from crm.hcps.models import (
@@ -41,7 +41,7 @@ _REQUIRED_TEXT = frozenset({"first_name", "last_name", "profession", "country", 
 _UNIQUE_LOCK_BASE = 7_310_100
 
 
-def create_territory(session: Session, actor: Any, code: str, name: str) -> tuple[Territory, bool]:
+def create_territory(session: DbSession, actor: Any, code: str, name: str) -> tuple[Territory, bool]:
     """Create a territory; an existing code changes nothing. Returns (territory, created)."""
     code = code.strip()
     existing = session.scalar(select(Territory).where(Territory.code == code))
@@ -55,7 +55,7 @@ def create_territory(session: Session, actor: Any, code: str, name: str) -> tupl
     return territory, True
 
 
-def territory_by_code(session: Session, code: str, field: str = "territory") -> Territory:
+def territory_by_code(session: DbSession, code: str, field: str = "territory") -> Territory:
     """The territory with ``code``; an unknown code is a 422 on ``field``."""
     territory = session.scalar(select(Territory).where(Territory.code == code.strip()))
     if territory is None:
@@ -65,7 +65,7 @@ def territory_by_code(session: Session, code: str, field: str = "territory") -> 
 
 # -- reading -------------------------------------------------------------------------------------
 
-def get_hcp(session: Session, hcp_id: int) -> HCP:
+def get_hcp(session: DbSession, hcp_id: int) -> HCP:
     """One HCP by id (404 when missing). A merged HCP is returned too: its output says where it went."""
     hcp = session.get(HCP, hcp_id)
     if hcp is None:
@@ -74,7 +74,7 @@ def get_hcp(session: Session, hcp_id: int) -> HCP:
 
 
 def search_hcps(
-    session: Session,
+    session: DbSession,
     viewer: Viewer,
     q: str | None = None,
     territory_code: str | None = None,
@@ -130,12 +130,12 @@ def _matches(term: str) -> ColumnElement[bool]:
     return or_(*conditions)
 
 
-def hcp_public_dict(session_or_none: Session | None, viewer: Viewer, hcp: HCP) -> dict[str, Any]:
+def hcp_public_dict(session_or_none: DbSession | None, viewer: Viewer, hcp: HCP) -> dict[str, Any]:
     """THE output shape of one HCP for the API and the pages, contact data clear or masked for ``viewer``."""
     return hcp_public_dicts(session_or_none, viewer, [hcp])[0]
 
 
-def hcp_public_dicts(session_or_none: Session | None, viewer: Viewer, hcps: Sequence[HCP]) -> list[dict[str, Any]]:
+def hcp_public_dicts(session_or_none: DbSession | None, viewer: Viewer, hcps: Sequence[HCP]) -> list[dict[str, Any]]:
     """``hcp_public_dict`` for many HCPs, with their affiliations loaded in one query."""
     session = session_or_none or (object_session(hcps[0]) if hcps else None)
     affiliations = _current_affiliations(session, [h.id for h in hcps]) if session is not None else {}
@@ -187,7 +187,7 @@ def split_tags(raw: str | None) -> list[str]:
     return [t.strip() for t in (raw or "").split(",") if t.strip()]
 
 
-def _current_affiliations(session: Session, hcp_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def _current_affiliations(session: DbSession, hcp_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     if not hcp_ids:
         return {}
     now = utcnow()
@@ -206,7 +206,7 @@ def _current_affiliations(session: Session, hcp_ids: list[int]) -> dict[int, lis
 
 # -- writing -------------------------------------------------------------------------------------
 
-def create_hcp(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> HCP:
+def create_hcp(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> HCP:
     """Create an HCP from ``HCPCreateSchema`` data: admin anywhere, a field rep in own territories.
 
     ``territory`` is a territory code (unknown: 422). Email is stored encrypted with a blind index;
@@ -238,7 +238,7 @@ def create_hcp(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any
 
 
 def update_hcp(
-    session: Session, actor: Any, viewer: Viewer, hcp: HCP, data: dict[str, Any], expected_version: int
+    session: DbSession, actor: Any, viewer: Viewer, hcp: HCP, data: dict[str, Any], expected_version: int
 ) -> HCP:
     """Change only the fields in ``data`` (``HCPUpdateSchema`` without ``version``).
 
@@ -306,7 +306,7 @@ def update_hcp(
     return hcp
 
 
-def _territory_or_none(session: Session, code: str | None) -> Territory | None:
+def _territory_or_none(session: DbSession, code: str | None) -> Territory | None:
     if code is None or not code.strip():
         return None
     return territory_by_code(session, code)
@@ -350,7 +350,7 @@ def _valid_identifiers(identifiers: dict[str, str | None]) -> dict[str, str | No
     return out
 
 
-def _lock_unique_values(session: Session, email_bidx: str | None, identifiers: dict[str, str | None]) -> None:
+def _lock_unique_values(session: DbSession, email_bidx: str | None, identifiers: dict[str, str | None]) -> None:
     """Serialise writers claiming the same email or identifier (PostgreSQL; SQLite writers already are).
 
     Email has no unique constraint (merged and imported records may share one), so the check below
@@ -365,7 +365,7 @@ def _lock_unique_values(session: Session, email_bidx: str | None, identifiers: d
                         {"base": _UNIQUE_LOCK_BASE, "k": key})
 
 
-def _ensure_email_free(session: Session, email_bidx: str | None, own_id: int | None) -> None:
+def _ensure_email_free(session: DbSession, email_bidx: str | None, own_id: int | None) -> None:
     if email_bidx is None:
         return
     stmt = select(HCP.id).where(HCP.email_bidx == email_bidx)
@@ -376,7 +376,7 @@ def _ensure_email_free(session: Session, email_bidx: str | None, own_id: int | N
         raise Conflict(f"Another HCP (id {other}) already has this email address.", existing_id=other)
 
 
-def _ensure_identifiers_free(session: Session, identifiers: dict[str, str | None], own_id: int | None) -> None:
+def _ensure_identifiers_free(session: DbSession, identifiers: dict[str, str | None], own_id: int | None) -> None:
     for kind, value in identifiers.items():
         if value is None:
             continue
@@ -401,7 +401,7 @@ def _apply_identifiers(hcp: HCP, identifiers: dict[str, str | None]) -> None:
             hcp.identifiers.append(HCPIdentifier(kind=kind, value=value))
 
 
-def _insert(session: Session, hcp: HCP) -> None:
+def _insert(session: DbSession, hcp: HCP) -> None:
     """Insert in a savepoint; a unique identifier taken meanwhile by another transaction becomes a 409."""
     try:
         with session.begin_nested():
@@ -411,7 +411,7 @@ def _insert(session: Session, hcp: HCP) -> None:
         raise Conflict("An identifier of this HCP already belongs to another HCP.") from exc
 
 
-def _move_territory(session: Session, hcp_id: int, territory_id: int | None) -> None:
+def _move_territory(session: DbSession, hcp_id: int, territory_id: int | None) -> None:
     now = utcnow()
     open_rows = session.scalars(select(HCPTerritoryAssignment).where(
         HCPTerritoryAssignment.hcp_id == hcp_id, HCPTerritoryAssignment.valid_to.is_(None)))
@@ -433,7 +433,7 @@ def _snapshot(hcp: HCP) -> dict[str, Any]:
     }
 
 
-def mark_emails_invalid(session: Session, actor: Any, reasons: dict[int, tuple[str, Any]]) -> int:
+def mark_emails_invalid(session: DbSession, actor: Any, reasons: dict[int, tuple[str, Any]]) -> int:
     """Mark the email contact point of each HCP in ``reasons`` (``{hcp_id: (reason, at)}``) invalid, as the
     email platform reported a hard bounce; one query for the HCPs, one audit record per HCP changed.
     Erased HCPs and addresses already marked are left alone. Returns how many HCPs changed."""
@@ -456,7 +456,7 @@ def mark_emails_invalid(session: Session, actor: Any, reasons: dict[int, tuple[s
 
 # -- HCOs (read-only here) -----------------------------------------------------------------------
 
-def get_hco(session: Session, hco_id: int) -> HCO:
+def get_hco(session: DbSession, hco_id: int) -> HCO:
     hco = session.get(HCO, hco_id)
     if hco is None:
         raise NotFound(f"No HCO with id {hco_id}.")
@@ -464,7 +464,7 @@ def get_hco(session: Session, hco_id: int) -> HCO:
 
 
 def list_hcos(
-    session: Session,
+    session: DbSession,
     q: str | None = None,
     kind: str | None = None,
     territory_code: str | None = None,
@@ -489,7 +489,7 @@ def list_hcos(
     return rows, encode_cursor(rows[-1].name, rows[-1].id)
 
 
-def hco_public_dicts(session: Session, hcos: Sequence[HCO]) -> list[dict[str, Any]]:
+def hco_public_dicts(session: DbSession, hcos: Sequence[HCO]) -> list[dict[str, Any]]:
     """HCOs with their currently affiliated HCP ids (one query for the affiliations, one for territories)."""
     ids = [h.id for h in hcos]
     now = utcnow()

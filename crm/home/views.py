@@ -13,14 +13,14 @@ from typing import Any
 
 from flask import Blueprint, render_template
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import joinedload
 
 from crm.access.policy import LOGGED_SENSITIVITIES, Viewer
 from crm.audit import queries as audit_queries
 from crm.audit import services as audit_services
 from crm.auth.context import actor, page_auth, viewer
 from crm.auth.models import User
-from crm.db import utcnow
+from crm.db import DbSession, utcnow
 from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.navigation import url_if_known
@@ -61,7 +61,7 @@ def index():
 
 # -- per role ---------------------------------------------------------------------------------------
 
-def _field_rep(session: Session, user: User, who: Viewer) -> dict[str, Any]:
+def _field_rep(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     today = utcnow().date()
     mine = HCP.territory_id.in_(who.territory_ids), HCP.merged_into_id.is_(None)
     # Columns only: the list needs no contact data, so nothing is decrypted for it.
@@ -85,7 +85,7 @@ def _field_rep(session: Session, user: User, who: Viewer) -> dict[str, Any]:
     }
 
 
-def _marketer(session: Session, user: User, who: Viewer) -> dict[str, Any]:
+def _marketer(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     filters = TimelineFilters(since=utcnow() - timedelta(days=FEED_DAYS))
     items, _next = feed_page(session, who, filters, FEED_SHOWN)
     return {
@@ -96,14 +96,14 @@ def _marketer(session: Session, user: User, who: Viewer) -> dict[str, Any]:
     }
 
 
-def _compliance(session: Session, user: User, who: Viewer) -> dict[str, Any]:
+def _compliance(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     records, _ = audit_queries.audit_page(session, who, audit_queries.AuditFilters(), OVERSIGHT_SHOWN)
     reads, _ = audit_queries.sensitive_reads_page(session, who, audit_queries.SensitiveReadFilters(),
                                                   OVERSIGHT_SHOWN)
     return {"records": records, "reads": reads, "verification": audit_services.latest_verification(session)}
 
 
-def _clinical(session: Session, user: User, who: Viewer) -> dict[str, Any]:
+def _clinical(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     """Call centre and medical: the latest medical/pv items, shown in full (their role may), each read logged."""
     rows = session.scalars(
         select(Interaction)
@@ -123,7 +123,7 @@ def _clinical(session: Session, user: User, who: Viewer) -> dict[str, Any]:
     }
 
 
-def _admin(session: Session, user: User, who: Viewer) -> dict[str, Any]:
+def _admin(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     def count(model: Any, *where: Any) -> int:
         return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
@@ -157,7 +157,7 @@ _TEMPLATES = {
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-def _hcp_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
+def _hcp_names(session: DbSession, ids: Iterable[int]) -> dict[int, str]:
     """Display names for the HCPs on a page, in one query (names are not personal contact data)."""
     wanted = set(ids)
     if not wanted:
@@ -166,7 +166,7 @@ def _hcp_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
     return {r.id: f"{r.first_name} {r.last_name}" for r in rows}
 
 
-def _log_full_reads(session: Session, who: Viewer, items: list[dict[str, Any]]) -> None:
+def _log_full_reads(session: DbSession, who: Viewer, items: list[dict[str, Any]]) -> None:
     """A SensitiveRead row per (item, HCP) shown in full, as every timeline read does; one bulk insert."""
     log_sensitive_reads(session, who, ((item["id"], hcp_id, item["sensitivity"])
                                        for item in items for hcp_id in item["hcp_ids"]))

@@ -29,7 +29,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 CALLBACK_SIGNATURE_HEADER = "X-ERP-Signature"
 
 
-def _dump(order) -> dict:  # type: ignore[no-untyped-def]
+def _dump(order) -> dict:
     return OrderSchema().dump(services.order_dict(db.session, order))
 
 

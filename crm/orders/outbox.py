@@ -25,7 +25,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from crm.db import utcnow
+from crm.db import DbSession, utcnow
 from crm.extensions import db
 from crm.hcps.models import HCPIdentifier
 from crm.integrations.erp import (
@@ -60,7 +60,7 @@ def _due(now: datetime) -> list[ColumnElement[bool]]:
             or_(OrderOutbox.locked_until.is_(None), OrderOutbox.locked_until < now)]
 
 
-def _customer(session: Session, order: Order) -> ErpCustomer:
+def _customer(session: DbSession, order: Order) -> ErpCustomer:
     if order.hcp is not None:
         hcp = order.hcp
         npi = session.scalar(select(HCPIdentifier.value).where(HCPIdentifier.hcp_id == hcp.id,

@@ -17,11 +17,10 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import case, or_, select
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, require_owner, require_write
 from crm.audit import services as audit
-from crm.db import on_commit, utcnow
+from crm.db import DbSession, on_commit, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCO, HCP, Affiliation
 from crm.orders.models import (
@@ -46,14 +45,14 @@ _CRM_STATUSES = frozenset({"draft", "queued"})
 
 # -- reading -------------------------------------------------------------------------------------
 
-def get_order(session: Session, order_id: int) -> Order:
+def get_order(session: DbSession, order_id: int) -> Order:
     order = session.get(Order, order_id)
     if order is None:
         raise NotFound(f"No order with id {order_id}.")
     return order
 
 
-def lock_order(session: Session, order_id: int) -> Order:
+def lock_order(session: DbSession, order_id: int) -> Order:
     """The order, re-read and locked for this transaction (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE
     already serialises writers), so concurrent submits, polls and callbacks apply one after another."""
     order = session.scalar(select(Order).where(Order.id == order_id).with_for_update(of=Order)
@@ -63,11 +62,11 @@ def lock_order(session: Session, order_id: int) -> Order:
     return order
 
 
-def order_by_idempotency_key(session: Session, key: str) -> Order | None:
+def order_by_idempotency_key(session: DbSession, key: str) -> Order | None:
     return session.scalar(select(Order).where(Order.idempotency_key == key))
 
 
-def list_orders(session: Session, viewer: Viewer, *, mine: bool = False, status: str | None = None,
+def list_orders(session: DbSession, viewer: Viewer, *, mine: bool = False, status: str | None = None,
                 hcp_id: int | None = None, hco_id: int | None = None, limit: int = 50,
                 cursor: str | None = None) -> tuple[list[Order], str | None]:
     """Newest first, keyset-paged. Orders are shared like the rest of the timeline: every role reads them."""
@@ -90,7 +89,7 @@ def list_orders(session: Session, viewer: Viewer, *, mine: bool = False, status:
     return rows, encode_cursor(rows[-1].id)
 
 
-def order_dicts(session: Session, orders: list[Order]) -> list[dict[str, Any]]:
+def order_dicts(session: DbSession, orders: list[Order]) -> list[dict[str, Any]]:
     """THE output shape of orders (API and pages), product names looked up in one query."""
     skus = {line.sku for order in orders for line in order.lines}
     names: dict[str, str] = {}
@@ -100,7 +99,7 @@ def order_dicts(session: Session, orders: list[Order]) -> list[dict[str, Any]]:
     return [_order_dict(order, names) for order in orders]
 
 
-def order_dict(session: Session, order: Order) -> dict[str, Any]:
+def order_dict(session: DbSession, order: Order) -> dict[str, Any]:
     return order_dicts(session, [order])[0]
 
 
@@ -140,7 +139,7 @@ def _customer_name(order: Order) -> str:
 
 # -- capture -------------------------------------------------------------------------------------
 
-def capture_order(session: Session, actor: Any, viewer: Viewer, *, lines: list[dict[str, Any]],
+def capture_order(session: DbSession, actor: Any, viewer: Viewer, *, lines: list[dict[str, Any]],
                   hcp_id: int | None = None, hco_id: int | None = None, visit_id: int | None = None) -> Order:
     """A draft order for an HCP or an HCO (exactly one), by a field rep in own territories.
 
@@ -173,7 +172,7 @@ def capture_order(session: Session, actor: Any, viewer: Viewer, *, lines: list[d
     return order
 
 
-def _customer_territory(session: Session, hcp_id: int | None, hco_id: int | None) -> int | None:
+def _customer_territory(session: DbSession, hcp_id: int | None, hco_id: int | None) -> int | None:
     if hcp_id is not None:
         hcp = session.get(HCP, hcp_id)
         if hcp is None:
@@ -192,7 +191,7 @@ def _customer_territory(session: Session, hcp_id: int | None, hco_id: int | None
     return hco.territory_id
 
 
-def _check_lines(session: Session, lines: list[dict[str, Any]],
+def _check_lines(session: DbSession, lines: list[dict[str, Any]],
                  errors: dict[str, list[str]]) -> list[tuple[str, int]]:
     if not lines:
         errors["lines"] = ["An order needs at least one line."]
@@ -225,7 +224,7 @@ def _check_lines(session: Session, lines: list[dict[str, Any]],
     return clean
 
 
-def _check_visit(session: Session, actor: Any, visit_id: int, hcp_id: int | None,
+def _check_visit(session: DbSession, actor: Any, visit_id: int, hcp_id: int | None,
                  errors: dict[str, list[str]]) -> None:
     visit = session.get(Visit, visit_id)
     if visit is None:
@@ -244,7 +243,7 @@ def request_hash(order_id: int, body: dict[str, Any]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def submit_order(session: Session, actor: Any, viewer: Viewer, order_id: int, *,
+def submit_order(session: DbSession, actor: Any, viewer: Viewer, order_id: int, *,
                  idempotency_key: str | None = None, body: dict[str, Any] | None = None) -> tuple[Order, bool]:
     """Submit a draft: it becomes ``queued`` and its outbox message is written in this same transaction.
 
@@ -290,7 +289,7 @@ def _territory_of(order: Order) -> int | None:
     return order.hco.territory_id if order.hco is not None else None
 
 
-def _send_after_commit(session: Session, outbox_id: int, trigger: str) -> None:
+def _send_after_commit(session: DbSession, outbox_id: int, trigger: str) -> None:
     if not current_app.config.get("CRM_ERP_SEND_AFTER_COMMIT", True):
         return
     from crm.orders import outbox as sender
@@ -299,7 +298,7 @@ def _send_after_commit(session: Session, outbox_id: int, trigger: str) -> None:
     on_commit(session, lambda: sender.deliver_quietly(app, outbox_id, trigger))
 
 
-def retry_outbox(session: Session, actor: Any, viewer: Viewer, outbox_id: int) -> OrderOutbox:
+def retry_outbox(session: DbSession, actor: Any, viewer: Viewer, outbox_id: int) -> OrderOutbox:
     """Admin: send this message now (a failed one is re-armed). Delivery runs after the commit."""
     require_write(viewer, "erp_outbox.manage")
     outbox = session.get(OrderOutbox, outbox_id)
@@ -319,7 +318,7 @@ def retry_outbox(session: Session, actor: Any, viewer: Viewer, outbox_id: int) -
 
 # -- statuses ------------------------------------------------------------------------------------
 
-def apply_status(session: Session, actor: Any, order: Order, status: str, *, source: str,
+def apply_status(session: DbSession, actor: Any, order: Order, status: str, *, source: str,
                  occurred_at: datetime | None = None, reason: str | None = None,
                  erp_order_id: str | None = None) -> bool:
     """Move ``order`` to ``status`` unless it is already there or further along; True when it moved.
@@ -354,7 +353,7 @@ def apply_status(session: Session, actor: Any, order: Order, status: str, *, sou
     return True
 
 
-def timeline_hcp_ids(session: Session, order: Order) -> list[int]:
+def timeline_hcp_ids(session: DbSession, order: Order) -> list[int]:
     """Whose timeline shows the order: its HCP; for an HCO order the HCP of the visit it was taken in,
     else the HCPs currently affiliated with the HCO (none: the order keeps its own history only)."""
     if order.hcp_id is not None:
@@ -372,7 +371,7 @@ def timeline_hcp_ids(session: Session, order: Order) -> list[int]:
     ))
 
 
-def _record_on_timeline(session: Session, actor: Any, order: Order, status: str, when: datetime) -> Any:
+def _record_on_timeline(session: DbSession, actor: Any, order: Order, status: str, when: datetime) -> Any:
     hcp_ids = timeline_hcp_ids(session, order)
     if not hcp_ids:
         return None
@@ -394,7 +393,7 @@ def _record_on_timeline(session: Session, actor: Any, order: Order, status: str,
     return item
 
 
-def confirm_delivered(session: Session, order: Order, note: str) -> None:
+def confirm_delivered(session: DbSession, order: Order, note: str) -> None:
     """The ERP knows this order (a status came back for it): its outbox message has arrived."""
     outbox = order.outbox
     if outbox is not None and outbox.state != "delivered":
@@ -405,7 +404,7 @@ def confirm_delivered(session: Session, order: Order, note: str) -> None:
         session.flush()
 
 
-def apply_erp_callback(session: Session, data: dict[str, Any]) -> tuple[Order, bool]:
+def apply_erp_callback(session: DbSession, data: dict[str, Any]) -> tuple[Order, bool]:
     """A status the ERP pushed (``POST /api/v1/integrations/erp/callback``, signature already checked).
 
     Idempotent and out-of-order safe through ``apply_status``. An ERP that reports on an order knows
@@ -430,7 +429,7 @@ def erp_status_to_order_status(erp_status: str) -> str:
     return "sent" if erp_status == "received" else erp_status
 
 
-def orders_to_poll(session: Session) -> list[tuple[int, str]]:
+def orders_to_poll(session: DbSession) -> list[tuple[int, str]]:
     """(id, order key) of submitted orders the ERP has that are not final yet: ``crm erp sync`` asks about these."""
     rows = session.execute(select(Order.id, Order.order_key)
                            .where(Order.status.in_(("sent", "backordered", "accepted"))).order_by(Order.id))
@@ -443,7 +442,7 @@ def backoff_delay(attempts: int, base: float, cap: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def outbox_rows(session: Session, limit: int = 200) -> list[OrderOutbox]:
+def outbox_rows(session: DbSession, limit: int = 200) -> list[OrderOutbox]:
     """The admin's outbox view: messages not yet delivered first, then the newest."""
     undelivered_first = case((OrderOutbox.state == "delivered", 1), else_=0)
     return list(session.scalars(select(OrderOutbox).order_by(undelivered_first, OrderOutbox.id.desc()).limit(limit)))

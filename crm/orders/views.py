@@ -70,7 +70,7 @@ def _lines_from_form(errors: dict[str, list[str]]) -> tuple[list[dict[str, Any]]
     return lines, typed
 
 
-def _order_form(kind: str, customer_id: int):  # type: ignore[no-untyped-def]
+def _order_form(kind: str, customer_id: int):
     record, territory_id, name = _customer(kind, customer_id)
     who = viewer()
     require_write(who, "order.write", [territory_id])

@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from crm.audit import services as audit
+from crm.db import DbSession
 from crm.integrations.erp import ErpAdapter
 from crm.products.models import Product
 from crm.schemas import decode_cursor, encode_cursor
@@ -29,7 +29,7 @@ class CatalogueSync:
         return len(self.created) + len(self.changed) + self.unchanged
 
 
-def sync_catalogue(session: Session, actor: Any, adapter: ErpAdapter) -> CatalogueSync:
+def sync_catalogue(session: DbSession, actor: Any, adapter: ErpAdapter) -> CatalogueSync:
     """Upsert every product of the ERP's ``catalogue()`` by sku and audit each change.
 
     The ERP is the master of sku, name, unit, price, currency, active, and whether a product can be
@@ -73,7 +73,7 @@ def _auditable(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "price": str(price) if price is not None else None}
 
 
-def list_products(session: Session, q: str | None = None, orderable: bool | None = None,
+def list_products(session: DbSession, q: str | None = None, orderable: bool | None = None,
                   active: bool | None = None, limit: int = 50,
                   cursor: str | None = None) -> tuple[list[Product], str | None]:
     """One page of the catalogue ordered by sku; ``q`` matches a part of the sku or the name."""
@@ -96,7 +96,7 @@ def list_products(session: Session, q: str | None = None, orderable: bool | None
     return rows, encode_cursor(rows[-1].sku)
 
 
-def orderable_products(session: Session) -> list[Product]:
+def orderable_products(session: DbSession) -> list[Product]:
     """What can go on an order now: active and orderable, by name (the order form's list)."""
     return list(session.scalars(
         select(Product).where(Product.active.is_(True), Product.orderable.is_(True)).order_by(Product.name)

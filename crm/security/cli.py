@@ -17,9 +17,9 @@ import click
 from cryptography.fernet import InvalidToken
 from flask.cli import AppGroup
 from sqlalchemy import Column, Table, text
-from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from crm.db import DbSession
 from crm.extensions import db
 from crm.security.crypto import EncryptedString, Keyring, keyring
 
@@ -48,7 +48,7 @@ def encrypted_columns(metadata: Any) -> list[tuple[Table, Column[Any]]]:
 class _Sql:
     """The three statements for one column, with quoted names; values travel as bound parameters."""
 
-    def __init__(self, session: Session, table: Table, column: Column[Any]) -> None:
+    def __init__(self, session: DbSession, table: Table, column: Column[Any]) -> None:
         quote = session.get_bind().dialect.identifier_preparer.quote
         pk = [c.name for c in table.primary_key.columns]
         self.pk = pk
@@ -66,7 +66,7 @@ class _Sql:
 
 
 def rotate_column(
-    session: Session, ring: Keyring, table: Table, column: Column[Any], batch_size: int,
+    session: DbSession, ring: Keyring, table: Table, column: Column[Any], batch_size: int,
     max_batches: int | None = None, progress: Any = None,
 ) -> tuple[ColumnReport, int]:
     """Re-encrypt one column in committed batches. Returns the report and the batches used."""

@@ -31,11 +31,11 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from crm.access.policy import ROLE_LABELS, SEES_SUPERSEDED, Level, Viewer, item_decision
 from crm.auth.models import User
-from crm.db import iso_z, utcnow
+from crm.db import DbSession, iso_z, utcnow
 from crm.errors import NotFound
 from crm.hcps.models import HCP, Territory
 from crm.schemas import decode_cursor, encode_cursor
@@ -150,7 +150,7 @@ def _serialize(viewer: Viewer, row: ItemRow, views: dict[str, Any] | None = None
     }
 
 
-def _log_sensitive_reads(session: Session, viewer: Viewer, reads: Iterable[tuple[ItemRow, Sequence[int]]]) -> None:
+def _log_sensitive_reads(session: DbSession, viewer: Viewer, reads: Iterable[tuple[ItemRow, Sequence[int]]]) -> None:
     """A row per (item, HCP) read at full level that compliance tracks; one bulk insert for the page."""
     log_sensitive_reads(session, viewer, ((item.id, hcp_id, item.sensitivity)
                                           for item, hcp_ids in reads for hcp_id in hcp_ids))
@@ -179,7 +179,7 @@ class _Shape:
     specialty: bool = False
 
 
-def _shape(session: Session, viewer: Viewer, filters: TimelineFilters, cursor: str | None,
+def _shape(session: DbSession, viewer: Viewer, filters: TimelineFilters, cursor: str | None,
            limit: int) -> tuple[_Shape, dict[str, Any]]:
     """The query shape and its parameters; a tampered cursor raises here (422 on ``cursor``)."""
     params: dict[str, Any] = {"limit": limit + 1}
@@ -221,10 +221,10 @@ def _item_columns(dialect: str) -> tuple[Any, ...]:
             i.consent_gap, hcp_ids, skus)
 
 
-def _fetch_items(session: Session, stmt: Select[Any], params: dict[str, Any]) -> list[ItemRow]:
+def _fetch_items(session: DbSession, stmt: Select[Any], params: dict[str, Any]) -> list[ItemRow]:
     """Run a page query on the session's connection: plain rows, without the ORM's result machinery."""
     session.flush()  # what autoflush would do: the page must include this transaction's own writes
-    return [ItemRow(*row[:15], _ids(row[15]), _skus(row[16]))
+    return [ItemRow._make((*row[:15], _ids(row[15]), _skus(row[16])))
             for row in session.connection().execute(stmt, params).all()]
 
 
@@ -250,7 +250,7 @@ def _before(occurred: Any, ident: Any) -> ColumnElement[bool]:
     Written as ``occurred <= at AND (occurred < at OR id < last_id)`` rather than a bare OR so both
     SQLite and PostgreSQL turn the first term into an index range bound.
     """
-    at = bindparam("after_at")
+    at: Any = bindparam("after_at")
     return and_(occurred <= at, or_(occurred < at, ident < bindparam("after_id")))
 
 
@@ -298,7 +298,7 @@ def _page(rows: list[ItemRow], limit: int) -> tuple[list[ItemRow], str | None]:
 
 # -- the per-HCP timeline -----------------------------------------------------------------------
 
-def require_hcp(session: Session, hcp_id: int) -> None:
+def require_hcp(session: DbSession, hcp_id: int) -> None:
     if session.scalar(select(HCP.id).where(HCP.id == hcp_id)) is None:
         raise NotFound(f"There is no HCP with id {hcp_id}.")
 
@@ -318,7 +318,7 @@ def _timeline_statement(shape: _Shape) -> Select[Any]:
 
 
 def timeline_page(
-    session: Session, viewer: Viewer, hcp_id: int, filters: TimelineFilters, limit: int = 50,
+    session: DbSession, viewer: Viewer, hcp_id: int, filters: TimelineFilters, limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of one HCP's timeline, redacted for ``viewer``: ``(items, next_cursor)``.
@@ -351,7 +351,7 @@ def _feed_statement(shape: _Shape) -> Select[Any]:
 
 
 def feed_page(
-    session: Session, viewer: Viewer, filters: TimelineFilters, limit: int = 50, cursor: str | None = None
+    session: DbSession, viewer: Viewer, filters: TimelineFilters, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of the interaction feed across all HCPs, newest first, redacted like the timeline."""
     shape, params = _shape(session, viewer, filters, cursor, limit)
@@ -361,7 +361,7 @@ def feed_page(
     return [_serialize(viewer, row, views) for row in rows], next_cursor
 
 
-def feed_channel_counts(session: Session, viewer: Viewer, filters: TimelineFilters) -> dict[str, int]:
+def feed_channel_counts(session: DbSession, viewer: Viewer, filters: TimelineFilters) -> dict[str, int]:
     """Items per channel in the feed's filtered window (one aggregate query), in channel order."""
     shape, params = _shape(session, viewer, filters, None, 0)
     del params["limit"]
@@ -384,7 +384,7 @@ def _item_statement(dialect: str) -> Select[Any]:
     )
 
 
-def get_item(session: Session, viewer: Viewer, interaction_id: int) -> dict[str, Any]:
+def get_item(session: DbSession, viewer: Viewer, interaction_id: int) -> dict[str, Any]:
     """One item by id, redacted, with its visibility explanation; 404 when it does not exist.
 
     A superseded item is returned to everyone who asks for it by id (``superseded_by`` points to the
@@ -400,7 +400,7 @@ def get_item(session: Session, viewer: Viewer, interaction_id: int) -> dict[str,
 
 # -- the contact-fatigue strip ------------------------------------------------------------------
 
-def fatigue_strip(session: Session, hcp_id: int, now: datetime | None = None) -> dict[str, Any]:
+def fatigue_strip(session: DbSession, hcp_id: int, now: datetime | None = None) -> dict[str, Any]:
     """Touches in the last 30 and 90 days per channel and per department, and the last item per channel.
 
     Two aggregate queries. Consent changes are not touches; a superseded item is counted once, through

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import lazyload
 
 from crm import signals
 from crm.audit import services as audit
-from crm.db import among, insert_ignoring_conflicts, utcnow
+from crm.db import DbSession, among, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.timeline.models import (
@@ -29,14 +29,14 @@ from crm.timeline.models import (
 )
 
 
-def find_by_external_id(session: Session, source: str, external_id: str) -> Interaction | None:
+def find_by_external_id(session: DbSession, source: str, external_id: str) -> Interaction | None:
     return session.scalar(
         select(Interaction).where(Interaction.source == source, Interaction.external_id == external_id)
     )
 
 
 def record_interaction(
-    session: Session,
+    session: DbSession,
     actor: Any,
     *,
     hcp_ids: Iterable[int],
@@ -143,7 +143,7 @@ class Fact:
     owner_role: str = "system"
 
 
-def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, channel: str,
+def record_interactions(session: DbSession, actor: Any, facts: Sequence[Fact], *, channel: str,
                         source: str) -> dict[str, int]:
     """``record_interaction`` for a batch of facts from one source (a webhook batch, a campaign send) in a
     constant number of statements. Returns ``{external_id: interaction_id}`` for every fact.
@@ -209,7 +209,7 @@ def record_interactions(session: Session, actor: Any, facts: Sequence[Fact], *, 
 
 
 def log_sensitive_reads(
-    session: Session,
+    session: DbSession,
     viewer: Any,
     reads: Iterable[tuple[int | None, int | None, str]],
     what: str = "interaction",

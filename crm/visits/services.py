@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from crm import signals
 from crm.access.policy import (
@@ -26,7 +26,7 @@ from crm.access.policy import (
     require_write,
 )
 from crm.audit import services as audit
-from crm.db import utcnow
+from crm.db import DbSession, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.products.models import Product
@@ -65,7 +65,7 @@ def check_signature(value: str) -> str:
     return value
 
 
-def _participants(session: Session, hcp_id: int, attendee_ids: Iterable[int]) -> tuple[HCP, list[HCP]]:
+def _participants(session: DbSession, hcp_id: int, attendee_ids: Iterable[int]) -> tuple[HCP, list[HCP]]:
     """The visited HCP (404 when unknown) and the other HCPs present (422 when unknown)."""
     hcp = session.get(HCP, hcp_id)
     if hcp is None:
@@ -102,7 +102,7 @@ def _territories(hcp: HCP, attendees: list[HCP]) -> list[int | None]:
     return [hcp.territory_id, *(a.territory_id for a in attendees)]
 
 
-def _check_skus(session: Session, skus: Iterable[str]) -> dict[str, str]:
+def _check_skus(session: DbSession, skus: Iterable[str]) -> dict[str, str]:
     """``{sku: problem}`` for skus that are not an active Product."""
     wanted = set(skus)
     if not wanted:
@@ -125,7 +125,7 @@ def _sample_tuples(samples: Iterable[Any]) -> list[tuple[str, int, str]]:
     return out
 
 
-def _apply_content(session: Session, visit: Visit, data: dict[str, Any]) -> None:
+def _apply_content(session: DbSession, visit: Visit, data: dict[str, Any]) -> None:
     """Validate and set the content fields present in ``data`` (all errors at once, as one 422).
 
     Participants (hcp_id, attendees) are set by the callers, after the territory check.
@@ -218,7 +218,7 @@ def _submit_errors(visit: Visit, signed: bool) -> dict[str, list[str]]:
 
 # -- writes -----------------------------------------------------------------------------------------
 
-def create_visit(session: Session, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Visit:
+def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Visit:
     """Create a draft visit owned by ``actor``.
 
     Field force may log visits for HCPs in their own territories (the visited HCP and every attendee);
@@ -246,7 +246,7 @@ def create_visit(session: Session, actor: Any, viewer: Viewer, data: dict[str, A
 
 
 def update_visit(
-    session: Session,
+    session: DbSession,
     actor: Any,
     viewer: Viewer,
     visit: Visit,
@@ -313,7 +313,7 @@ def _visit_safe_summary(visit: Visit) -> str:
     return " · ".join(parts)[:300]
 
 
-def _record_on_timeline(session: Session, actor: Any, visit: Visit, supersedes: Interaction | None) -> Interaction:
+def _record_on_timeline(session: DbSession, actor: Any, visit: Visit, supersedes: Interaction | None) -> Interaction:
     item, created = record_interaction(
         session,
         actor,
@@ -335,7 +335,7 @@ def _record_on_timeline(session: Session, actor: Any, visit: Visit, supersedes: 
     return item
 
 
-def submit_visit(session: Session, actor: Any, viewer: Viewer, visit: Visit, signature: str | None = None) -> Visit:
+def submit_visit(session: DbSession, actor: Any, viewer: Viewer, visit: Visit, signature: str | None = None) -> Visit:
     """Lock a draft and put it on the timeline of the HCP and every attendee, as one interaction.
 
     Owner only. Samples need the HCP's signature (stored on the draft or given now): else 422 on
@@ -371,7 +371,7 @@ def submit_visit(session: Session, actor: Any, viewer: Viewer, visit: Visit, sig
 
 
 def amend_visit(
-    session: Session, actor: Any, viewer: Viewer, visit: Visit, changes: dict[str, Any], reason: str
+    session: DbSession, actor: Any, viewer: Viewer, visit: Visit, changes: dict[str, Any], reason: str
 ) -> Visit:
     """Correct a submitted visit: a NEW submitted visit with ``changes`` applied, whose interaction
     supersedes the old one (both kept). Owner, or Medical Affairs for a medical visit. The reason is
@@ -443,24 +443,24 @@ def amend_visit(
 
 # -- reads ------------------------------------------------------------------------------------------
 
-def get_visit(session: Session, visit_id: int) -> Visit:
+def get_visit(session: DbSession, visit_id: int) -> Visit:
     visit = session.get(Visit, visit_id)
     if visit is None:
         raise NotFound(f"Visit {visit_id} does not exist.")
     return visit
 
 
-def amended_by(session: Session, visit_ids: Iterable[int]) -> dict[int, int]:
+def amended_by(session: DbSession, visit_ids: Iterable[int]) -> dict[int, int]:
     """``{visit id: id of the visit that amends it}`` for the given visits."""
     ids = list(visit_ids)
     if not ids:
         return {}
     rows = session.execute(select(Visit.amends_id, Visit.id).where(Visit.amends_id.in_(ids))).all()
-    return {old: new for old, new in rows}
+    return {old: new for old, new in rows if old is not None}
 
 
 def visible_visit(
-    session: Session, viewer: Viewer, visit: Visit, amended_by_id: int | None = None, *, is_read: bool = True
+    session: DbSession, viewer: Viewer, visit: Visit, amended_by_id: int | None = None, *, is_read: bool = True
 ) -> dict[str, Any]:
     """The visit as ``viewer`` may see it, by the timeline's rule (``item_decision`` on its sensitivity).
 
@@ -511,7 +511,7 @@ def visible_visit(
 
 
 def list_visits(
-    session: Session,
+    session: DbSession,
     *,
     owner_id: int | None = None,
     status: str | None = None,
@@ -539,7 +539,7 @@ def list_visits(
     return rows, next_cursor
 
 
-def follow_ups_due(session: Session, user: Any, until_date: date) -> list[Visit]:
+def follow_ups_due(session: DbSession, user: Any, until_date: date) -> list[Visit]:
     """The submitted visits of ``user`` whose follow-up date is on or before ``until_date``, oldest first.
 
     Left out: visits corrected by an amendment (the amendment carries the follow-up) and follow-ups

@@ -14,10 +14,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from crm.callcentre import services as callcentre
 from crm.callcentre.models import Contact
+from crm.db import DbSession
 from crm.errors import DomainError
 from crm.hcps.models import HCP, HCPIdentifier
 from crm.integrations import csvfile
@@ -56,7 +56,7 @@ def read_rows(data: bytes) -> list[csvfile.Row]:
     return list(rows)
 
 
-def _find_hcp(session: Session, values: dict[str, str]) -> tuple[int | None, str | None]:
+def _find_hcp(session: DbSession, values: dict[str, str]) -> tuple[int | None, str | None]:
     raw_id = values.get("hcp_id", "")
     if raw_id:
         if not raw_id.isdigit():
@@ -94,7 +94,7 @@ def _day(raw: str) -> date | None:
         raise ValueError(f"follow_up_date {raw!r} is not a date (YYYY-MM-DD)") from None
 
 
-def import_rows(session: Session, actor: Any, rows: list[csvfile.Row]) -> Iterator[ContactRow]:
+def import_rows(session: DbSession, actor: Any, rows: list[csvfile.Row]) -> Iterator[ContactRow]:
     """Import ``rows`` one by one, yielding each outcome; the caller commits between batches."""
     seen: dict[str, int] = {}
     for row in rows:
@@ -121,7 +121,7 @@ def import_rows(session: Session, actor: Any, rows: list[csvfile.Row]) -> Iterat
             yield ContactRow(row.number, ext, "error", detail)
 
 
-def _import_one(session: Session, actor: Any, row: csvfile.Row, values: dict[str, str], ext: str) -> ContactRow:
+def _import_one(session: DbSession, actor: Any, row: csvfile.Row, values: dict[str, str], ext: str) -> ContactRow:
     if row.extra_cells:
         raise ValueError("has more cells than the header has columns (a separator inside an unquoted value?)")
     for name in ("summary", "details", "follow_up_text"):

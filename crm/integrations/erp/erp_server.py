@@ -62,7 +62,7 @@ class ErpServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> ErpServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="erp-stub-server", daemon=True)

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
-from crm.db import utcnow
+from crm.db import DbSession, utcnow
 from crm.errors import Conflict, DomainError, NotFound
 from crm.events import services as events
 from crm.events.models import Attendance, Event
@@ -80,7 +79,7 @@ def _status(values: dict[str, str], has_column: bool) -> str:
     raise ValueError(f"status {values.get('status', '')!r} is neither attended nor no_show")
 
 
-def _survivor(session: Session, hcp: HCP | None) -> HCP | None:
+def _survivor(session: DbSession, hcp: HCP | None) -> HCP | None:
     seen: set[int] = set()
     while hcp is not None and hcp.merged_into_id is not None and hcp.id not in seen:
         seen.add(hcp.id)
@@ -88,7 +87,7 @@ def _survivor(session: Session, hcp: HCP | None) -> HCP | None:
     return hcp
 
 
-def match_hcp(session: Session, values: dict[str, str]) -> tuple[HCP | None, str]:
+def match_hcp(session: DbSession, values: dict[str, str]) -> tuple[HCP | None, str]:
     """The HCP a row is about, and what matched it ("" when nothing did)."""
     ext = values.get("external_id", "")
     if ext:
@@ -134,7 +133,7 @@ def _row_problem(values: dict[str, str], event: Event, seen: dict[str, int], row
     return None
 
 
-def import_attendance(session: Session, actor: Any, viewer: Viewer | None, event: Event,
+def import_attendance(session: DbSession, actor: Any, viewer: Viewer | None, event: Event,
                       data: bytes) -> AttendanceReport:
     """Import one export file for ``event``; the caller commits (the request, or the command)."""
     if viewer is not None:
@@ -166,7 +165,7 @@ def import_attendance(session: Session, actor: Any, viewer: Viewer | None, event
     return report
 
 
-def _import_row(session: Session, actor: Any, event: Event, number: int, values: dict[str, str],
+def _import_row(session: DbSession, actor: Any, event: Event, number: int, values: dict[str, str],
                 status: str) -> RowOutcome:
     ext = values["external_id"]
     existing = session.scalar(select(Attendance).where(Attendance.event_id == event.id, Attendance.external_id == ext))
@@ -191,7 +190,7 @@ def _import_row(session: Session, actor: Any, event: Event, number: int, values:
 
 # -- review of unmatched rows ----------------------------------------------------------------------
 
-def unmatched_rows(session: Session, event: Event, status: str = "open") -> list[tuple[UnmatchedAttendanceRow,
+def unmatched_rows(session: DbSession, event: Event, status: str = "open") -> list[tuple[UnmatchedAttendanceRow,
                                                                                      dict[str, Any]]]:
     rows = session.scalars(select(UnmatchedAttendanceRow).where(
         UnmatchedAttendanceRow.event_id == event.id, UnmatchedAttendanceRow.status == status)
@@ -199,7 +198,7 @@ def unmatched_rows(session: Session, event: Event, status: str = "open") -> list
     return [(r, json.loads(r.data)) for r in rows]
 
 
-def _open_row(session: Session, event: Event, row_id: int) -> UnmatchedAttendanceRow:
+def _open_row(session: DbSession, event: Event, row_id: int) -> UnmatchedAttendanceRow:
     row = session.get(UnmatchedAttendanceRow, row_id)
     if row is None or row.event_id != event.id:
         raise NotFound(f"There is no unmatched row {row_id} for event {event.id}.")
@@ -208,7 +207,7 @@ def _open_row(session: Session, event: Event, row_id: int) -> UnmatchedAttendanc
     return row
 
 
-def resolve_unmatched(session: Session, actor: Any, viewer: Viewer, event: Event, row_id: int,
+def resolve_unmatched(session: DbSession, actor: Any, viewer: Viewer, event: Event, row_id: int,
                       hcp_id: int) -> events.AttendanceResult:
     """Someone found the HCP of an unmatched row: record the attendance, and remember the platform's id
     for that HCP so that the next export matches by itself."""
@@ -228,7 +227,7 @@ def resolve_unmatched(session: Session, actor: Any, viewer: Viewer, event: Event
     return result
 
 
-def dismiss_unmatched(session: Session, actor: Any, viewer: Viewer, event: Event, row_id: int) -> None:
+def dismiss_unmatched(session: DbSession, actor: Any, viewer: Viewer, event: Event, row_id: int) -> None:
     """Not an HCP (a colleague, a journalist): keep the row, marked dismissed."""
     require_write(viewer, "event.write")
     row = _open_row(session, event, row_id)

@@ -41,11 +41,10 @@ from typing import Any
 from sqlalchemy import String, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from crm.access.policy import require_write
 from crm.audit import services as audit
-from crm.db import among, bulk_parameters, utcnow
+from crm.db import DbSession, among, bulk_parameters, utcnow
 from crm.errors import Conflict
 from crm.hcps.models import HCO, HCP, HCPIdentifier
 from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError, ImportRun
@@ -93,14 +92,14 @@ def file_digest(path: str | Path) -> tuple[str, int]:
 # -- the run lock ----------------------------------------------------------------------------------
 
 @contextmanager
-def run_lock(session: Session, file_sha256: str) -> Iterator[None]:
+def run_lock(session: DbSession, file_sha256: str) -> Iterator[None]:
     """Hold the lock for importing the file with this hash; ``ImportAlreadyRunning`` when it is taken.
 
     The lock belongs to the process (a database session on PostgreSQL, an open file description on
     SQLite), so a killed import releases it and a later start can resume the run.
     """
     bind = session.get_bind()
-    engine = getattr(bind, "engine", bind)
+    engine: Any = getattr(bind, "engine", bind)
     if engine.dialect.name == "postgresql":
         key = int(file_sha256[:15], 16)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -138,7 +137,7 @@ def _lock_path(database: str | None, file_sha256: str) -> str:
     return str(folder / f"{file_sha256[:32]}.lock")
 
 
-def _already_running(session: Session, file_sha256: str) -> ImportAlreadyRunning:
+def _already_running(session: DbSession, file_sha256: str) -> ImportAlreadyRunning:
     run = session.scalar(select(ImportRun).where(ImportRun.file_sha256 == file_sha256,
                                                  ImportRun.status == "running").order_by(ImportRun.id.desc()))
     session.rollback()
@@ -164,7 +163,7 @@ class _Counts:
 
 
 def import_nppes_file(
-    session: Session,
+    session: DbSession,
     actor: Any,
     path: str | Path,
     *,
@@ -201,7 +200,7 @@ def import_nppes_file(
     return session.get(ImportRun, run_id)  # type: ignore[return-value]
 
 
-def _mark_failed(session: Session, run_id: int, exc: BaseException) -> None:
+def _mark_failed(session: DbSession, run_id: int, exc: BaseException) -> None:
     """Best effort: when the database itself is gone, the run stays ``running`` and resumes all the same."""
     try:
         session.rollback()
@@ -213,7 +212,7 @@ def _mark_failed(session: Session, run_id: int, exc: BaseException) -> None:
         session.rollback()
 
 
-def _claim(session: Session, actor: Any, file_sha256: str, size: int, filename: str) -> ImportRun:
+def _claim(session: DbSession, actor: Any, file_sha256: str, size: int, filename: str) -> ImportRun:
     """Resume the file's unfinished run (killed or failed), or claim a new one, in its own transaction."""
     session.commit()
     latest = session.scalar(select(ImportRun).where(ImportRun.file_sha256 == file_sha256,
@@ -237,7 +236,7 @@ def _claim(session: Session, actor: Any, file_sha256: str, size: int, filename: 
     return run
 
 
-def _run(session: Session, actor: Any, run: ImportRun, reader: NppesReader, in_process_of: Path | None,
+def _run(session: DbSession, actor: Any, run: ImportRun, reader: NppesReader, in_process_of: Path | None,
          batch_size: int, progress: Progress | None) -> None:
     """Apply the file batch by batch; ``in_process_of``: the file's path when a reader process reads it."""
     ctx = _Context(run_id=run.id, validator=RowValidator(reader.header, load_table()), actor=actor, file=reader.fh)
@@ -294,7 +293,7 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _refresh_statistics(session: Session) -> None:
+def _refresh_statistics(session: DbSession) -> None:
     """PostgreSQL: keep the planner's statistics up with tables that grow under the import.
 
     A table that was empty when last analysed looks tiny to the planner, which then answers the
@@ -309,7 +308,7 @@ def _refresh_statistics(session: Session) -> None:
     session.commit()
 
 
-def _checkpoint(session: Session, run_id: int, last: SourceRow, counts: _Counts) -> None:
+def _checkpoint(session: DbSession, run_id: int, last: SourceRow, counts: _Counts) -> None:
     session.execute(update(ImportRun).where(ImportRun.id == run_id).values(
         byte_offset=last.end_offset, row_offset=last.row_number, line_offset=last.end_line,
         created=counts.created, updated=counts.updated, unchanged=counts.unchanged,
@@ -358,7 +357,7 @@ class _Batch:
     audits: list[tuple[str, str, Any, dict[str, Any], str]] = field(default_factory=list)
 
 
-def _apply_batch(session: Session, ctx: _Context, read: ReadBatch, counts: _Counts) -> int:
+def _apply_batch(session: DbSession, ctx: _Context, read: ReadBatch, counts: _Counts) -> int:
     """Apply one batch; returns how many of its rows needed validating (were new or changed)."""
     rows, digests = read.rows, read.digests
     keys = {r.key for r in rows if r.error is None and r.key}
@@ -437,7 +436,7 @@ def _apply_row(ctx: _Context, batch: _Batch, row: SourceRow, digest: str, record
     return outcome
 
 
-def _load(session: Session, records: list[Any]) -> _Batch:
+def _load(session: DbSession, records: list[Any]) -> _Batch:
     """Everything the batch needs from the database, in a handful of queries (never one per row)."""
     npis = {r.npi for r in records if r.npi}
     national_ids = {r.national_id for r in records if isinstance(r, HcpRecord) and r.national_id}
@@ -457,7 +456,8 @@ def _load(session: Session, records: list[Any]) -> _Batch:
         if emails else []
     hcp_ids |= {hcp_id for _b, hcp_id in email_rows}
     hcps = {h.id: h for h in session.scalars(select(HCP).where(among(session, HCP.id, hcp_ids)))} if hcp_ids else {}
-    hcos = {h.npi: h for h in session.scalars(select(HCO).where(among(session, HCO.npi, npis)))} if npis else {}
+    hcos = {h.npi: h for h in session.scalars(select(HCO).where(among(session, HCO.npi, npis))) if h.npi} \
+        if npis else {}
     holders: dict[tuple[str, str], int] = {}
     if licences:
         for kind, value, hcp_id in session.execute(_identifiers_among(session, {(f"licence:{s}", n)
@@ -465,7 +465,8 @@ def _load(session: Session, records: list[Any]) -> _Batch:
             holders[(kind, value)] = hcp_id
     by_email: dict[str, list[HCP]] = {}
     for bidx, hcp_id in email_rows:
-        by_email.setdefault(bidx, []).append(hcps[hcp_id])
+        if bidx is not None:
+            by_email.setdefault(bidx, []).append(hcps[hcp_id])
     return _Batch(
         hcp_by_npi={v: hcps[i] for (k, v), i in ids_by_key.items() if k == "npi"},
         hcp_by_national_id={v: hcps[i] for (k, v), i in ids_by_key.items() if k == "national_id"},
@@ -473,7 +474,7 @@ def _load(session: Session, records: list[Any]) -> _Batch:
     )
 
 
-def _identifiers_among(session: Session, pairs: set[tuple[str, str]]) -> Any:
+def _identifiers_among(session: DbSession, pairs: set[tuple[str, str]]) -> Any:
     """``(kind, value, hcp_id)`` of the identifiers that are one of ``pairs``. PostgreSQL joins the
     pairs as an array pair (one index probe per pair, not one per kind x value); SQLite filters by
     both lists and the exact pairs are picked out by the caller's dictionary."""
@@ -666,7 +667,7 @@ def _apply_deactivation(ctx: _Context, batch: _Batch, row: SourceRow, record: De
     return "updated"
 
 
-def _write(session: Session, ctx: _Context, batch: _Batch, rows: Sequence[SourceRow]) -> None:
+def _write(session: DbSession, ctx: _Context, batch: _Batch, rows: Sequence[SourceRow]) -> None:
     """Insert the batch's new rows in bulk, flush its updates, then audit and keep its errors."""
     created_hcp_ids: list[int] = []
     created_hco_ids: list[int] = []
@@ -692,7 +693,7 @@ def _write(session: Session, ctx: _Context, batch: _Batch, rows: Sequence[Source
         session.execute(insert(ImportRowError), batch.errors)
 
 
-def _insert_with_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+def _insert_with_ids(session: DbSession, table: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` with ids allocated up front, so one executemany does it and the ids are known.
 
     PostgreSQL hands out the ids from the table's own sequence (safe under concurrency); SQLite
@@ -714,7 +715,7 @@ def _insert_with_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -
     return ids
 
 
-def _bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]], *, same: dict[str, Any] | None = None,
+def _bulk_insert(session: DbSession, table: Any, rows: list[dict[str, Any]], *, same: dict[str, Any] | None = None,
                  columns: dict[str, list[Any]] | None = None) -> None:
     """Write ``rows`` (all with the same keys; see ``crm.db.bulk_parameters`` for ``same`` and
     ``columns``) in one go: COPY on PostgreSQL, one executemany on SQLite."""
@@ -744,10 +745,10 @@ def _copy_in(conn: Any, table: Any, keys: list[str], rows: Any) -> None:
                 copy.write_row(row)
 
 
-def _store_fingerprints(session: Session, run_id: int, digests: dict[str, str], known: set[str]) -> None:
+def _store_fingerprints(session: DbSession, run_id: int, digests: dict[str, str], known: set[str]) -> None:
     """Insert the digests of keys seen for the first time, update the others (plain statements: an
     upsert costs several times more per row)."""
-    table = ImportFingerprint.__table__
+    table: Any = ImportFingerprint.__table__
     fresh = [{"source_key": k, "digest": d} for k, d in digests.items() if k not in known]
     again = [{"k": k, "d": d, "r": run_id} for k, d in digests.items() if k in known]
     _bulk_insert(session, table, fresh, same={"source": SOURCE, "run_id": run_id})

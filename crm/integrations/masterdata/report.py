@@ -7,21 +7,21 @@ import io
 from collections.abc import Iterator
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from crm.db import DbSession
 from crm.errors import NotFound
 from crm.integrations.masterdata.models import ImportRowError, ImportRun
 from crm.reports import csv_safe
 
 REPORT_COLUMNS = ("run_id", "row", "line", "npi", "severity", "field", "reason", "value")
-def get_run(session: Session, run_id: int) -> ImportRun:
+def get_run(session: DbSession, run_id: int) -> ImportRun:
     run = session.get(ImportRun, run_id)
     if run is None:
         raise NotFound(f"No import run with id {run_id}.")
     return run
 
 
-def list_runs(session: Session, limit: int = 50, before_id: int | None = None) -> list[ImportRun]:
+def list_runs(session: DbSession, limit: int = 50, before_id: int | None = None) -> list[ImportRun]:
     """The latest runs first; ``before_id`` pages back."""
     stmt = select(ImportRun).order_by(ImportRun.id.desc()).limit(limit)
     if before_id is not None:
@@ -29,7 +29,7 @@ def list_runs(session: Session, limit: int = 50, before_id: int | None = None) -
     return list(session.scalars(stmt))
 
 
-def row_errors(session: Session, run_id: int, limit: int | None = None) -> list[ImportRowError]:
+def row_errors(session: DbSession, run_id: int, limit: int | None = None) -> list[ImportRowError]:
     stmt = select(ImportRowError).where(ImportRowError.run_id == run_id).order_by(
         ImportRowError.row_number, ImportRowError.id)
     if limit is not None:
@@ -37,7 +37,7 @@ def row_errors(session: Session, run_id: int, limit: int | None = None) -> list[
     return list(session.scalars(stmt))
 
 
-def error_report_lines(session: Session, run_id: int, chunk: int = 2000) -> Iterator[str]:
+def error_report_lines(session: DbSession, run_id: int, chunk: int = 2000) -> Iterator[str]:
     """The run's rejected and flagged rows as CSV text, header first, read in keyset chunks."""
     get_run(session, run_id)
     out = io.StringIO()

@@ -14,6 +14,7 @@ import binascii
 import functools
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -45,7 +46,7 @@ def load_public_key(configured: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def verify(configured_key: str, headers: Mapping[str, str], body: bytes, *,
+def verify(configured_key: str, headers: Mapping[str, str] | Any, body: bytes, *,
            tolerance: int = DEFAULT_TOLERANCE_SECONDS, now: float | None = None) -> None:
     """Raise ``Unauthorized`` (unsigned) or ``Forbidden`` (bad signature, stale timestamp); return if good."""
     public_key = load_public_key(configured_key)
