@@ -55,6 +55,24 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def keyset_page(session: Any, stmt: Any, order_col: Any, id_col: Any, limit: int, cursor: str | None, *,
+                newest_first: bool = True) -> tuple[list[Any], str | None]:
+    """One page of ``stmt`` (a select of one entity) ordered by a time column and then id, newest first
+    (a list) or oldest first (a queue), and the cursor to the next page (None on the last)."""
+    if cursor:
+        at, last_id = decode_cursor(cursor, (datetime, int))
+        if newest_first:
+            stmt = stmt.where((order_col < at) | ((order_col == at) & (id_col < last_id)))
+        else:
+            stmt = stmt.where((order_col > at) | ((order_col == at) & (id_col > last_id)))
+    order = (order_col.desc(), id_col.desc()) if newest_first else (order_col, id_col)
+    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(getattr(rows[-1], order_col.key), getattr(rows[-1], id_col.key))
+
+
 def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
     """Decode an opaque cursor made by ``encode_cursor``; a tampered one is a 422 on ``cursor``."""
     try:

@@ -30,7 +30,7 @@ from crm.db import DbSession, iso_z, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.guardrails import services as guardrails
 from crm.hcps.models import HCP
-from crm.schemas import decode_cursor, encode_cursor
+from crm.schemas import keyset_page
 from crm.timeline.models import Interaction
 from crm.timeline.services import log_sensitive_reads, record_interaction
 
@@ -407,26 +407,13 @@ def close_case(session: DbSession, actor: Any, viewer: Viewer, case: AdverseEven
 
 # -- queues and their redaction ---------------------------------------------------------------------
 
-def _page(session: DbSession, stmt: Any, order_col: Any, id_col: Any, limit: int,
-          cursor: str | None) -> tuple[list[Any], str | None]:
-    """Oldest first (a queue), keyset on (order_col, id)."""
-    if cursor:
-        at, last_id = decode_cursor(cursor, (datetime, int))
-        stmt = stmt.where((order_col > at) | ((order_col == at) & (id_col > last_id)))
-    rows = list(session.scalars(stmt.order_by(order_col, id_col).limit(limit + 1)))
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    tail = rows[-1]
-    return rows, encode_cursor(getattr(tail, order_col.key), tail.id)
-
-
 def inquiry_page(session: DbSession, status: str | None, limit: int,
                  cursor: str | None) -> tuple[list[MedicalInquiry], str | None]:
     stmt = select(MedicalInquiry)
     if status:
         stmt = stmt.where(MedicalInquiry.status == status)
-    return _page(session, stmt, MedicalInquiry.received_at, MedicalInquiry.id, limit, cursor)
+    return keyset_page(session, stmt, MedicalInquiry.received_at, MedicalInquiry.id, limit, cursor,
+                       newest_first=False)  # a queue: oldest first
 
 
 def case_page(session: DbSession, status: str | None, overdue: bool | None, limit: int,
@@ -436,7 +423,8 @@ def case_page(session: DbSession, status: str | None, overdue: bool | None, limi
         stmt = stmt.where(AdverseEventCase.status == status)
     if overdue:
         stmt = stmt.where(AdverseEventCase.status == "open", AdverseEventCase.due_at < utcnow())
-    return _page(session, stmt, AdverseEventCase.due_at, AdverseEventCase.id, limit, cursor)
+    return keyset_page(session, stmt, AdverseEventCase.due_at, AdverseEventCase.id, limit, cursor,
+                       newest_first=False)  # a queue: the most urgent first
 
 
 def log_full_reads(session: DbSession, viewer: Viewer, rows: list[tuple[int | None, int, str]]) -> None:

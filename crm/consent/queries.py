@@ -20,7 +20,7 @@ from crm.consent.services import PAIRS, ContactDecision, PairState, read_evidenc
 from crm.db import DbSession, utcnow
 from crm.hcps.models import HCP, Territory
 from crm.reports import csv_safe, to_csv  # noqa: F401  (used by the consent views)
-from crm.schemas import decode_cursor, encode_cursor
+from crm.schemas import keyset_page
 from crm.timeline.models import Interaction, SensitiveRead
 
 
@@ -81,15 +81,7 @@ def ledger_page(session: DbSession, hcp_id: int, *, channel: str | None, purpose
         q = q.where(ConsentEvent.channel == channel)
     if purpose:
         q = q.where(ConsentEvent.purpose == purpose)
-    if cursor:
-        at, last_id = decode_cursor(cursor, (datetime, int))
-        q = q.where(or_(ConsentEvent.occurred_at < at, and_(ConsentEvent.occurred_at == at, ConsentEvent.id < last_id)))
-    rows = list(session.scalars(q.order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc()).limit(limit + 1)))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].occurred_at, rows[-1].id)
-    return rows, next_cursor
+    return keyset_page(session, q, ConsentEvent.occurred_at, ConsentEvent.id, limit, cursor)
 
 
 def serialize_reviews(session: DbSession, reviews: Sequence[ConsentReview]) -> list[dict[str, Any]]:
@@ -109,14 +101,7 @@ def gaps_page(session: DbSession, *, limit: int, cursor: str | None, since: date
         q = q.where(Interaction.occurred_at >= since)
     if until is not None:
         q = q.where(Interaction.occurred_at < until)
-    if cursor:
-        at, last_id = decode_cursor(cursor, (datetime, int))
-        q = q.where(or_(Interaction.occurred_at < at, and_(Interaction.occurred_at == at, Interaction.id < last_id)))
-    rows = list(session.scalars(q.order_by(Interaction.occurred_at.desc(), Interaction.id.desc()).limit(limit + 1)))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].occurred_at, rows[-1].id)
+    rows, next_cursor = keyset_page(session, q, Interaction.occurred_at, Interaction.id, limit, cursor)
     items = []
     for item in rows:
         needed = needed_consent(item)

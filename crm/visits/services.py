@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -30,7 +30,7 @@ from crm.db import DbSession, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.products.models import Product
-from crm.schemas import decode_cursor, encode_cursor
+from crm.schemas import keyset_page
 from crm.timeline.models import Interaction
 from crm.timeline.services import log_sensitive_reads, record_interaction
 from crm.visits.models import VISIT_MODES, Visit, VisitAttendee, VisitSample
@@ -528,15 +528,7 @@ def list_visits(
     if hcp_id is not None:
         attended = exists().where(VisitAttendee.visit_id == Visit.id, VisitAttendee.hcp_id == hcp_id)
         query = query.where(or_(Visit.hcp_id == hcp_id, attended))
-    if cursor:
-        at, last_id = decode_cursor(cursor, (datetime, int))
-        query = query.where(or_(Visit.occurred_at < at, and_(Visit.occurred_at == at, Visit.id < last_id)))
-    rows = list(session.scalars(query.order_by(Visit.occurred_at.desc(), Visit.id.desc()).limit(limit + 1)))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].occurred_at, rows[-1].id)
-    return rows, next_cursor
+    return keyset_page(session, query, Visit.occurred_at, Visit.id, limit, cursor)
 
 
 def follow_ups_due(session: DbSession, user: Any, until_date: date) -> list[Visit]:
