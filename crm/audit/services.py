@@ -16,10 +16,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.orm import scoped_session
 
 from crm.audit.models import AuditRecord, AuditVerification
-from crm.db import DbSession, iso_z, utcnow
+from crm.db import DbSession, as_session, iso_z, utcnow
 
 GENESIS = "0" * 64
 PERSONAL_FIELDS = frozenset({"email", "phone", "address_line", "signature", "evidence", "ip_address",
@@ -109,7 +108,7 @@ def record_many(
         return []
     # The chain's head: locked and read once per transaction (or savepoint); later records of the same
     # transaction chain onto the one before, which only this transaction can have appended meanwhile.
-    real = session() if isinstance(session, scoped_session) else session
+    real = as_session(session)
     current = real.get_nested_transaction() or real.get_transaction()
     head = real.info.get("audit_head")
     if head is not None and head[0] is current:

@@ -14,7 +14,7 @@ and, in a number of queries that does not grow with the batch:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,6 @@ LABELS = {"delivered": "delivered", "open": "opened", "click": "link clicked", "
           "unsubscribe": "unsubscribed", "group_unsubscribe": "unsubscribed from the group"}
 # ``dropped`` reasons that mean the address itself does not work (others: unsubscribed, spam reported...).
 _DEAD_ADDRESS_DROPS = ("bounced address", "invalid")
-_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,6 @@ class IngestResult:
     timeline_items: int = 0
     consent_withdrawals: int = 0
     emails_invalid: int = 0
-
-
-def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
 
 
 def _resolve_hcps(session: DbSession, ids: set[int], bidxs: set[str]) -> tuple[dict[int, int], dict[str, int]]:
@@ -118,13 +112,9 @@ def _resolve_hcps(session: DbSession, ids: set[int], bidxs: set[str]) -> tuple[d
 
 
 def _campaigns(session: DbSession, ids: set[int]) -> dict[int, Any]:
-    out: dict[int, Any] = {}
-    for part in _chunks(sorted(ids)):
-        for row in session.execute(
-                select(Campaign.id, Campaign.name, EmailTemplate.purpose, EmailTemplate.products)
-                .join(EmailTemplate, EmailTemplate.id == Campaign.template_id).where(Campaign.id.in_(part))):
-            out[row.id] = row
-    return out
+    return {row.id: row for row in session.execute(
+        select(Campaign.id, Campaign.name, EmailTemplate.purpose, EmailTemplate.products)
+        .join(EmailTemplate, EmailTemplate.id == Campaign.template_id).where(among(session, Campaign.id, sorted(ids))))}
 
 
 def ingest_events(session: DbSession, events: Sequence[IncomingEmailEvent]) -> IngestResult:

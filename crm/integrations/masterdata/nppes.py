@@ -180,13 +180,8 @@ class NppesReader:
                 bad_encoding, stream.bad_encoding = stream.bad_encoding, False
                 row_number += 1
                 key, count = shape
-                row = SourceRow(row_number, first_line, stream.offset, raw, [key], end_line=stream.line,
-                                complete=False)
-                if bad_encoding:
-                    row.error = Problem("_row", "is not valid UTF-8")
-                elif count != width:
-                    row.error = Problem("_row", f"has {count} columns; the header has {width}")
-                yield row
+                yield SourceRow(row_number, first_line, stream.offset, raw, [key],
+                                _read_error(bad_encoding, count, width), end_line=stream.line, complete=False)
                 continue
             fields = quoted_line_fields(line)
             if fields is None:  # anything else is read by the csv module, from this line to the row's end
@@ -204,12 +199,17 @@ class NppesReader:
             if not fields:  # a blank line (often the last one) is not a row
                 continue
             row_number += 1
-            row = SourceRow(row_number, first_line, stream.offset, raw, fields, end_line=stream.line)
-            if bad_encoding:
-                row.error = Problem("_row", "is not valid UTF-8")
-            elif len(fields) != width:
-                row.error = Problem("_row", f"has {len(fields)} columns; the header has {width}")
-            yield row
+            yield SourceRow(row_number, first_line, stream.offset, raw, fields,
+                            _read_error(bad_encoding, len(fields), width), end_line=stream.line)
+
+
+def _read_error(bad_encoding: bool, columns: int, width: int) -> Problem | None:
+    """Why a row that was read is unusable as a whole, or None."""
+    if bad_encoding:
+        return Problem("_row", "is not valid UTF-8")
+    if columns != width:
+        return Problem("_row", f"has {columns} columns; the header has {width}")
+    return None
 
 
 def fields_of_raw_row(raw: bytes) -> list[str]:
