@@ -25,6 +25,10 @@ def test_campaign_demo_builds_two_campaigns_with_event_streams_once(db):
         funnel = services.funnel(db, campaign)
         assert funnel["sent"] > 0 and funnel["delivered"] > 0
         assert funnel["audience"] == funnel["sent"] + sum(funnel["skipped"].values())
+    # a page of campaigns is counted in one go, with the same figures each campaign has on its own
+    assert services.funnels(db, [c.id for c in campaigns]) == {c.id: services.funnel(db, c) for c in campaigns}
+    by_hand = {c.id: len(services.audience_hcp_ids(db, c.audience)) for c in campaigns}
+    assert {c.id: services.audience_size(db, c.audience) for c in campaigns} == by_hand
     assert db.scalar(select(func.count()).select_from(EmailEvent).where(EmailEvent.hcp_id.is_(None))) == 6
     assert db.scalar(select(func.count()).select_from(Interaction).where(Interaction.kind == "email.delivered")) > 0
     again = load_campaign_demo(db, users, hcps, now)

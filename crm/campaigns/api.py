@@ -45,13 +45,13 @@ def template_out(t: EmailTemplate) -> dict[str, Any]:
     return out
 
 
-def campaign_out(c: Campaign) -> dict[str, Any]:
+def campaign_out(c: Campaign, funnel: dict[str, Any] | None = None) -> dict[str, Any]:
     t = c.template
     out: dict[str, Any] = CampaignOut().dump({
         "id": c.id, "name": c.name, "status": c.status, "audience_id": c.audience_id,
         "template": {"id": t.id, "name": t.name, "version": t.version, "status": t.status, "purpose": t.purpose},
         "created_by": _user(c.created_by), "created_at": c.created_at, "last_sent_at": c.last_sent_at,
-        "funnel": services.funnel(db.session, c),
+        "funnel": funnel if funnel is not None else services.funnel(db.session, c),
     })
     return out
 
@@ -161,7 +161,8 @@ def list_campaigns():
     rows = list(db.session.scalars(query))
     more = len(rows) > args["limit"]
     rows = rows[:args["limit"]]
-    return page([campaign_out(c) for c in rows], encode_cursor(rows[-1].id) if more else None)
+    funnels = services.funnels(db.session, [c.id for c in rows])
+    return page([campaign_out(c, funnels[c.id]) for c in rows], encode_cursor(rows[-1].id) if more else None)
 
 
 @bp.get("/campaigns/<int:campaign_id>")

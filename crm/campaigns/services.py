@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from crm.audit import services as audit
 from crm.campaigns.models import Audience, Campaign, CampaignMessage, EmailEvent, EmailTemplate
 from crm.campaigns.rendering import CompiledTemplate, hcp_context, template_errors
 from crm.consent.models import PURPOSES
-from crm.db import DbSession, on_commit, utcnow
+from crm.db import DbSession, among, on_commit, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP, Territory
 from crm.hcps.professions import PROFESSIONS
@@ -199,9 +200,9 @@ def create_audience(session: DbSession, actor: Any, viewer: Viewer, data: dict[s
     return audience
 
 
-def audience_hcp_ids(session: DbSession, audience: Audience) -> list[int]:
-    """The HCPs the audience means now, in one query: active HCPs matching every criterion given, plus
-    the explicit ids (whatever their state: a merged or erased one is then reported, not silently lost)."""
+def _audience_where(audience: Audience) -> Any:
+    """Who the audience means now: active HCPs matching every criterion given, plus the explicit ids
+    (whatever their state: a merged or erased one is then reported, not silently lost). None: nobody."""
     conditions: list[Any] = []
     if audience.professions:
         conditions.append(HCP.profession.in_(audience.professions))
@@ -222,9 +223,19 @@ def audience_hcp_ids(session: DbSession, audience: Audience) -> list[int]:
     if audience.hcp_ids:
         explicit = HCP.id.in_(audience.hcp_ids)
         where = explicit if where is None else or_(where, explicit)
-    if where is None:
-        return []
-    return list(session.scalars(select(HCP.id).where(where).order_by(HCP.id)))
+    return where
+
+
+def audience_hcp_ids(session: DbSession, audience: Audience) -> list[int]:
+    """The HCPs the audience means now (``_audience_where``), in one query."""
+    where = _audience_where(audience)
+    return [] if where is None else list(session.scalars(select(HCP.id).where(where).order_by(HCP.id)))
+
+
+def audience_size(session: DbSession, audience: Audience) -> int:
+    """How many HCPs the audience means now, counted by the database."""
+    where = _audience_where(audience)
+    return 0 if where is None else session.scalar(select(func.count()).select_from(HCP).where(where)) or 0
 
 
 @dataclass
@@ -442,32 +453,42 @@ FUNNEL_EVENTS = {"delivered": ("delivered",), "opened": ("open",), "clicked": ("
 
 
 def funnel(session: DbSession, campaign: Campaign) -> dict[str, Any]:
-    """Audience, skipped per rule, sent, and the distinct HCPs per engagement step (three queries)."""
-    statuses = dict(session.execute(
-        select(CampaignMessage.status, func.count()).where(CampaignMessage.campaign_id == campaign.id)
-        .group_by(CampaignMessage.status)).all())
-    skipped = dict(session.execute(
-        select(CampaignMessage.reason, func.count()).where(CampaignMessage.campaign_id == campaign.id,
-                                                           CampaignMessage.status == "skipped")
-        .group_by(CampaignMessage.reason)).all())
-    by_type = dict(session.execute(
-        select(EmailEvent.event_type, func.count(func.distinct(EmailEvent.hcp_id)))
-        .where(EmailEvent.campaign_id == campaign.id, EmailEvent.hcp_id.is_not(None))
-        .group_by(EmailEvent.event_type)).all())
-    out: dict[str, Any] = {
-        "audience": statuses.get("sent", 0) + statuses.get("skipped", 0),
-        "skipped": {str(k): v for k, v in sorted(skipped.items(), key=lambda kv: str(kv[0]))},
-        "sent": statuses.get("sent", 0),
-    }
-    for step, types in FUNNEL_EVENTS.items():
-        out[step] = sum(by_type.get(t, 0) for t in types) if len(types) == 1 else _distinct_hcps(
-            session, campaign.id, types)
+    """Audience, skipped per rule, sent, and the distinct HCPs per engagement step."""
+    return funnels(session, [campaign.id])[campaign.id]
+
+
+def funnels(session: DbSession, campaign_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """``funnel`` for a page of campaigns in a fixed number of grouped queries (not a few per campaign)."""
+    ids = list(dict.fromkeys(campaign_ids))
+    if not ids:
+        return {}
+    statuses: dict[int, dict[str, int]] = defaultdict(dict)
+    for cid, status, n in session.execute(
+            select(CampaignMessage.campaign_id, CampaignMessage.status, func.count())
+            .where(among(session, CampaignMessage.campaign_id, ids))
+            .group_by(CampaignMessage.campaign_id, CampaignMessage.status)):
+        statuses[cid][status] = n
+    skipped: dict[int, dict[str, int]] = defaultdict(dict)
+    for cid, reason, n in session.execute(
+            select(CampaignMessage.campaign_id, CampaignMessage.reason, func.count())
+            .where(among(session, CampaignMessage.campaign_id, ids), CampaignMessage.status == "skipped")
+            .group_by(CampaignMessage.campaign_id, CampaignMessage.reason)):
+        skipped[cid][str(reason)] = n
+    steps: dict[int, dict[str, int]] = defaultdict(dict)
+    for step, types in FUNNEL_EVENTS.items():  # distinct HCPs per step: one grouped query each
+        for event_cid, n in session.execute(
+                select(EmailEvent.campaign_id, func.count(func.distinct(EmailEvent.hcp_id)))
+                .where(among(session, EmailEvent.campaign_id, ids), EmailEvent.hcp_id.is_not(None),
+                       EmailEvent.event_type.in_(types))
+                .group_by(EmailEvent.campaign_id)):
+            if event_cid is not None:
+                steps[event_cid][step] = n
+    out: dict[int, dict[str, Any]] = {}
+    for cid in ids:
+        sent, skips = statuses[cid].get("sent", 0), statuses[cid].get("skipped", 0)
+        out[cid] = {"audience": sent + skips, "skipped": dict(sorted(skipped[cid].items())), "sent": sent,
+                    **{step: steps[cid].get(step, 0) for step in FUNNEL_EVENTS}}
     return out
-
-
-def _distinct_hcps(session: DbSession, campaign_id: int, types: tuple[str, ...]) -> int:
-    return session.scalar(select(func.count(func.distinct(EmailEvent.hcp_id))).where(
-        EmailEvent.campaign_id == campaign_id, EmailEvent.event_type.in_(types))) or 0
 
 
 def recipients(session: DbSession, campaign: Campaign, limit: int, after_hcp_id: int | None

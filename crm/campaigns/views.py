@@ -49,7 +49,7 @@ def _errors_of(exc: Invalid | Conflict) -> list[str]:
 @page_auth()
 def index():
     campaigns = list(db.session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(PAGE_SIZE)))
-    funnels = {c.id: services.funnel(db.session, c) for c in campaigns}
+    funnels = services.funnels(db.session, [c.id for c in campaigns])
     return render_template("campaigns/index.html", campaigns=campaigns, funnels=funnels,
                            can_write=_may("campaign.write"))
 
@@ -104,7 +104,7 @@ def show(campaign_id: int):
     items, last = services.recipients(db.session, campaign, PAGE_SIZE, after)
     for item in items:
         item["url"] = hcp_url(item["hcp_id"])
-    audience_size = len(services.audience_hcp_ids(db.session, campaign.audience))
+    audience_size = services.audience_size(db.session, campaign.audience)
     return render_template("campaigns/show.html", campaign=campaign, funnel=services.funnel(db.session, campaign),
                            items=items, next_after=last, after=after, audience_size=audience_size,
                            can_send=_may("campaign.write"), skip_text=services.SKIP_TEXT)

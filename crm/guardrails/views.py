@@ -15,7 +15,8 @@ bp = Blueprint("guardrails_pages", __name__)
 @bp.get("/guardrails")
 @page_auth("compliance")
 def rules():
-    by_category = {c: [r for r in services.all_rules(db.session) if r.category == c] for c in CATEGORIES}
+    rules_ = services.all_rules(db.session)
+    by_category = {c: [r for r in rules_ if r.category == c] for c in CATEGORIES}
     sample = request.args.get("text", "")
     context = request.args.get("context", "visit")
     hits = services.check_text(db.session, sample, context if context in services.CONTEXTS else "visit") \
