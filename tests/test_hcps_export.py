@@ -107,3 +107,22 @@ def test_export_page_is_closed_to_other_roles(client, auth, db, factory):
     hcp = factory.hcp()
     auth.login(factory.user("marketer"))
     assert client.get(f"/admin/masterdata/hcps/{hcp.id}/export.json").status_code == 403
+
+
+def test_another_hcps_group_visit_is_outlined_not_handed_over(db, factory):
+    from crm.hcps.export import export_hcp
+    from crm.visits.models import VisitAttendee
+
+    host, guest = factory.hcp(), factory.hcp()
+    rep = factory.user("field_rep")
+    visit = Visit(owner_id=rep.id, hcp_id=host.id, occurred_at=utc(2026, 3, 1), notes="Host's private remark",
+                  signature="data:image/png;base64,AAAA")
+    db.add(visit)
+    db.flush()
+    db.add(VisitAttendee(visit_id=visit.id, hcp_id=guest.id))
+    db.flush()
+    outline = export_hcp(db, None, guest)["related"]["visits"][0]
+    assert outline["id"] == visit.id and outline["hcp_id"] == host.id and outline["occurred_at"].endswith("Z")
+    assert "notes" not in outline and "signature" not in outline and outline["withheld"]
+    own = export_hcp(db, None, host)["records"]["visits"][0]
+    assert own["notes"] == "Host's private remark"  # the host's own export keeps its content

@@ -16,11 +16,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, or_, select
+from sqlalchemy import DateTime, Table, or_, select
 
 from crm.access.policy import require_write
 from crm.audit import services as audit
-from crm.db import Base, DbSession, iso_z, utcnow
+from crm.db import Base, DbSession, UTCDateTime, iso_z, utcnow
 from crm.hcps.merge import hcp_references
 from crm.hcps.models import HCP
 
@@ -45,6 +45,19 @@ def _rows(session: DbSession, table: Table, condition: Any) -> list[dict[str, An
     order = list(table.primary_key.columns)
     result = session.execute(select(table).where(condition).order_by(*order)).mappings()
     return [{k: _value(v) for k, v in row.items() if not k.endswith("_bidx")} for row in result]
+
+
+def _outline_if_someone_elses(table: Table, row: dict[str, Any], hcp_id: int) -> dict[str, Any]:
+    """A related row that is another HCP's record (the host's visit of a group visit this HCP attended)
+    keeps only its keys and times: its notes, signature and other content are that HCP's data."""
+    hcps = Base.metadata.tables["hcps"]
+    owners = [fk.parent.name for fk in table.foreign_keys if fk.column.table is hcps and fk.parent.name in row]
+    if not owners or any(row[name] == hcp_id for name in owners):
+        return row
+    kept = {c.name for c in table.columns
+            if c.primary_key or c.foreign_keys or isinstance(c.type, (DateTime, UTCDateTime))}
+    return {**{k: v for k, v in row.items() if k in kept},
+            "withheld": "another HCP's record: only its keys and times are part of this export"}
 
 
 def export_hcp(session: DbSession, actor: Any, hcp: HCP) -> dict[str, Any]:
@@ -74,7 +87,7 @@ def export_hcp(session: DbSession, actor: Any, hcp: HCP) -> dict[str, Any]:
     for name, by_column in sorted(wanted.items()):
         table = Base.metadata.tables[name]
         condition = or_(*[table.c[col].in_(sorted(values)) for col, values in by_column.items()])
-        related[name] = _rows(session, table, condition)
+        related[name] = [_outline_if_someone_elses(table, row, hcp.id) for row in _rows(session, table, condition)]
     document = {
         "format": FORMAT,
         "generated_at": iso_z(utcnow()),
