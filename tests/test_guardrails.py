@@ -100,6 +100,26 @@ def test_visit_with_ae_wording_opens_an_ae_case(db, factory):
     assert world.rep.name in case.reporter
 
 
+def test_a_visit_with_ae_wording_becomes_pv_content_on_the_timeline(db, factory):
+    from crm.access.policy import Viewer
+    from crm.timeline.queries import TimelineFilters, timeline_page
+
+    world = make_world(db, factory)
+    visit = _submit(world, world.rep, "Patient had a rash and was hospitalised after starting Cardiozen.")
+    first_item = db.query(Interaction).filter(Interaction.superseded_by_id.isnot(None),
+                                              Interaction.kind == "visit.submitted").one()
+    now_item = db.get(Interaction, visit.interaction_id)
+    assert visit.sensitivity == "pv" and now_item.sensitivity == "pv" and now_item.supersedes_id == first_item.id
+    assert now_item.details["guardrail_hits"] and first_item.sensitivity == "standard"
+    assert db.query(AdverseEventCase).filter_by(visit_id=visit.id).one().interaction_id == now_item.id
+    # the rep and marketing see that the visit happened, not the adverse-event text
+    for role in ("field_rep", "marketer"):
+        items, _ = timeline_page(db, Viewer(0, role, frozenset()), world.hcp.id, TimelineFilters())
+        shown = [i for i in items if i["kind"] == "visit.submitted"]
+        assert [i["id"] for i in shown] == [now_item.id]
+        assert shown[0]["redacted"] and shown[0]["summary"] == "" and shown[0]["details"] == {}
+
+
 def test_medical_visit_questions_stay_with_medical(db, factory):
     world = make_world(db, factory)
     visit = _submit(world, world.medical, "Discussed off-label data in renal impairment.")

@@ -351,9 +351,15 @@ def open_case_from_contact(session: DbSession, actor: Any, viewer: Viewer, conta
 
 def open_case_from_visit(session: DbSession, actor: Any, *, visit: Any,
                          hits: list[guardrails.Hit]) -> AdverseEventCase | None:
-    """Adverse-event wording in a submitted visit opens a case (once per visit)."""
+    """Adverse-event wording in a submitted visit opens a case (once per visit).
+
+    Like a call-centre contact that turns out to be an adverse event, the visit becomes `pv`: its
+    timeline item is corrected by a `pv` item that supersedes it (the original stays for compliance),
+    so the adverse-event text is seen by the roles SPEC section 4 allows and its reads are logged.
+    """
     if session.scalar(select(AdverseEventCase.id).where(AdverseEventCase.visit_id == visit.id)):
         return None
+    item_id = _reclassify_visit_as_pv(session, actor, visit)
     owner = getattr(visit, "owner", None)
     reporter = f"{owner.name} ({owner.role}) during a visit" if owner is not None else "Field visit"
     products = list(visit.products or [])
@@ -361,8 +367,31 @@ def open_case_from_visit(session: DbSession, actor: Any, *, visit: Any,
         session, actor, hcp_id=visit.hcp_id, source="visit", received_at=visit.submitted_at or utcnow(),
         reporter=reporter, product=products[0] if products else None,
         description=f"{visit.notes}\n\nFlagged: {', '.join(sorted({h.phrase for h in hits}))}",
-        visit_id=visit.id, interaction_id=visit.interaction_id,
+        visit_id=visit.id, interaction_id=item_id,
     )
+
+
+def _reclassify_visit_as_pv(session: DbSession, actor: Any, visit: Any) -> int | None:
+    """The visit and its timeline item become `pv`; returns the id of the item that now stands for it."""
+    before = visit.sensitivity
+    old = session.get(Interaction, visit.interaction_id) if visit.interaction_id else None
+    while old is not None and old.superseded_by_id is not None:
+        old = session.get(Interaction, old.superseded_by_id)
+    visit.sensitivity = "pv"
+    if old is not None and old.sensitivity != "pv":
+        item, _ = record_interaction(
+            session, actor, hcp_ids=[p.hcp_id for p in old.participants], occurred_at=old.occurred_at,
+            channel=old.channel, kind=old.kind, source=old.source, summary=old.summary,
+            safe_summary=old.safe_summary, details=dict(old.details or {}), sensitivity="pv",
+            products=[p.sku for p in old.products], supersedes=old, consent_gap=old.consent_gap,
+            owner_role=old.owner_role, audit_changes=False,
+        )
+        item.owner_id = old.owner_id
+        visit.interaction_id = item.id
+    audit.record(session, actor, "visit.reclassify", "visit", visit.id,
+                 audit.diff({"sensitivity": before}, {"sensitivity": "pv"}),
+                 reason="Adverse-event wording in the visit notes: pharmacovigilance content")
+    return visit.interaction_id
 
 
 def get_case(session: DbSession, case_id: int) -> AdverseEventCase:
