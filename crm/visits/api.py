@@ -58,7 +58,7 @@ def index():
         cursor=args["cursor"],
     )
     later = services.amended_by(db.session, [v.id for v in rows])
-    items = [VisitOutSchema().dump(services.visible_visit(db.session, viewer(), v, later.get(v.id))) for v in rows]
+    items = [VisitOutSchema().dump(v) for v in services.visible_visits(db.session, viewer(), rows, later)]
     return page(items, next_cursor)
 
 

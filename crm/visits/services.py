@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -507,6 +507,14 @@ def visible_visit(
         out.update(duration_minutes=None, mode=None, products=[], samples=[], follow_up=None)
     if is_read:
         log_sensitive_reads(session, viewer, [(visit.interaction_id, visit.hcp_id, visit.sensitivity)], what="visit")
+    return out
+
+
+def visible_visits(session: DbSession, viewer: Viewer, visits: Sequence[Visit],
+                   amended_by: dict[int, int]) -> list[dict[str, Any]]:
+    """``visible_visit`` for a page of visits, with one bulk log of the full reads of medical/pv visits."""
+    out = [visible_visit(session, viewer, v, amended_by.get(v.id), is_read=False) for v in visits]
+    log_sensitive_reads(session, viewer, [(v.interaction_id, v.hcp_id, v.sensitivity) for v in visits], what="visit")
     return out
 
 
