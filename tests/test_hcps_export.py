@@ -126,3 +126,21 @@ def test_another_hcps_group_visit_is_outlined_not_handed_over(db, factory):
     assert "notes" not in outline and "signature" not in outline and outline["withheld"]
     own = export_hcp(db, None, host)["records"]["visits"][0]
     assert own["notes"] == "Host's private remark"  # the host's own export keeps its content
+
+
+def test_an_export_by_staff_logs_its_medical_and_pv_items_as_sensitive_reads(db, factory):
+    from crm.hcps.export import export_hcp
+    from crm.timeline.models import SensitiveRead
+
+    hcp = factory.hcp()
+    medical, _ = record_interaction(db, None, hcp_ids=[hcp.id], occurred_at=utc(2026, 2, 1), channel="call_centre",
+                                    kind="call_centre.medical_inquiry", sensitivity="medical")
+    record_interaction(db, None, hcp_ids=[hcp.id], occurred_at=utc(2026, 2, 2), channel="email",
+                       kind="email.delivered", source="esp", external_id="m-std")
+    officer = factory.user("compliance")
+    export_hcp(db, officer, hcp)
+    reads = db.query(SensitiveRead).filter_by(what="export").all()
+    assert [(r.viewer_id, r.interaction_id, r.hcp_id, r.sensitivity) for r in reads] == [
+        (officer.id, medical.id, hcp.id, "medical")]
+    export_hcp(db, None, hcp)  # the command line: no reader to log
+    assert db.query(SensitiveRead).filter_by(what="export").count() == 1

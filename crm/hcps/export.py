@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Table, or_, select
+from sqlalchemy import DateTime, Table, insert, or_, select
 
 from crm.access.policy import require_write
 from crm.audit import services as audit
@@ -60,6 +60,22 @@ def _outline_if_someone_elses(table: Table, row: dict[str, Any], hcp_id: int) ->
             "withheld": "another HCP's record: only its keys and times are part of this export"}
 
 
+def _log_sensitive_content(session: DbSession, actor: Any, hcp_id: int, interactions: list[dict[str, Any]]) -> None:
+    """The export hands over medical and pv items in full, whatever the reader's role: each such item
+    is a sensitive read (``what="export"``) on the compliance read log, next to the export's audit record."""
+    from crm.access.policy import LOGGED_SENSITIVITIES
+    from crm.timeline.models import SensitiveRead
+
+    if actor is None:  # the command line: the audit record names the export, there is no reader to log
+        return
+    now = utcnow()
+    rows = [{"viewer_id": actor.id, "what": "export", "interaction_id": row["id"], "hcp_id": hcp_id,
+             "sensitivity": row["sensitivity"], "occurred_at": now}
+            for row in interactions if row.get("sensitivity") in LOGGED_SENSITIVITIES]
+    if rows:
+        session.execute(insert(SensitiveRead), rows)
+
+
 def export_hcp(session: DbSession, actor: Any, hcp: HCP) -> dict[str, Any]:
     """The export document for ``hcp`` (admin or compliance; ``actor=None`` for the command line)."""
     if actor is not None:
@@ -96,6 +112,7 @@ def export_hcp(session: DbSession, actor: Any, hcp: HCP) -> dict[str, Any]:
         "records": dict(sorted(records.items())),
         "related": related,
     }
+    _log_sensitive_content(session, actor, hcp.id, related.get("interactions", []))
     audit.record(session, actor, "hcp.export", "hcp", hcp.id,
                  {"tables": {k: len(v) for k, v in records.items()}},
                  reason="data-subject export")

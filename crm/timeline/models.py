@@ -79,7 +79,7 @@ class SensitiveRead(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     viewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
-    what: Mapped[str] = mapped_column(String(30), nullable=False)  # interaction | consent_evidence
+    what: Mapped[str] = mapped_column(String(30), nullable=False)  # interaction | visit | consent_evidence | export
     interaction_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"))
     hcp_id: Mapped[int | None] = mapped_column(ForeignKey("hcps.id"))
     sensitivity: Mapped[str | None] = mapped_column(String(20))
