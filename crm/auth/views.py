@@ -31,6 +31,7 @@ def safe_next(target: str | None) -> str:
 def login():
     error = None
     status = 200
+    headers = {}
     if request.method == "POST":
         email = request.form.get("email", "")
         password = request.form.get("password", "")
@@ -38,6 +39,8 @@ def login():
             user = services.check_password(db.session, email, password, client_address())
         except (Unauthorized, TooManyAttempts) as exc:
             error, status = exc.detail, exc.status
+            if isinstance(exc, TooManyAttempts) and exc.retry_after:
+                headers["Retry-After"] = str(exc.retry_after)
             db.session.info["keep_on_error"] = True  # keep the recorded failure
         else:
             raw = services.start_web_session(db.session, user)
@@ -45,7 +48,7 @@ def login():
             session["sid"] = raw
             login_user(user)
             return redirect(safe_next(request.args.get("next") or request.form.get("next")))
-    return render_template("auth/login.html", error=error, next=request.args.get("next", "")), status
+    return render_template("auth/login.html", error=error, next=request.args.get("next", "")), status, headers
 
 
 @bp.post("/logout")
