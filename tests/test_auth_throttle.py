@@ -5,8 +5,6 @@ The throttle's clock is a fixture (``clock``), so no test depends on how fast th
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from sqlalchemy import select
 
@@ -14,8 +12,8 @@ from crm.auth.models import LoginAttempt
 from crm.consent import services as consent
 from crm.consent import tokens
 from crm.consent.models import ConsentEvent
-from crm.db import utcnow
 from crm.extensions import db as _db
+from tests.auth_support import Clock
 from tests.conftest import PASSWORD, database_url, make_app
 from tests.consent_support import grant
 
@@ -24,22 +22,9 @@ USER_HOME = "192.0.2.10"
 PROXY = "10.0.0.2"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr("crm.auth.services.utcnow", c)
-    return c
+    return Clock.install(monkeypatch)
 
 
 def _token(client, email, password, address=None, forwarded=None):
@@ -61,7 +46,7 @@ def test_an_attacker_elsewhere_does_not_lock_the_real_user_out(client, factory, 
     refused = _token(client, user.email, PASSWORD, ATTACKER)
     assert refused.status_code == 429 and refused.mimetype == "application/problem+json"
     assert refused.headers["Retry-After"] == "1"
-    assert "1 seconds" in refused.get_json()["detail"]
+    assert refused.get_json()["detail"] == "Too many failed sign-in attempts. Try again in 1 second."
     # the real user, at another address, is not affected
     assert _token(client, user.email, PASSWORD, USER_HOME).status_code == 201
     # still backing off for the attacker (the user's success elsewhere clears nothing for them)
@@ -78,6 +63,7 @@ def test_backoff_doubles_and_one_try_is_allowed_after_it_expires(client, factory
     assert _token(client, user.email, "wrong-password-123", ATTACKER).status_code == 401  # one more try
     second = _token(client, user.email, "wrong-password-123", ATTACKER)
     assert second.status_code == 429 and second.headers["Retry-After"] == "2"
+    assert second.get_json()["detail"].endswith("Try again in 2 seconds.")
     clock.advance(2)
     _fail(client, user, ATTACKER, 1)
     assert _token(client, user.email, PASSWORD, ATTACKER).headers["Retry-After"] == "4"
@@ -127,7 +113,7 @@ def test_the_web_login_page_says_when_to_try_again(client, auth, factory, clock)
     page = auth.login(user)
     assert page.status_code == 429
     assert page.headers["Retry-After"] == "1"
-    assert "Try again in 1 seconds." in page.get_data(as_text=True)
+    assert "Try again in 1 second." in page.get_data(as_text=True)
     assert client.get("/").status_code == 302  # not signed in
 
 

@@ -17,16 +17,20 @@ from crm.errors import Forbidden, Unauthorized
 from crm.extensions import db, login_manager
 
 
+def bearer_token() -> str:
+    """The token of this request's ``Authorization: Bearer`` header; none: ``Unauthorized``."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        raise Unauthorized("Send Authorization: Bearer <token> (POST /api/v1/auth/token gives one).")
+    return raw.strip()
+
+
 def api_auth(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Require a live bearer token; sets ``g.actor`` (User) and ``g.viewer`` (policy Viewer)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, raw = header.partition(" ")
-        if scheme.lower() != "bearer" or not raw.strip():
-            raise Unauthorized("Send Authorization: Bearer <token> (POST /api/v1/auth/token gives one).")
-        user = services.user_for_token(db.session, raw.strip())
+        user = services.user_for_token(db.session, bearer_token())
         g.actor = user
         g.viewer = services.viewer_for(db.session, user)
         return fn(*args, **kwargs)

@@ -88,8 +88,8 @@ def _check_throttle(session: DbSession, email: str, address: str | None) -> None
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         # Same answer whether or not the account exists: ghosts are throttled alike.
-        raise TooManyAttempts(f"Too many failed sign-in attempts. Try again in {seconds} seconds.",
-                              retry_after=seconds)
+        when = f"{seconds} second{'s' if seconds != 1 else ''}"
+        raise TooManyAttempts(f"Too many failed sign-in attempts. Try again in {when}.", retry_after=seconds)
 
 
 def check_password(session: DbSession, email: str, password: str, address: str | None) -> User:
@@ -130,6 +130,14 @@ def issue_token(session: DbSession, email: str, password: str, address: str | No
     session.add(tok)
     session.flush()
     return raw, tok, user
+
+
+def revoke_token(session: DbSession, raw: str) -> None:
+    """Revoke one bearer token (its holder signing out of the API); unknown or revoked: no change."""
+    tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(raw)))
+    if tok is not None and tok.revoked_at is None:
+        tok.revoked_at = utcnow()
+        session.flush()
 
 
 def user_for_token(session: DbSession, raw: str) -> User:
@@ -200,7 +208,7 @@ def create_user(
         errors["role"] = [f"must be one of {', '.join(ROLES)}"]
     if "@" not in email:
         errors["email"] = ["must be an email address"]
-    problem = password_problem(password)
+    problem = password_problem(password, email=email, name=name)
     if problem:
         errors["password"] = [problem]
     if not name.strip():
@@ -243,6 +251,32 @@ def update_user(session: DbSession, actor: Any, user: User, *, role: str | None 
         revoke_all_credentials(session, user.id)
         audit.record(session, actor, "user.update", "user", user.id, audit.diff(before, after))
     return user
+
+
+def set_password(session: DbSession, actor: Any, user: User, password: str) -> None:
+    """Give ``user`` a new password (their own change, or an admin's reset from the CLI).
+
+    The policy of ``password_problem`` applies; all the user's tokens and sessions end, so a stolen
+    credential does not outlive the change.
+    """
+    problem = password_problem(password, email=user.email, name=user.name)
+    if problem:
+        raise Invalid("The password cannot be set.", errors={"password": [problem]})
+    before = user.password_hash
+    user.password_hash = hash_password(password)
+    revoke_all_credentials(session, user.id)
+    session.flush()
+    audit.record(session, actor, "user.password.set", "user", user.id,
+                 audit.diff({"password": before}, {"password": user.password_hash}))
+
+
+def change_own_password(session: DbSession, user: User, current: str, new: str, address: str | None) -> None:
+    """A signed-in user changes their password; the current one is checked (and throttled) like a login."""
+    try:
+        check_password(session, user.email, current, address)
+    except Unauthorized as exc:  # the failure is already kept for the throttle
+        raise Invalid("The password cannot be changed.", errors={"current_password": ["is not correct"]}) from exc
+    set_password(session, user, user, new)
 
 
 def assign_territory(session: DbSession, actor: Any, user: User, territory: Territory,
