@@ -50,7 +50,7 @@ def register_lifecycle(app: Flask) -> None:
         h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if current_app.config.get("CRM_ENV") == "production":
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.path.startswith("/api/") or request.endpoint in {"auth.login"}:
+        if request.path.startswith("/api/") or request.endpoint in {"auth.login", "auth.password"}:
             h.setdefault("Cache-Control", "no-store")
         return response
 

@@ -145,3 +145,50 @@ def test_password_change_refusals(api, client, factory, db, clock):
         c.post("/api/v1/auth/password", json={"current_password": "not-my-password", "new_password": GOOD})
     throttled = c.post("/api/v1/auth/password", json={"current_password": PASSWORD, "new_password": GOOD})
     assert throttled.status_code == 429 and throttled.headers["Retry-After"]
+
+
+def _change_page(client, auth, current, new, confirm=None):
+    token = auth.csrf_token("/password")
+    return client.post("/password", data={"csrf_token": token, "current_password": current, "new_password": new,
+                                          "confirm_password": new if confirm is None else confirm})
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance", "admin"])
+def test_every_role_changes_its_password_on_the_page(client, auth, api, factory, role):
+    user = factory.user(role)
+    token_client = api(user)
+    auth.login(user)
+    page = client.get("/password")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert 'href="/password"' in client.get("/").get_data(as_text=True)
+    done = _change_page(client, auth, PASSWORD, GOOD)
+    assert done.status_code == 302 and done.headers["Location"] == "/login"
+    assert client.get("/").status_code == 302  # signed out here...
+    assert token_client.get("/api/v1/hcps").status_code == 401  # ...and on the API
+    assert auth.login(user, password=PASSWORD).status_code == 401
+    assert auth.login(user, password=GOOD).status_code == 302
+
+
+def test_the_password_page_refuses_with_reasons(client, auth, factory, clock):
+    user = factory.user("marketer")
+    auth.login(user)
+    mismatch = _change_page(client, auth, PASSWORD, GOOD, confirm=GOOD + "x")
+    assert mismatch.status_code == 422 and "does not match" in mismatch.get_data(as_text=True)
+    common = _change_page(client, auth, PASSWORD, "Password2026!")
+    assert common.status_code == 422 and "too common" in common.get_data(as_text=True)
+    wrong = _change_page(client, auth, "not-my-password", GOOD)
+    assert wrong.status_code == 422 and "Current password: is not correct" in wrong.get_data(as_text=True)
+    for _ in range(4):
+        _change_page(client, auth, "not-my-password", GOOD)
+    throttled = _change_page(client, auth, PASSWORD, GOOD)
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "1"
+    assert "Try again in 1 second." in throttled.get_data(as_text=True)
+    assert client.get("/").status_code == 200  # still signed in, password unchanged
+    no_csrf = client.post("/password", data={"current_password": PASSWORD, "new_password": GOOD,
+                                             "confirm_password": GOOD})
+    assert no_csrf.status_code == 400
+
+
+def test_the_password_page_needs_a_signed_in_user(client):
+    resp = client.get("/password")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/login")
