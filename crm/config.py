@@ -61,6 +61,7 @@ class Settings:
     consent: dict[str, Any] = field(default_factory=dict)  # CRM_DOUBLE_OPT_IN, validity, links (issue 3)
     reporting: dict[str, Any] = field(default_factory=dict)  # CRM_COMPANY_NAME, webhook tolerance
     max_body_mb: float = 10.0
+    trusted_proxies: int = 0  # proxy hops in front whose X-Forwarded-For/-Proto are believed (issue 11)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -121,6 +122,7 @@ class Settings:
                 "CRM_ESP_WEBHOOK_TOLERANCE_SECONDS": _number(env, "CRM_ESP_WEBHOOK_TOLERANCE_SECONDS", "600", int),
             },
             max_body_mb=max_body,
+            trusted_proxies=_number(env, "CRM_TRUSTED_PROXIES", "0", int),
         )
 
     def flask_config(self) -> dict[str, Any]:
@@ -148,9 +150,13 @@ class Settings:
             "WTF_CSRF_TIME_LIMIT": None,
             "CRM_TOKEN_TTL_HOURS": 12,
             "CRM_SESSION_TTL_HOURS": 12,
-            "CRM_LOGIN_MAX_FAILS_ACCOUNT": 5,
-            "CRM_LOGIN_MAX_FAILS_ADDRESS": 20,
-            "CRM_LOGIN_WINDOW_MINUTES": 15,
+            "CRM_TRUSTED_PROXIES": self.trusted_proxies,
+            # Login throttling (docs/architecture.md): per (account, address), failures past the free ones
+            # wait 1 s, 2 s, 4 s ... up to the cap; one address across all accounts has a higher allowance.
+            "CRM_LOGIN_MAX_FAILS": 5,
+            "CRM_LOGIN_MAX_FAILS_ADDRESS": 100,
+            "CRM_LOGIN_BACKOFF_MAX_SECONDS": 900,
+            "CRM_LOGIN_WINDOW_MINUTES": 60,
             "CRM_AUDIT_LOCK": True,
             # Consent (issue 3): email x promotional needs double opt-in; validity per purpose in months;
             # link lifetimes in days; the base URL for links in mails sent outside a request (CLI).

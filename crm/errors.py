@@ -63,8 +63,14 @@ class Invalid(DomainError):
 
 
 class TooManyAttempts(DomainError):
+    """Throttled; ``retry_after`` (whole seconds) becomes the Retry-After header."""
+
     status = 429
     title = "Too many attempts"
+
+    def __init__(self, detail: str = "", retry_after: int | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
@@ -116,7 +122,10 @@ def register_error_handlers(app: Flask) -> None:
             extra = dict(err.extra)
             if isinstance(err, Invalid) and err.errors:
                 extra["errors"] = err.errors
-            return problem(err.status, err.title, err.detail, **extra)
+            resp = problem(err.status, err.title, err.detail, **extra)
+            if isinstance(err, TooManyAttempts) and err.retry_after:
+                resp.headers["Retry-After"] = str(err.retry_after)
+            return resp
         return render_template("error.html", status=err.status, title=err.title, detail=err.detail), err.status
 
     @app.errorhandler(SchemaValidationError)

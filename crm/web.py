@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy import text
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from crm.extensions import db
 
@@ -15,6 +16,13 @@ CSP = (
 
 
 def register_lifecycle(app: Flask) -> None:
+    hops = int(app.config.get("CRM_TRUSTED_PROXIES") or 0)
+    if hops:
+        # Believe X-Forwarded-For/-Proto only as far as the configured proxies set them, so remote_addr is
+        # the client's. Host and port are not taken from headers: links use CRM_PUBLIC_URL, and a client
+        # could pass X-Forwarded-Host through a proxy that does not overwrite it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+
     @app.before_request
     def _limit_body() -> None:
         # Refuse by the declared length before anything reads the body; Werkzeug also caps streams.
@@ -42,7 +50,7 @@ def register_lifecycle(app: Flask) -> None:
         h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if current_app.config.get("CRM_ENV") == "production":
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.path.startswith("/api/") or request.endpoint in {"auth.login"}:
+        if request.path.startswith("/api/") or request.endpoint in {"auth.login", "auth.password"}:
             h.setdefault("Cache-Control", "no-store")
         return response
 

@@ -1,4 +1,4 @@
-"""``crm territories create`` and ``crm users create``: the same services as the API."""
+"""``crm territories create``, ``crm users create`` and ``crm users set-password``: the same services as the API."""
 
 from __future__ import annotations
 
@@ -43,3 +43,23 @@ def users_create(email: str, name: str, role: str, territories: tuple[str, ...],
         raise SystemExit(1) from exc
     db.session.commit()
     click.echo(f"created: user {user.id} {email} ({role})")
+
+
+@users_cli.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True)
+def users_set_password(email: str, password: str) -> None:
+    """Reset a user's password (prompted when not given); their tokens and sessions end."""
+    user = services.find_user_by_email(db.session, email)
+    if user is None:
+        click.echo(f"error: email: no user with the email {email}", err=True)
+        raise SystemExit(1)
+    try:
+        services.set_password(db.session, None, user, password)
+    except Invalid as exc:
+        db.session.rollback()
+        for field, messages in exc.errors.items():
+            click.echo(f"error: {field}: {'; '.join(messages)}", err=True)
+        raise SystemExit(1) from exc
+    db.session.commit()
+    click.echo(f"password set: user {user.id} {email}; their tokens and sessions have ended")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -16,16 +17,20 @@ from crm.errors import Forbidden, Unauthorized
 from crm.extensions import db, login_manager
 
 
+def bearer_token() -> str:
+    """The token of this request's ``Authorization: Bearer`` header; none: ``Unauthorized``."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        raise Unauthorized("Send Authorization: Bearer <token> (POST /api/v1/auth/token gives one).")
+    return raw.strip()
+
+
 def api_auth(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Require a live bearer token; sets ``g.actor`` (User) and ``g.viewer`` (policy Viewer)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, raw = header.partition(" ")
-        if scheme.lower() != "bearer" or not raw.strip():
-            raise Unauthorized("Send Authorization: Bearer <token> (POST /api/v1/auth/token gives one).")
-        user = services.user_for_token(db.session, raw.strip())
+        user = services.user_for_token(db.session, bearer_token())
         g.actor = user
         g.viewer = services.viewer_for(db.session, user)
         return fn(*args, **kwargs)
@@ -62,8 +67,19 @@ def viewer() -> Viewer:
 
 
 def client_address() -> str | None:
-    # Behind a proxy, configure gunicorn's forwarded_allow_ips; we trust only remote_addr.
+    """The client's address: the one thing that login throttling, consent evidence and sessions record.
+
+    ``remote_addr`` is the client's once ``CRM_TRUSTED_PROXIES`` hops of ProxyFix (crm.web) have read
+    X-Forwarded-For; with 0, that header is ignored, so a client cannot name another address.
+    """
     return request.remote_addr
+
+
+def _session_identifier() -> str:
+    # Flask-Login's own identifier reads X-Forwarded-For unchecked, so a stolen cookie replayed with the
+    # victim's address in that header would pass "strong" session protection; use the resolved address.
+    agent = request.headers.get("User-Agent", "")
+    return hashlib.sha512(f"{client_address()}|{agent}".encode()).hexdigest()
 
 
 def register_login(app: Any) -> None:
@@ -71,6 +87,7 @@ def register_login(app: Any) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in."
     login_manager.session_protection = "strong"
+    login_manager._session_identifier_generator = _session_identifier  # no public hook in Flask-Login 0.6
 
     @login_manager.user_loader
     def _load(user_id: str) -> User | None:

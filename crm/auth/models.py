@@ -66,13 +66,14 @@ class WebSession(Base):
 
 
 class LoginAttempt(Base):
-    """Failed logins, in the database so the throttle holds across gunicorn workers."""
+    """Sign-in attempts, in the database so the throttle holds across gunicorn workers."""
 
     __tablename__ = "login_attempts"
     __table_args__ = (Index("ix_login_attempts_key_time", "key", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # "account:<blind index of the email>" or "address:<client ip>"
+    # "pair:<sha256 of the email's blind index and the client address>" (failures and successes) or
+    # "address:<client ip>" (failures across accounts); see crm.auth.services._throttle_keys
     key: Mapped[str] = mapped_column(String(100), nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     succeeded: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)

@@ -8,6 +8,12 @@ class TokenRequestSchema(StrictSchema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
 
 
+class PasswordChangeSchema(StrictSchema):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    new_password = fields.String(required=True, validate=validate.Length(min=1, max=1024), metadata={
+        "description": "at least 12 characters; not a common password; not the user's email or name"})
+
+
 class UserOutSchema(Schema):
     id = fields.Integer()
     email = fields.String()

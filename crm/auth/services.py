@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,32 +44,59 @@ def viewer_for(session: DbSession, user: User, at: datetime | None = None) -> Vi
     return Viewer(user.id, user.role, current_territory_ids(session, user.id, at))
 
 
-def _throttle_keys(email: str, address: str | None) -> list[str]:
-    keys = [f"account:{blind_index(email) or '-'}"]
+def _pair_key(email: str, address: str | None) -> str:
+    # Hashed: the blind index and an IPv6 address together do not fit the key column.
+    pair = f"{blind_index(email) or '-'}|{address or '-'}"
+    return "pair:" + hashlib.sha256(pair.encode()).hexdigest()
+
+
+def _throttle_keys(email: str, address: str | None) -> dict[str, int]:
+    """Throttle keys and the failures each allows before backing off.
+
+    Per (account, address), so an attacker elsewhere cannot lock the real user out; per address across
+    accounts, with a much higher allowance, against credential stuffing. No key is per account alone.
+    """
+    cfg = current_app.config
+    keys = {_pair_key(email, address): cfg["CRM_LOGIN_MAX_FAILS"]}
     if address:
-        keys.append(f"address:{address}")
+        keys[f"address:{address}"] = cfg["CRM_LOGIN_MAX_FAILS_ADDRESS"]
     return keys
 
 
-def _check_throttle(session: DbSession, email: str, address: str | None) -> None:
+def _wait_seconds(session: DbSession, key: str, allowed: int, now: datetime) -> float:
+    """How long ``key`` must still wait: 0 within its allowance, then 1 s, 2 s, 4 s ... capped, counted
+    from its last failure. Failures before the window or before the key's last success do not count."""
     cfg = current_app.config
-    since = utcnow() - timedelta(minutes=cfg["CRM_LOGIN_WINDOW_MINUTES"])
-    limits = {"account": cfg["CRM_LOGIN_MAX_FAILS_ACCOUNT"], "address": cfg["CRM_LOGIN_MAX_FAILS_ADDRESS"]}
-    for key in _throttle_keys(email, address):
-        fails = session.scalar(
-            select(func.count()).select_from(LoginAttempt).where(
-                LoginAttempt.key == key, LoginAttempt.occurred_at >= since, LoginAttempt.succeeded.is_(False)
-            )
-        ) or 0
-        if fails >= limits[key.split(":", 1)[0]]:
-            # Same message whether or not the account exists.
-            raise TooManyAttempts("Too many failed sign-in attempts. Wait a few minutes and try again.")
+    since = now - timedelta(minutes=cfg["CRM_LOGIN_WINDOW_MINUTES"])
+    # "After the last success" by id, not by time: ids order the attempts even within one clock tick.
+    last_ok = session.scalar(select(func.max(LoginAttempt.id)).where(
+        LoginAttempt.key == key, LoginAttempt.occurred_at >= since, LoginAttempt.succeeded.is_(True)))
+    fails, last_fail = session.execute(select(func.count(), func.max(LoginAttempt.occurred_at)).where(
+        LoginAttempt.key == key, LoginAttempt.occurred_at >= since, LoginAttempt.succeeded.is_(False),
+        LoginAttempt.id > (last_ok or 0))).one()
+    if fails < allowed or last_fail is None:
+        return 0.0
+    # The exponent is bounded before the power so a long attack cannot overflow it.
+    cap = float(cfg["CRM_LOGIN_BACKOFF_MAX_SECONDS"])
+    backoff = min(2.0 ** min(fails - allowed, 62), cap)
+    return max(0.0, (last_fail + timedelta(seconds=backoff) - now).total_seconds())
+
+
+def _check_throttle(session: DbSession, email: str, address: str | None) -> None:
+    now = utcnow()
+    wait = max(_wait_seconds(session, key, allowed, now) for key, allowed in _throttle_keys(email, address).items())
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        # Same answer whether or not the account exists: ghosts are throttled alike.
+        when = f"{seconds} second{'s' if seconds != 1 else ''}"
+        raise TooManyAttempts(f"Too many failed sign-in attempts. Try again in {when}.", retry_after=seconds)
 
 
 def check_password(session: DbSession, email: str, password: str, address: str | None) -> User:
-    """The user for these credentials, or ``Unauthorized``; failures are recorded for the throttle.
+    """The user for these credentials, or ``Unauthorized`` (``TooManyAttempts`` while backing off).
 
-    Failures must survive the failed request's rollback, so they are written in their own transaction.
+    Failures are recorded for the throttle in a way that survives the failed request's rollback; a success
+    clears the (account, address) backoff but not the address's count across accounts.
     """
     _check_throttle(session, email, address)
     user = find_user_by_email(session, email)
@@ -75,12 +104,15 @@ def check_password(session: DbSession, email: str, password: str, address: str |
     if not ok or user is None or not user.active:
         _record_failure(session, email, address, user.id if user else None)
         raise Unauthorized(_GENERIC)
+    session.add(LoginAttempt(key=_pair_key(email, address), succeeded=True, user_id=user.id, occurred_at=utcnow()))
+    session.flush()
     return user
 
 
 def _record_failure(session: DbSession, email: str, address: str | None, user_id: int | None) -> None:
+    now = utcnow()  # the throttle's clock, not the column default's, so both agree
     for key in _throttle_keys(email, address):
-        session.add(LoginAttempt(key=key, succeeded=False, user_id=user_id))
+        session.add(LoginAttempt(key=key, succeeded=False, user_id=user_id, occurred_at=now))
     session.flush()
     # The request ends in 401, but the failure must be kept for the throttle to work.
     keep_on_error(session)
@@ -98,6 +130,14 @@ def issue_token(session: DbSession, email: str, password: str, address: str | No
     session.add(tok)
     session.flush()
     return raw, tok, user
+
+
+def revoke_token(session: DbSession, raw: str) -> None:
+    """Revoke one bearer token (its holder signing out of the API); unknown or revoked: no change."""
+    tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(raw)))
+    if tok is not None and tok.revoked_at is None:
+        tok.revoked_at = utcnow()
+        session.flush()
 
 
 def user_for_token(session: DbSession, raw: str) -> User:
@@ -168,7 +208,7 @@ def create_user(
         errors["role"] = [f"must be one of {', '.join(ROLES)}"]
     if "@" not in email:
         errors["email"] = ["must be an email address"]
-    problem = password_problem(password)
+    problem = password_problem(password, email=email, name=name)
     if problem:
         errors["password"] = [problem]
     if not name.strip():
@@ -211,6 +251,32 @@ def update_user(session: DbSession, actor: Any, user: User, *, role: str | None 
         revoke_all_credentials(session, user.id)
         audit.record(session, actor, "user.update", "user", user.id, audit.diff(before, after))
     return user
+
+
+def set_password(session: DbSession, actor: Any, user: User, password: str) -> None:
+    """Give ``user`` a new password (their own change, or an admin's reset from the CLI).
+
+    The policy of ``password_problem`` applies; all the user's tokens and sessions end, so a stolen
+    credential does not outlive the change.
+    """
+    problem = password_problem(password, email=user.email, name=user.name)
+    if problem:
+        raise Invalid("The password cannot be set.", errors={"password": [problem]})
+    before = user.password_hash
+    user.password_hash = hash_password(password)
+    revoke_all_credentials(session, user.id)
+    session.flush()
+    audit.record(session, actor, "user.password.set", "user", user.id,
+                 audit.diff({"password": before}, {"password": user.password_hash}))
+
+
+def change_own_password(session: DbSession, user: User, current: str, new: str, address: str | None) -> None:
+    """A signed-in user changes their password; the current one is checked (and throttled) like a login."""
+    try:
+        check_password(session, user.email, current, address)
+    except Unauthorized as exc:  # the failure is already kept for the throttle
+        raise Invalid("The password cannot be changed.", errors={"current_password": ["is not correct"]}) from exc
+    set_password(session, user, user, new)
 
 
 def assign_territory(session: DbSession, actor: Any, user: User, territory: Territory,

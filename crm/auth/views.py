@@ -8,8 +8,8 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import login_user, logout_user
 
 from crm.auth import services
-from crm.auth.context import client_address
-from crm.errors import TooManyAttempts, Unauthorized
+from crm.auth.context import actor, client_address, page_auth
+from crm.errors import Invalid, TooManyAttempts, Unauthorized
 from crm.extensions import db
 
 bp = Blueprint("auth", __name__)
@@ -31,6 +31,7 @@ def safe_next(target: str | None) -> str:
 def login():
     error = None
     status = 200
+    headers = {}
     if request.method == "POST":
         email = request.form.get("email", "")
         password = request.form.get("password", "")
@@ -38,6 +39,8 @@ def login():
             user = services.check_password(db.session, email, password, client_address())
         except (Unauthorized, TooManyAttempts) as exc:
             error, status = exc.detail, exc.status
+            if isinstance(exc, TooManyAttempts) and exc.retry_after:
+                headers["Retry-After"] = str(exc.retry_after)
             db.session.info["keep_on_error"] = True  # keep the recorded failure
         else:
             raw = services.start_web_session(db.session, user)
@@ -45,7 +48,37 @@ def login():
             session["sid"] = raw
             login_user(user)
             return redirect(safe_next(request.args.get("next") or request.form.get("next")))
-    return render_template("auth/login.html", error=error, next=request.args.get("next", "")), status
+    return render_template("auth/login.html", error=error, next=request.args.get("next", "")), status, headers
+
+
+_PASSWORD_LABELS = {"current_password": "Current password", "password": "New password",
+                    "confirm_password": "New password again"}
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@page_auth()
+def password():
+    """Change one's own password; on success every session and token of the user ends, so sign in again."""
+    error, errors, status, headers = None, {}, 200, {}
+    if request.method == "POST":
+        new = request.form.get("new_password", "")
+        if new != request.form.get("confirm_password", ""):
+            errors, status = {"confirm_password": ["does not match the new password"]}, 422
+        else:
+            try:
+                services.change_own_password(db.session, actor(), request.form.get("current_password", ""), new,
+                                             client_address())
+            except Invalid as exc:  # a wrong current password is kept for the throttle by the service
+                errors, status = exc.errors, exc.status
+            except TooManyAttempts as exc:
+                error, status = exc.detail, exc.status
+                headers["Retry-After"] = str(exc.retry_after or 1)
+            else:
+                logout_user()
+                session.clear()
+                flash("Your password is changed; sign in with the new one.")
+                return redirect(url_for("auth.login"))
+    return render_template("auth/password.html", error=error, errors=errors, labels=_PASSWORD_LABELS), status, headers
 
 
 @bp.post("/logout")
