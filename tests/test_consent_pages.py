@@ -303,3 +303,26 @@ def test_public_pages_need_no_login_but_staff_pages_do(client, db, factory):
     assert client.get(f"/hcps/{hcp.id}/consents").status_code == 302
     raw = tokens.issue(db, "preferences", hcp.id, reference="x")
     assert client.get(f"/consent/preferences/{raw}").status_code == 200
+
+
+def test_head_requests_change_nothing(client, db, factory, requested):
+    """Only POST changes consent: a HEAD (a link checker, a mail scanner) is answered like GET."""
+    hcp, raw = requested
+    resp = client.head(f"/consent/confirm/{raw}")
+    assert resp.status_code == 200
+    assert _events(db, hcp) == ["requested"]
+    assert services.can_contact(db, hcp.id, "email", "promotional").rule == "double-opt-in-pending"
+    other = factory.hcp()
+    grant(db, other, "email", "events", "web_form")
+    unsub = tokens.issue(db, "unsubscribe", other.id, channel="email", consent_purpose="events", reference="c:1")
+    assert client.head(f"/consent/unsubscribe/{unsub}").status_code == 200
+    assert services.can_contact(db, other.id, "email", "events").allowed
+    prefs = tokens.issue(db, "preferences", other.id, reference="x")
+    assert client.head(f"/consent/preferences/{prefs}").status_code == 200
+    assert _events(db, other) == ["granted"]
+    # the links stay usable: nothing was consumed
+    for raw_token in (raw, unsub, prefs):
+        assert db.query(ConsentToken).filter_by(token_hash=tokens.token_hash(raw_token)).one().used_at is None
+    # and an unknown method is refused rather than taken for a POST
+    assert client.put(f"/consent/unsubscribe/{unsub}").status_code == 405
+    assert services.can_contact(db, other.id, "email", "events").allowed

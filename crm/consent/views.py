@@ -2,7 +2,7 @@
 
 Public, no login (``consent_public``): the double opt-in confirmation, one-click unsubscribe (RFC 8058)
 and the HCP preference centre. The signed token in the URL is the proof, so these routes alone are
-CSRF-exempt; GET only shows a page (mail scanners change nothing), POST changes consent.
+CSRF-exempt; GET (and HEAD) only shows a page (mail scanners change nothing), only POST changes consent.
 
 Staff (``consent_pages``): an HCP's ledger (printable, CSV) with the "was it allowed at that instant?"
 answer, the capture page for reps and the call centre, coverage, consent gaps, expiring consents and
@@ -74,7 +74,7 @@ def confirm(token: str):
         return _link_state_page(state)
     request_event = db.session.get(ConsentEvent, tok.event_id) if tok.event_id else None
     notice = db.session.get(Notice, request_event.notice_id) if request_event and request_event.notice_id else None
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask answers it with GET): a page only
         return render_template("consent/public/confirm.html", token=token, channel=_label(tok.channel or ""),
                                purpose=_label(tok.consent_purpose or ""), notice=notice)
     ip, ua = _evidence_ip_ua()
@@ -97,7 +97,7 @@ def unsubscribe(token: str):
     tok, state = _open(token, "unsubscribe")
     if state != "valid":
         return _link_state_page(state)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask answers it with GET): a page only
         return render_template("consent/public/unsubscribe.html", token=token,
                                purpose=_label(tok.consent_purpose or "all"))
     everything = request.form.get("scope") == "all"
@@ -120,7 +120,7 @@ def preferences(token: str):
     if state != "valid":
         return _link_state_page(state)
     hcp = services.get_hcp(db.session, tok.hcp_id)
-    if request.method == "POST":
+    if request.method == "POST":  # only POST changes anything (HEAD is answered as GET)
         wanted = {(c, p) for c in CONSENT_CHANNELS for p in PURPOSES if request.form.get(f"c:{c}:{p}") == "on"}
         ip, ua = _evidence_ip_ua()
         try:
