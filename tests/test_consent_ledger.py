@@ -33,6 +33,47 @@ def test_ledger_rows_cannot_be_updated_or_deleted(db, factory):
     assert db.get(ConsentEvent, e.id).source == "paper_form"
 
 
+def _copy_over(db, source_id: int, *, new_id: int | None = None, source: str = "import") -> None:
+    """Write a copy of ledger row ``source_id`` (another source) over an existing row, the way each engine allows:
+    SQLite ``INSERT OR REPLACE`` (delete + insert, which fires no DELETE trigger), PostgreSQL
+    ``INSERT ... ON CONFLICT DO UPDATE``."""
+    columns = [c.name for c in ConsentEvent.__table__.columns]
+    select_list = ", ".join(
+        ":new_id" if c == "id" and new_id is not None else ":source" if c == "source" else c for c in columns)
+    params = {"id": source_id, "source": source, "new_id": new_id}
+    names = ", ".join(columns)
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(text(f"INSERT OR REPLACE INTO consent_events ({names}) SELECT {select_list} "
+                        "FROM consent_events WHERE id = :id"), params)
+    else:
+        db.execute(text(f"INSERT INTO consent_events ({names}) SELECT {select_list} FROM consent_events "
+                        "WHERE id = :id ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source"), params)
+
+
+def test_ledger_rows_cannot_be_replaced_by_an_insert(db, factory):
+    hcp = factory.hcp()
+    e = grant(db, hcp)
+    db.flush()
+    with pytest.raises(DatabaseError, match="append-only"), db.begin_nested():
+        _copy_over(db, e.id)
+    db.expire_all()
+    assert db.get(ConsentEvent, e.id).source == "paper_form"
+    if db.get_bind().dialect.name == "sqlite":
+        # REPLACE also deletes a row that conflicts on (source, external_id) under a new id
+        imported = grant(db, hcp, "post", "events", "import", external_id="row-1")
+        with pytest.raises(DatabaseError, match="append-only"), db.begin_nested():
+            db.execute(text("INSERT OR REPLACE INTO consent_events (id, hcp_id, origin_hcp_id, channel, purpose, "
+                            "event_type, occurred_at, recorded_at, source, external_id, captured_by_role) "
+                            "SELECT :new_id, hcp_id, origin_hcp_id, channel, purpose, 'withdrawn', occurred_at, "
+                            "recorded_at, source, external_id, captured_by_role FROM consent_events WHERE id = :id"),
+                       {"id": imported.id, "new_id": imported.id + 1000})
+        db.expire_all()
+        assert db.get(ConsentEvent, imported.id).event_type == "granted"
+        assert db.get(ConsentEvent, imported.id + 1000) is None
+    # an ordinary append still works
+    assert withdraw(db, hcp).event_type == "withdrawn"
+
+
 def test_trigger_sql_exists_for_both_dialects():
     assert any("BEFORE UPDATE" in s for s in trigger_statements("sqlite"))
     assert any("BEFORE DELETE" in s for s in trigger_statements("sqlite"))
