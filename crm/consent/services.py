@@ -19,6 +19,7 @@ import base64
 import binascii
 import calendar
 import hashlib
+import hmac
 import ipaddress
 import json
 from collections import defaultdict
@@ -658,6 +659,40 @@ def evidence_json(evidence: dict[str, str]) -> str:
     return json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# New ledger rows key their evidence digest: a plain SHA-256 of a short value (a paper-form id, a
+# recording id) is recovered by hashing guesses. Rows written before keep ``evidence_hash_scheme`` NULL:
+# a plain SHA-256 (the ledger is append-only, they are not rewritten; only roles that see the
+# evidence itself are shown any hash, so those old digests give nobody anything new).
+EVIDENCE_HASH_SCHEME = "hmac-sha256"
+LEGACY_EVIDENCE_HASH_SCHEME = "sha256"
+
+
+def _evidence_hash_key() -> bytes:
+    """The HMAC key of evidence digests, derived from ``CRM_BLIND_INDEX_KEY`` (a key that is kept for
+    good anyway: the email blind index depends on it) for this one use."""
+    base = current_app.config["CRM_BLIND_INDEX_KEY"].encode()
+    return hmac.new(base, b"pharma-crm/consent-evidence-hash/v1", hashlib.sha256).digest()
+
+
+def evidence_digest(ev_json: str, scheme: str | None) -> str:
+    """The digest of an evidence JSON under ``scheme`` (``None``: the legacy plain SHA-256)."""
+    data = ev_json.encode("utf-8")
+    if scheme is None or scheme == LEGACY_EVIDENCE_HASH_SCHEME:
+        return hashlib.sha256(data).hexdigest()
+    if scheme == EVIDENCE_HASH_SCHEME:
+        return hmac.new(_evidence_hash_key(), data, hashlib.sha256).hexdigest()
+    raise ValueError(f"unknown evidence hash scheme {scheme!r}")
+
+
+def verify_evidence(event: ConsentEvent) -> bool | None:
+    """Does the (decrypted) evidence still match the digest recorded with it? ``None`` when the event
+    holds no evidence or no digest. Callers check ``can_see_consent_evidence`` first."""
+    if not event.evidence or not event.evidence_hash:
+        return None
+    expected = evidence_digest(event.evidence, event.evidence_hash_scheme)  # the JSON exactly as it was hashed
+    return hmac.compare_digest(expected, event.evidence_hash)
+
+
 def read_evidence(event: ConsentEvent) -> dict[str, Any]:
     """Decrypted evidence. Callers check ``can_see_consent_evidence`` and log the read first."""
     return json.loads(event.evidence) if event.evidence else {}
@@ -683,6 +718,7 @@ def _append(
     origin_hcp_id: int | None = None,
     merged_from_event_id: int | None = None,
     evidence_hash: str | None = None,
+    evidence_hash_scheme: str | None = None,
     captured_by_id: int | None = None,
     captured_by_role: str | None = None,
     on_timeline: bool = True,
@@ -693,6 +729,8 @@ def _append(
     ``audited=False`` is for copies made by an HCP merge: the merge's own audit record accounts
     for them (the issue asks for one record per merge) and each copy names its original event."""
     ev_json = evidence_json(evidence) if evidence else None
+    if evidence_hash is None and ev_json is not None:  # a merge copy brings its original's digest and scheme
+        evidence_hash, evidence_hash_scheme = evidence_digest(ev_json, EVIDENCE_HASH_SCHEME), EVIDENCE_HASH_SCHEME
     event = ConsentEvent(
         hcp_id=hcp.id, origin_hcp_id=origin_hcp_id or hcp.id, channel=channel, purpose=purpose,
         event_type=event_type, occurred_at=occurred_at, source=source, external_id=external_id,
@@ -702,7 +740,7 @@ def _append(
         notice_version=notice.version if notice else notice_version,
         notice_text_hash=notice.text_hash if notice else notice_text_hash,
         evidence=ev_json,
-        evidence_hash=evidence_hash or (hashlib.sha256(ev_json.encode()).hexdigest() if ev_json else None),
+        evidence_hash=evidence_hash, evidence_hash_scheme=evidence_hash_scheme if evidence_hash else None,
         valid_until=valid_until, refers_to_event_id=refers_to_event_id,
         merged_from_event_id=merged_from_event_id,
     )
@@ -1011,7 +1049,7 @@ def merge_consents(session: DbSession, actor: Any, survivor_id: int, loser_id: i
             notice_version=e.notice_version, notice_text_hash=e.notice_text_hash,
             valid_until=e.valid_until, origin_hcp_id=e.origin_hcp_id, merged_from_event_id=e.id,
             refers_to_event_id=mapping.get(e.refers_to_event_id) if e.refers_to_event_id else None,
-            evidence_hash=e.evidence_hash, captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
+            evidence_hash=e.evidence_hash, evidence_hash_scheme=e.evidence_hash_scheme, captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
             on_timeline=False, audited=False,
         )
         mapping[e.id] = copy.id

@@ -191,12 +191,16 @@ def ledger(hcp_id: int):
 def ledger_csv(hcp_id: int):
     services.get_hcp(db.session, hcp_id)
     events = services.ledger(db.session, hcp_id)
+    if any(e.evidence for e in events):  # the digests are checked against the decrypted evidence
+        queries.log_evidence_read(db.session, viewer(), hcp_id)
     header = ["event_id", "hcp_id", "occurred_at", "recorded_at", "event", "channel", "purpose", "source",
               "captured_by_role", "notice_version", "notice_text_hash", "valid_until", "refers_to_event_id",
-              "merged_from_event_id", "evidence_hash"]
+              "merged_from_event_id", "evidence_hash", "evidence_hash_scheme", "evidence_verified"]
     rows = [[e.id, e.hcp_id, e.occurred_at, e.recorded_at, e.event_type, e.channel, e.purpose, e.source,
              e.captured_by_role, e.notice_version, e.notice_text_hash, e.valid_until, e.refers_to_event_id,
-             e.merged_from_event_id, e.evidence_hash] for e in events]
+             e.merged_from_event_id, e.evidence_hash,
+             (e.evidence_hash_scheme or services.LEGACY_EVIDENCE_HASH_SCHEME) if e.evidence_hash else "",
+             services.verify_evidence(e)] for e in events]
     return _csv(queries.to_csv(header, rows), f"consent-ledger-hcp-{hcp_id}.csv")
 
 
