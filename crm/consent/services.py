@@ -2,7 +2,8 @@
 
 Rules (SPEC section 7):
 - The ledger is append-only. The state per (channel, purpose) is derived from it: events of one
-  HCP record are folded in ``(occurred_at, id)`` order (the later event wins); a withdrawal may cover
+  HCP record are folded in ``(occurred_at, id)`` order (the later event wins; at the same instant the
+  least permissive event wins, whatever the entry order); a withdrawal may cover
   ``all`` channels and/or ``all`` purposes. When records conflict (an HCP merged from duplicates),
   the least permissive state wins.
 - A granted consent lapses at its ``valid_until`` (validity per purpose, default 24 months); reads treat
@@ -30,6 +31,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, func, select
+from sqlalchemy.orm import aliased
 
 from crm import signals
 from crm.access.policy import require_write
@@ -388,10 +390,21 @@ def _applies(e: ConsentEvent, channel: str, purpose: str) -> bool:
     return e.channel in (channel, ALL) and e.purpose in (purpose, ALL)
 
 
+# Events at the same instant are applied in this order, so the least permissive one is applied last and
+# wins whatever order they were entered in (a withdrawal and a grant at the same second: withdrawn).
+_SAME_INSTANT_ORDER = {"requested": 0, "granted": 1, "confirmed": 2, "expired": 3, "withdrawn": 4}
+
+
+def ledger_order(e: Any) -> tuple[datetime, int, int]:
+    """The order the fold applies events in: by instant; at the same instant, least permissive last;
+    then by entry (id)."""
+    return e.occurred_at, _SAME_INSTANT_ORDER.get(e.event_type, 0), e.id
+
+
 def _fold_record(events: Iterable[ConsentEvent], at: datetime | None) -> _Fold:
-    """The state of one HCP record for one pair: events in (occurred_at, id) order, the later wins."""
+    """The state of one HCP record for one pair: events in ``ledger_order``, the later wins."""
     f = _Fold()
-    for e in sorted(events, key=lambda x: (x.occurred_at, x.id)):
+    for e in sorted(events, key=ledger_order):
         if at is not None and e.occurred_at > at:
             break
         kind = e.event_type
@@ -540,6 +553,23 @@ def _decide(state: str, event_ids: tuple[int, ...], valid_until: datetime | None
     return ContactDecision(state == "granted", rule, event_ids, state, reason, at, valid_until)
 
 
+def _cited(last_event_id: int | None, event_type: str | None, refers_to: int | None, referred_type: str | None,
+           referred_refers_to: int | None) -> tuple[int, ...]:
+    """The events a stored state rests on, as the fold lists them: a confirmation with its request; an
+    expiry with the grant it ended (and that grant's request, when it was a confirmation)."""
+    if not last_event_id:
+        return ()
+    if event_type == "confirmed" and refers_to:
+        return refers_to, last_event_id
+    if event_type == "expired" and refers_to:
+        if referred_type == "confirmed" and referred_refers_to:
+            return referred_refers_to, refers_to, last_event_id
+        return refers_to, last_event_id
+    return (last_event_id,)
+
+
+# How far back "now" is still read from the derived table (a performance choice only: both reads give
+# the same answer).
 _NOW_SLACK = timedelta(seconds=1)
 _EVENT_COLUMNS = (ConsentEvent.id, ConsentEvent.hcp_id, ConsentEvent.origin_hcp_id, ConsentEvent.channel,
                   ConsentEvent.purpose, ConsentEvent.event_type, ConsentEvent.occurred_at, ConsentEvent.recorded_at,
@@ -600,29 +630,44 @@ def can_contact_many_with(
     values: dict[int, tuple[Any, ...]] = {}
     if at >= now - _NOW_SLACK:
         # The pair's state from ``consent_states``, kept in step with the ledger in the same transaction
-        # as every append: no fold needed for "now". (``since`` and ``source`` are no part of a decision.)
+        # as every append: no fold needed for "now". It answers for ``at`` only when the state was reached
+        # by then (``since <= at``: nothing later changed it); an HCP whose state changed after ``at`` (an
+        # instant a moment ago) is folded from the ledger. The events cited are those the fold cites, so
+        # the answer does not depend on which of the two reads it came from.
+        referred = aliased(ConsentEvent)
         query = (select(HCP.id, HCP.status, HCP.merged_into_id, ConsentState.state, ConsentState.valid_until,
-                        ConsentState.last_event_id, ConsentEvent.event_type, ConsentEvent.refers_to_event_id, *columns)
+                        ConsentState.last_event_id, ConsentState.since, ConsentEvent.event_type,
+                        ConsentEvent.refers_to_event_id, referred.event_type, referred.refers_to_event_id, *columns)
                  .outerjoin(ConsentState, and_(ConsentState.hcp_id == HCP.id, ConsentState.channel == channel,
                                                ConsentState.purpose == purpose))
-                 .outerjoin(ConsentEvent, ConsentEvent.id == ConsentState.last_event_id))
+                 .outerjoin(ConsentEvent, ConsentEvent.id == ConsentState.last_event_id)
+                 .outerjoin(referred, referred.id == ConsentEvent.refers_to_event_id))
+        changed_since: list[int] = []
         # The ids travel as one parameter (crm.db.among): no IN list of thousands to render and parse.
         for r in session.execute(query.where(among(session, HCP.id, ids))):
             # Unpacked by position: a row's attribute lookup by name costs more than the rest of the loop.
-            hcp_id, status, merged_into_id, state, valid_until, last_event_id, event_type, request_id = r[:8]
+            (hcp_id, status, merged_into_id, state, valid_until, last_event_id, since, event_type, refers_to,
+             referred_type, referred_refers_to) = r[:11]
             decision = closed(status, merged_into_id)
             if decision is None:
                 if state is None:
                     decision = no_consent
+                elif since is not None and since > at:
+                    changed_since.append(hcp_id)
+                    decision = no_consent  # replaced below by the ledger's answer at ``at``
                 else:
-                    event_ids: tuple[int, ...] = (last_event_id,) if last_event_id else ()
-                    if event_type == "confirmed" and request_id:  # the request and its confirmation
-                        event_ids = (request_id, *event_ids)
+                    event_ids = _cited(last_event_id, event_type, refers_to, referred_type, referred_refers_to)
                     # granted past its validity, read before the expiry job ran, is expired (effective())
                     decision = _decide(_effective(state, valid_until, at), event_ids, valid_until, at)
             found[hcp_id] = decision
             if extra:
-                values[hcp_id] = r[8:]
+                values[hcp_id] = r[11:]
+        if changed_since:
+            states = _states_at(session, changed_since, channel, purpose, at)
+            for hcp_id in changed_since:
+                ps = states.get(hcp_id)
+                found[hcp_id] = no_consent if ps is None else _decide(effective(ps, at), ps.event_ids,
+                                                                      ps.valid_until, at)
     else:
         rows = session.execute(select(HCP.id, HCP.status, HCP.merged_into_id, *columns)
                                .where(among(session, HCP.id, ids))).all()
@@ -882,7 +927,7 @@ def request_still_open(session: DbSession, request: ConsentEvent) -> bool:
         ConsentEvent.channel.in_([request.channel, ALL]), ConsentEvent.purpose.in_([request.purpose, ALL]),
         ConsentEvent.id != request.id))
     for e in later:
-        if (e.occurred_at, e.id) > (request.occurred_at, request.id) or e.refers_to_event_id == request.id:
+        if ledger_order(e) > ledger_order(request) or e.refers_to_event_id == request.id:
             return False
     return True
 
