@@ -22,6 +22,7 @@ from tests.campaigns_support import (
     email_consent,
     make_campaign,
     make_template,
+    unsubscribe_url,
     viewer_of,
 )
 
@@ -211,7 +212,9 @@ def test_send_reports_sent_and_skipped_and_mails_carry_the_headers(app, api, db,
                                   "detail": "No consent for this purpose by email"}]
     assert campaign_mails(outbox(app), without.email) == []
     (mail,) = campaign_mails(outbox(app), consented.email)
-    assert mail["List-Unsubscribe"].startswith("<") and "/consent/unsubscribe/" in mail["List-Unsubscribe"]
+    url = unsubscribe_url(mail)
+    assert mail["List-Unsubscribe"] == f"<{url}>, <mailto:{app.config['CRM_UNSUBSCRIBE_MAILTO']}?subject=unsubscribe>"
+    assert "/consent/unsubscribe/" in url
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert json.loads(mail["X-SMTPAPI"]) == {"unique_args": {"hcp_id": str(consented.id),
                                                              "campaign_id": str(campaign["id"])}}
@@ -219,7 +222,7 @@ def test_send_reports_sent_and_skipped_and_mails_carry_the_headers(app, api, db,
     message = db.scalar(select(CampaignMessage).where(CampaignMessage.hcp_id == consented.id))
     assert message.status == "sent" and message.message_id == mail["Message-ID"]
     text = mail.get_body(preferencelist=("plain",)).get_content()
-    assert mail["List-Unsubscribe"].strip("<>") in text  # the footer link, for people without a one-click client
+    assert url in text  # the footer link, for people without a one-click client
     skipped = db.scalar(select(CampaignMessage).where(CampaignMessage.hcp_id == without.id))
     assert (skipped.status, skipped.reason) == ("skipped", "no-consent")
 
@@ -269,7 +272,7 @@ def test_an_unsubscribe_between_creation_and_send_is_honoured(app, api, client, 
     api(people["marketer"]).post(f"/api/v1/campaigns/{earlier['id']}/send")
     (mail,) = campaign_mails(outbox(app), hcp.email)
     # the HCP's mail client sends the RFC 8058 one-click POST to the List-Unsubscribe URL
-    url = mail["List-Unsubscribe"].strip("<>")
+    url = unsubscribe_url(mail)
     path = url.split("://", 1)[1].split("/", 1)[1]
     resp = client.post("/" + path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 200

@@ -103,7 +103,8 @@ def test_unsubscribe_rfc8058_one_click(client, db, factory):
     grant(db, hcp, "email", "events", "web_form")
     headers = services.unsubscribe_headers(db, hcp.id, "events", "campaign:7")
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    url = headers["List-Unsubscribe"].strip("<>")
+    url, mailto = (u.strip().strip("<>") for u in headers["List-Unsubscribe"].split(","))
+    assert mailto == "mailto:unsubscribe@pharma.example?subject=unsubscribe"
     path = url[url.index("/consent/"):]
     assert client.get(path).status_code == 200
     assert services.can_contact(db, hcp.id, "email", "events").allowed

@@ -973,11 +973,19 @@ def unsubscribe(session: DbSession, token: ConsentToken, *, everything: bool, ip
     return event
 
 
-def unsubscribe_headers(session: DbSession, hcp_id: int, purpose: str, reference: str) -> dict[str, str]:
-    """RFC 8058 one-click unsubscribe headers for one outgoing mail (campaigns, invitations, surveys)."""
+def unsubscribe_link(session: DbSession, hcp_id: int, purpose: str, reference: str) -> tuple[str, dict[str, str]]:
+    """A fresh unsubscribe link for one outgoing mail (tied to ``reference``, e.g. ``campaign:12``) and the
+    mail's RFC 2369 / RFC 8058 headers: ``List-Unsubscribe: <https://...>, <mailto:...>`` (the one-click
+    HTTPS link first, then the mailbox ``CRM_UNSUBSCRIBE_MAILTO``) and ``List-Unsubscribe-Post``."""
     raw = tokens.issue(session, "unsubscribe", hcp_id, channel="email", consent_purpose=purpose, reference=reference)
     url = public_url("consent_public.unsubscribe", token=raw)
-    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    mailto = f"mailto:{current_app.config['CRM_UNSUBSCRIBE_MAILTO']}?subject=unsubscribe"
+    return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def unsubscribe_headers(session: DbSession, hcp_id: int, purpose: str, reference: str) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for one outgoing mail (campaigns, invitations, surveys)."""
+    return unsubscribe_link(session, hcp_id, purpose, reference)[1]
 
 
 def save_preferences(session: DbSession, token: ConsentToken, wanted: set[tuple[str, str]], *,
