@@ -87,3 +87,16 @@ consent_confirmation_requested = _signals.signal(
     :param purpose: the consent purpose being confirmed
     """,
 )
+
+unsubscribed_by_link = _signals.signal(
+    "unsubscribed-by-link",
+    doc="""Sent by ``crm.consent.services.unsubscribe`` after an HCP unsubscribed through the CRM's own link
+    (a POST: the page's button or an RFC 8058 one-click). Campaigns listen, to count it in the funnel of
+    the campaign whose mail carried the link.
+
+    :param sender: the ``withdrawn`` ``ConsentEvent``
+    :param session: the SQLAlchemy session (its transaction is still open)
+    :param hcp_id: the HCP who unsubscribed (the record that took the withdrawal)
+    :param reference: what sent the link, e.g. ``campaign:12`` or ``event-invitation:3`` (may be ``None``)
+    """,
+)

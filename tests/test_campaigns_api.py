@@ -435,3 +435,49 @@ def test_templates_are_kept_per_version(db, people):
     versions = services.template_versions(db, t.name)
     assert [(v.version, v.status) for v in versions] == [(2, "draft"), (1, "approved")]
     assert db.scalar(select(func.count()).select_from(EmailTemplate).where(EmailTemplate.name == t.name)) == 2
+
+
+def test_funnel_counts_unsubscribes_through_the_crms_own_link_once_per_recipient(app, api, client, db, factory,
+                                                                                  people):
+    a, b, c = factory.hcp(), factory.hcp(), factory.hcp()
+    for h in (a, b, c):
+        email_consent(db, h)
+    t = make_template(db, people["marketer"], people["compliance"])
+    campaign = _create(api, people["marketer"], t.id, [a.id, b.id, c.id])
+    other = _create(api, people["marketer"], t.id, [c.id], name="Other news")
+    api(people["marketer"]).post(f"/api/v1/campaigns/{campaign['id']}/send")
+
+    def one_click(mail):
+        path = "/" + unsubscribe_url(mail).split("://", 1)[1].split("/", 1)[1]
+        assert client.get(path).status_code == 200  # opening the page counts for nothing
+        resp = client.post(path, data="List-Unsubscribe=One-Click",
+                           content_type="application/x-www-form-urlencoded")
+        assert resp.status_code == 200
+
+    (mail_a,) = campaign_mails(outbox(app), a.email)
+    (mail_b,) = campaign_mails(outbox(app), b.email)
+    one_click(mail_a)
+    funnel = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}").get_json()["funnel"]
+    assert funnel["unsubscribed"] == 1
+    # the platform reports A's unsubscribe too, and B's: each recipient counts once
+    tied = {"campaign_id": campaign["id"]}
+    api(people["marketer"]).post("/api/v1/integrations/email/events", json=[
+        {"sg_event_id": "u-1", "event": "unsubscribe", "timestamp": 1767000000, "hcp_id": a.id, **tied},
+        {"sg_event_id": "u-2", "event": "group_unsubscribe", "timestamp": 1767000100, "hcp_id": b.id, **tied},
+    ])
+    one_click(mail_b)  # B also used the link: still once
+    funnel = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}").get_json()["funnel"]
+    assert funnel["unsubscribed"] == 2 and funnel["sent"] == 3
+    recipients = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}/recipients").get_json()
+    assert {i["hcp_id"]: "unsubscribe" in i["events"] for i in recipients["items"]} == {a.id: True, b.id: True,
+                                                                                          c.id: False}
+    # a link from another sender (an event invitation) counts in no campaign's funnel
+    from crm.consent import services as consent
+
+    url, _ = consent.unsubscribe_link(db, c.id, "promotional", "event-invitation:1")
+    client.post("/" + url.split("://", 1)[1].split("/", 1)[1], data="List-Unsubscribe=One-Click",
+                content_type="application/x-www-form-urlencoded")
+    assert not consent.can_contact(db, c.id, "email", "promotional").allowed
+    funnel = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}").get_json()["funnel"]
+    assert funnel["unsubscribed"] == 2
+    assert api(people["marketer"]).get(f"/api/v1/campaigns/{other['id']}").get_json()["funnel"]["unsubscribed"] == 0

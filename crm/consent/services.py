@@ -970,6 +970,7 @@ def unsubscribe(session: DbSession, token: ConsentToken, *, everything: bool, ip
         evidence["reference"] = token.reference
     event, _ = withdraw_consent(session, None, hcp, token.channel or "email", purpose, "email_link",
                                 evidence=evidence)
+    signals.unsubscribed_by_link.send(event, session=session, hcp_id=event.hcp_id, reference=token.reference)
     return event
 
 
