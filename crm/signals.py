@@ -100,3 +100,18 @@ unsubscribed_by_link = _signals.signal(
     :param reference: what sent the link, e.g. ``campaign:12`` or ``event-invitation:3`` (may be ``None``)
     """,
 )
+
+data_export_requested = _signals.signal(
+    "data-export-requested",
+    doc="""Sent by ``crm.consent.services.request_data_export`` when an HCP asked, from the preference
+    centre, for a copy of their data: a mail with a short-lived, single-use download link must reach the
+    address on file, after the commit. The email adapter listens.
+
+    :param sender: the HCP's id
+    :param session: the SQLAlchemy session (mail is handed over with ``crm.db.on_commit``)
+    :param to: the HCP's email address on file
+    :param name: the HCP's name for the greeting
+    :param download_url: the signed single-use link to the download page
+    :param expires_at: when the link stops working (UTC)
+    """,
+)

@@ -644,10 +644,11 @@ def can_contact_many_with(
                  .outerjoin(referred, referred.id == ConsentEvent.refers_to_event_id))
         changed_since: list[int] = []
         # The ids travel as one parameter (crm.db.among): no IN list of thousands to render and parse.
-        for r in session.execute(query.where(among(session, HCP.id, ids))):
+        row: Any
+        for row in session.execute(query.where(among(session, HCP.id, ids))):
             # Unpacked by position: a row's attribute lookup by name costs more than the rest of the loop.
             (hcp_id, status, merged_into_id, state, valid_until, last_event_id, since, event_type, refers_to,
-             referred_type, referred_refers_to) = r[:11]
+             referred_type, referred_refers_to) = row[:11]
             decision = closed(status, merged_into_id)
             if decision is None:
                 if state is None:
@@ -661,7 +662,7 @@ def can_contact_many_with(
                     decision = _decide(_effective(state, valid_until, at), event_ids, valid_until, at)
             found[hcp_id] = decision
             if extra:
-                values[hcp_id] = r[11:]
+                values[hcp_id] = row[11:]
         if changed_since:
             states = _states_at(session, changed_since, channel, purpose, at)
             for hcp_id in changed_since:
@@ -989,6 +990,62 @@ def unsubscribe_headers(session: DbSession, hcp_id: int, purpose: str, reference
     return unsubscribe_link(session, hcp_id, purpose, reference)[1]
 
 
+@dataclass(frozen=True)
+class DataExportRequest:
+    """What became of an HCP's "send me my data": ``sent`` (a fresh link went to ``address``, masked),
+    ``already-sent`` (a link mailed within the link's lifetime is still open), ``no-address``."""
+
+    outcome: str
+    address: str | None = None
+    minutes: int = 0
+
+
+def request_data_export(session: DbSession, token: ConsentToken) -> DataExportRequest:
+    """The HCP asked, from the preference centre, for a copy of their data. The preference link may have
+    been forwarded, so the download is never handed to whoever holds it: a fresh, single-use link,
+    valid ``CRM_DATA_EXPORT_LINK_MINUTES``, goes to the address on file (after the commit). While such a
+    link is open, asking again sends nothing more (no mail flood from a forwarded link)."""
+    from crm.access.policy import mask_email
+
+    hcp = get_hcp(session, token.hcp_id)
+    _check_hcp_open(hcp)
+    minutes = int(current_app.config["CRM_DATA_EXPORT_LINK_MINUTES"])
+    if not hcp.email:
+        return DataExportRequest("no-address", None, minutes)
+    masked = mask_email(hcp.email)
+    now = utcnow()
+    open_link = session.scalar(select(ConsentToken.id).where(
+        ConsentToken.hcp_id == hcp.id, ConsentToken.purpose == "data_export", ConsentToken.used_at.is_(None),
+        ConsentToken.expires_at > now).limit(1))
+    if open_link is not None:
+        return DataExportRequest("already-sent", masked, minutes)
+    ttl = timedelta(minutes=minutes)
+    raw = tokens.issue(session, "data_export", hcp.id, reference=f"token:{token.id}", ttl=ttl)
+    audit.record(session, None, "hcp.data_export_link", "hcp", hcp.id,
+                 audit.created({"sent_to": "address on file", "valid_minutes": minutes}),
+                 reason="data-subject request from the preference centre")
+    signals.data_export_requested.send(
+        hcp.id, session=session, to=hcp.email, name=hcp.full_name,
+        download_url=public_url("consent_public.my_data", token=raw), expires_at=now + ttl)
+    return DataExportRequest("sent", masked, minutes)
+
+
+def download_data_export(session: DbSession, token: ConsentToken) -> tuple[HCP, dict[str, Any]]:
+    """The HCP pressed *Download* on the page of the mailed link: the link is used up and the
+    data-subject answer (``crm.consent.subject_access``) is returned. Audited."""
+    from crm.consent.subject_access import subject_access_export
+
+    hcp = get_hcp(session, token.hcp_id)
+    _check_hcp_open(hcp)
+    if not tokens.consume(session, token):
+        raise LinkNoLongerValid("This link has already been used.")
+    document = subject_access_export(session, hcp)
+    audit.record(session, None, "hcp.data_subject_download", "hcp", hcp.id,
+                 {"sections": {k: len(v) for k, v in document.items() if isinstance(v, list)}},
+                 reason="data-subject request through the mailed link")
+    return hcp, document
+
+
 def save_preferences(session: DbSession, token: ConsentToken, wanted: set[tuple[str, str]], *,
                      ip_address: str | None, user_agent: str | None, language: str = "en") -> tuple[str, list[str]]:
     """The HCP's own choices from the preference centre: a grant or withdrawal per changed pair
@@ -1103,7 +1160,8 @@ def merge_consents(session: DbSession, actor: Any, survivor_id: int, loser_id: i
             notice_version=e.notice_version, notice_text_hash=e.notice_text_hash,
             valid_until=e.valid_until, origin_hcp_id=e.origin_hcp_id, merged_from_event_id=e.id,
             refers_to_event_id=mapping.get(e.refers_to_event_id) if e.refers_to_event_id else None,
-            evidence_hash=e.evidence_hash, evidence_hash_scheme=e.evidence_hash_scheme, captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
+            evidence_hash=e.evidence_hash, evidence_hash_scheme=e.evidence_hash_scheme,
+            captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
             on_timeline=False, audited=False,
         )
         mapping[e.id] = copy.id

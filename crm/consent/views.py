@@ -26,7 +26,6 @@ from crm.consent.models import ALL, CONSENT_CHANNELS, LEDGER_SOURCES, PURPOSES, 
 from crm.db import utcnow
 from crm.errors import Invalid
 from crm.extensions import csrf, db
-from crm.hcps.export import export_hcp
 from crm.hcps.models import Territory
 
 public_bp = Blueprint("consent_public", __name__, url_prefix="/consent")
@@ -134,16 +133,40 @@ def preferences(token: str):
                            saved=request.args.get("saved"))
 
 
-@public_bp.post("/preferences/<token>/download")
+@public_bp.post("/preferences/<token>/my-data")
 @csrf.exempt
-def preferences_download(token: str):
-    """What the company holds about the HCP, as JSON (a POST, so link-following crawlers never fetch it)."""
+def request_my_data(token: str):
+    """"Send me my data": the preference link may have been forwarded, so nothing is downloaded here; a
+    fresh, short-lived, single-use link goes to the HCP's address on file."""
     tok, state = _open(token, "preferences")
     if state != "valid":
         return _link_state_page(state)
-    hcp = services.get_hcp(db.session, tok.hcp_id)
-    data = export_hcp(db.session, None, hcp)  # the same data-subject export as `crm hcps export` (audited)
-    resp = Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json")
+    result = services.request_data_export(db.session, tok)
+    if result.outcome == "no-address":
+        text = ("We hold no email address for you, so we cannot send you the link. Please contact us and we will "
+                "answer your request another way.")
+    else:
+        text = (f"We have sent a link to {result.address}. It works once, for {result.minutes} minutes. "
+                + ("A link sent a moment ago is still valid: please use that one. " if result.outcome == "already-sent"
+                   else "") + "If the address is no longer yours, please contact us.")
+    return render_template("consent/public/done.html", title="Check your email", text=text,
+                           preferences_url=url_for(".preferences", token=token))
+
+
+@public_bp.route("/my-data/<token>", methods=["GET", "POST"])
+@csrf.exempt
+def my_data(token: str):
+    """The link mailed to the HCP: GET (and HEAD) shows a button; the POST downloads, once."""
+    tok, state = _open(token, "data_export")
+    if state != "valid":
+        return _link_state_page(state)
+    if request.method != "POST":
+        return render_template("consent/public/my_data.html", token=token)
+    try:
+        hcp, document = services.download_data_export(db.session, tok)
+    except services.LinkNoLongerValid as exc:
+        return _link_state_page("used", exc.detail)
+    resp = Response(json.dumps(document, indent=2, ensure_ascii=False), mimetype="application/json")
     resp.headers["Content-Disposition"] = f'attachment; filename="my-data-{hcp.id}.json"'
     resp.headers["Cache-Control"] = "no-store"
     return resp

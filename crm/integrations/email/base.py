@@ -48,13 +48,15 @@ class _UriListHeader(UnstructuredHeader):
     @classmethod
     def parse(cls, value: str, kwds: dict[str, Any]) -> None:
         if not value.isascii():
-            raise ValueError(f"{kwds.get('name', 'header')} must be ASCII (a list of <URI>s)")
+            raise ValueError("List-Unsubscribe must be ASCII (a list of <URI>s)")
         super().parse(value, kwds)
 
     def fold(self, *, policy: Policy) -> str:
+        # ``name`` comes from BaseHeader, which the registry mixes in when it builds the header class.
+        name: str = self.name  # type: ignore[attr-defined]
         uris = [u.strip() for u in str(self).split(">,")]
         parts = [u if u.endswith(">") else u + ">" for u in uris[:-1]] + uris[-1:]
-        lines, line = [], f"{self.name}: {parts[0]}"
+        lines, line = [], f"{name}: {parts[0]}"
         for part in parts[1:]:
             if len(line) + len(part) + 2 > 998:
                 lines.append(line + ",")
@@ -63,13 +65,13 @@ class _UriListHeader(UnstructuredHeader):
                 line += ", " + part
         lines.append(line)
         if any(len(x) > 998 for x in lines):
-            raise ValueError(f"{self.name}: a URI longer than a header line may be")
-        return policy.linesep.join(lines) + policy.linesep  # type: ignore[attr-defined]
+            raise ValueError(f"{name}: a URI longer than a header line may be")
+        return policy.linesep.join(lines) + policy.linesep
 
 
 def _headers() -> HeaderRegistry:
     registry = HeaderRegistry()
-    registry.map_to_type("list-unsubscribe", _UriListHeader)
+    registry.map_to_type("list-unsubscribe", _UriListHeader)  # type: ignore[arg-type]  # BaseHeader mixed in
     return registry
 
 
