@@ -591,3 +591,12 @@ def test_an_instant_just_before_a_change_is_answered_as_it_was(db, factory, monk
     assert many[hcp.id] == services.can_contact(db, hcp.id, "phone", "events",
                                                 w.occurred_at - timedelta(milliseconds=1))
     assert many[hcp.id].allowed
+
+
+def test_merge_copies_keep_the_evidence_digest_and_its_scheme(db, factory):
+    survivor, loser = factory.hcp(), factory.hcp()
+    original = grant(db, loser, "post", "events", "paper_form")
+    services.merge_consents(db, None, survivor.id, loser.id)
+    copy = db.query(ConsentEvent).filter_by(hcp_id=survivor.id, merged_from_event_id=original.id).one()
+    assert (copy.evidence_hash, copy.evidence_hash_scheme) == (original.evidence_hash, "hmac-sha256")
+    assert services.verify_evidence(copy) is True

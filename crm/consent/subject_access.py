@@ -57,8 +57,7 @@ def _v(value: Any) -> Any:
 def how_to_ask() -> str:
     company = current_app.config.get("CRM_COMPANY_NAME") or "the company"
     return (f"To receive the content of a restricted record, or if anything here is wrong, write to the data "
-            f"protection officer of {company} (reply to the email that brought you this link) and name the "
-            "record's date and category.")
+            f"protection officer of {company} and name the record's date and category.")
 
 
 def _profile(hcp: HCP) -> dict[str, Any]:
