@@ -38,6 +38,7 @@ def register_config(app: Flask, overrides: dict[str, Any] | None) -> None:
 def register_extensions(app: Flask) -> None:
     from crm import models  # noqa: F401  (every model registered on the metadata)
     from crm.auth.context import register_login
+    from crm.campaigns import listeners as _campaign_listeners  # noqa: F401  (signal receivers)
     from crm.consent import listeners as _consent_listeners  # noqa: F401  (signal receivers)
     from crm.db import harden_engine
     from crm.extensions import csrf, db, migrate

@@ -193,13 +193,22 @@ def _consent_settings(env: dict[str, str], production: bool) -> dict[str, Any]:
     months = _number(env, "CRM_CONSENT_VALIDITY_MONTHS", "24", int)
     if months < 1:
         raise ConfigError("CRM_CONSENT_VALIDITY_MONTHS must be at least 1")
+    mail_from = env.get("CRM_MAIL_FROM", "").strip() or "Pharma CRM <no-reply@pharma.example>"
+    # The mailto: of List-Unsubscribe (RFC 2369): a mailbox someone reads and records as withdrawals.
+    mailto = env.get("CRM_UNSUBSCRIBE_MAILTO", "").strip() or \
+        f"unsubscribe@{mail_from.rpartition('@')[2].strip('> ') or 'pharma.example'}"
+    if not mailto.isascii() or any(c in mailto for c in ' <>,"\r\n') or mailto.count("@") != 1:
+        raise ConfigError("CRM_UNSUBSCRIBE_MAILTO must be a plain ASCII email address")
     return {
         "CRM_DOUBLE_OPT_IN": _flag(env, "CRM_DOUBLE_OPT_IN", "true"),
         "CRM_CONSENT_VALIDITY_MONTHS": {p: months for p in
                                         ("promotional", "medical_information", "events", "market_research")},
         "CRM_CONSENT_TOKEN_DAYS": {"confirm": 7, "unsubscribe": 365, "preferences": 30},
+        # the data-subject download link mailed to the HCP's own address: short-lived, single use
+        "CRM_DATA_EXPORT_LINK_MINUTES": _number(env, "CRM_DATA_EXPORT_LINK_MINUTES", "30", int) or 30,
         "CRM_PUBLIC_URL": public_url,
-        "CRM_MAIL_FROM": env.get("CRM_MAIL_FROM", "").strip() or "Pharma CRM <no-reply@pharma.example>",
+        "CRM_MAIL_FROM": mail_from,
+        "CRM_UNSUBSCRIBE_MAILTO": mailto,
     }
 
 

@@ -87,3 +87,31 @@ consent_confirmation_requested = _signals.signal(
     :param purpose: the consent purpose being confirmed
     """,
 )
+
+unsubscribed_by_link = _signals.signal(
+    "unsubscribed-by-link",
+    doc="""Sent by ``crm.consent.services.unsubscribe`` after an HCP unsubscribed through the CRM's own link
+    (a POST: the page's button or an RFC 8058 one-click). Campaigns listen, to count it in the funnel of
+    the campaign whose mail carried the link.
+
+    :param sender: the ``withdrawn`` ``ConsentEvent``
+    :param session: the SQLAlchemy session (its transaction is still open)
+    :param hcp_id: the HCP who unsubscribed (the record that took the withdrawal)
+    :param reference: what sent the link, e.g. ``campaign:12`` or ``event-invitation:3`` (may be ``None``)
+    """,
+)
+
+data_export_requested = _signals.signal(
+    "data-export-requested",
+    doc="""Sent by ``crm.consent.services.request_data_export`` when an HCP asked, from the preference
+    centre, for a copy of their data: a mail with a short-lived, single-use download link must reach the
+    address on file, after the commit. The email adapter listens.
+
+    :param sender: the HCP's id
+    :param session: the SQLAlchemy session (mail is handed over with ``crm.db.on_commit``)
+    :param to: the HCP's email address on file
+    :param name: the HCP's name for the greeting
+    :param download_url: the signed single-use link to the download page
+    :param expires_at: when the link stops working (UTC)
+    """,
+)

@@ -74,3 +74,10 @@ def campaign_mails(outbox: Any, address: str) -> list[Any]:
     from tests.consent_support import mails_to
 
     return [m for m in mails_to(outbox, address) if m["X-SMTPAPI"] is not None]
+
+
+def unsubscribe_url(mail: Any) -> str:
+    """The one-click HTTPS link of a mail's ``List-Unsubscribe: <https://...>, <mailto:...>``."""
+    uris = [u.strip().strip("<>") for u in mail["List-Unsubscribe"].split(",")]
+    [url] = [u for u in uris if u.startswith(("http://", "https://"))]
+    return url

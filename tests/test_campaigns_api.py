@@ -22,6 +22,7 @@ from tests.campaigns_support import (
     email_consent,
     make_campaign,
     make_template,
+    unsubscribe_url,
     viewer_of,
 )
 
@@ -211,7 +212,9 @@ def test_send_reports_sent_and_skipped_and_mails_carry_the_headers(app, api, db,
                                   "detail": "No consent for this purpose by email"}]
     assert campaign_mails(outbox(app), without.email) == []
     (mail,) = campaign_mails(outbox(app), consented.email)
-    assert mail["List-Unsubscribe"].startswith("<") and "/consent/unsubscribe/" in mail["List-Unsubscribe"]
+    url = unsubscribe_url(mail)
+    assert mail["List-Unsubscribe"] == f"<{url}>, <mailto:{app.config['CRM_UNSUBSCRIBE_MAILTO']}?subject=unsubscribe>"
+    assert "/consent/unsubscribe/" in url
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert json.loads(mail["X-SMTPAPI"]) == {"unique_args": {"hcp_id": str(consented.id),
                                                              "campaign_id": str(campaign["id"])}}
@@ -219,7 +222,7 @@ def test_send_reports_sent_and_skipped_and_mails_carry_the_headers(app, api, db,
     message = db.scalar(select(CampaignMessage).where(CampaignMessage.hcp_id == consented.id))
     assert message.status == "sent" and message.message_id == mail["Message-ID"]
     text = mail.get_body(preferencelist=("plain",)).get_content()
-    assert mail["List-Unsubscribe"].strip("<>") in text  # the footer link, for people without a one-click client
+    assert url in text  # the footer link, for people without a one-click client
     skipped = db.scalar(select(CampaignMessage).where(CampaignMessage.hcp_id == without.id))
     assert (skipped.status, skipped.reason) == ("skipped", "no-consent")
 
@@ -269,7 +272,7 @@ def test_an_unsubscribe_between_creation_and_send_is_honoured(app, api, client, 
     api(people["marketer"]).post(f"/api/v1/campaigns/{earlier['id']}/send")
     (mail,) = campaign_mails(outbox(app), hcp.email)
     # the HCP's mail client sends the RFC 8058 one-click POST to the List-Unsubscribe URL
-    url = mail["List-Unsubscribe"].strip("<>")
+    url = unsubscribe_url(mail)
     path = url.split("://", 1)[1].split("/", 1)[1]
     resp = client.post("/" + path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 200
@@ -432,3 +435,49 @@ def test_templates_are_kept_per_version(db, people):
     versions = services.template_versions(db, t.name)
     assert [(v.version, v.status) for v in versions] == [(2, "draft"), (1, "approved")]
     assert db.scalar(select(func.count()).select_from(EmailTemplate).where(EmailTemplate.name == t.name)) == 2
+
+
+def test_funnel_counts_unsubscribes_through_the_crms_own_link_once_per_recipient(app, api, client, db, factory,
+                                                                                  people):
+    a, b, c = factory.hcp(), factory.hcp(), factory.hcp()
+    for h in (a, b, c):
+        email_consent(db, h)
+    t = make_template(db, people["marketer"], people["compliance"])
+    campaign = _create(api, people["marketer"], t.id, [a.id, b.id, c.id])
+    other = _create(api, people["marketer"], t.id, [c.id], name="Other news")
+    api(people["marketer"]).post(f"/api/v1/campaigns/{campaign['id']}/send")
+
+    def one_click(mail):
+        path = "/" + unsubscribe_url(mail).split("://", 1)[1].split("/", 1)[1]
+        assert client.get(path).status_code == 200  # opening the page counts for nothing
+        resp = client.post(path, data="List-Unsubscribe=One-Click",
+                           content_type="application/x-www-form-urlencoded")
+        assert resp.status_code == 200
+
+    (mail_a,) = campaign_mails(outbox(app), a.email)
+    (mail_b,) = campaign_mails(outbox(app), b.email)
+    one_click(mail_a)
+    funnel = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}").get_json()["funnel"]
+    assert funnel["unsubscribed"] == 1
+    # the platform reports A's unsubscribe too, and B's: each recipient counts once
+    tied = {"campaign_id": campaign["id"]}
+    api(people["marketer"]).post("/api/v1/integrations/email/events", json=[
+        {"sg_event_id": "u-1", "event": "unsubscribe", "timestamp": 1767000000, "hcp_id": a.id, **tied},
+        {"sg_event_id": "u-2", "event": "group_unsubscribe", "timestamp": 1767000100, "hcp_id": b.id, **tied},
+    ])
+    one_click(mail_b)  # B also used the link: still once
+    funnel = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}").get_json()["funnel"]
+    assert funnel["unsubscribed"] == 2 and funnel["sent"] == 3
+    recipients = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}/recipients").get_json()
+    assert {i["hcp_id"]: "unsubscribe" in i["events"] for i in recipients["items"]} == {a.id: True, b.id: True,
+                                                                                          c.id: False}
+    # a link from another sender (an event invitation) counts in no campaign's funnel
+    from crm.consent import services as consent
+
+    url, _ = consent.unsubscribe_link(db, c.id, "promotional", "event-invitation:1")
+    client.post("/" + url.split("://", 1)[1].split("/", 1)[1], data="List-Unsubscribe=One-Click",
+                content_type="application/x-www-form-urlencoded")
+    assert not consent.can_contact(db, c.id, "email", "promotional").allowed
+    funnel = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign['id']}").get_json()["funnel"]
+    assert funnel["unsubscribed"] == 2
+    assert api(people["marketer"]).get(f"/api/v1/campaigns/{other['id']}").get_json()["funnel"]["unsubscribed"] == 0

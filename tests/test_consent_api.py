@@ -264,3 +264,49 @@ def test_merge_copies_keep_the_loser_visible(db, factory):
     grant(db, loser, "post", "events")
     services.merge_consents(db, None, survivor.id, loser.id)
     assert services.can_contact(db, survivor.id, "post", "events").allowed
+
+
+def test_evidence_hash_is_keyed_and_shown_only_where_evidence_is(api, setup, db):
+    """A paper-form id is short: an unkeyed SHA-256 of the evidence let anyone who saw the digest recover
+    it by hashing guesses. The digest is keyed, and shown (with its check) only to compliance and admin."""
+    import hashlib
+
+    hcp, notice, users = setup
+    e = grant(db, hcp, "post", "events", "paper_form", notice=notice)
+    plain = hashlib.sha256(services.evidence_json(EVIDENCE["paper_form"]).encode()).hexdigest()
+    assert e.evidence_hash and e.evidence_hash != plain and e.evidence_hash_scheme == "hmac-sha256"
+    for role in ROLES:
+        resp = api(users[role]).get(f"/api/v1/hcps/{hcp.id}/consents/history")
+        body = resp.get_data(as_text=True)
+        event = next(i for i in resp.get_json()["items"] if i["id"] == e.id)
+        assert plain not in body, role
+        if role in ("compliance", "admin"):
+            assert event["evidence_hash"] == e.evidence_hash and event["evidence_hash_scheme"] == "hmac-sha256"
+            assert event["evidence_verified"] is True
+        else:
+            assert e.evidence_hash not in body, role
+            assert event["evidence_hash"] is None and event["evidence_hash_scheme"] is None, role
+            assert event["evidence_verified"] is None, role
+
+
+def test_old_unkeyed_evidence_hashes_are_shown_as_such_and_still_verify(api, setup, db):
+    """Rows written before the keyed digest keep their plain SHA-256 (the ledger is append-only): compliance
+    sees the scheme and can still check the evidence against it; a digest that does not match says so."""
+    import hashlib
+
+    hcp, notice, users = setup
+    ev = services.evidence_json({"form_id": "PF-1"})
+    old = services._append(db, None, hcp, channel="post", purpose="events", event_type="granted",
+                           occurred_at=services.utcnow(), source="paper_form", evidence={"form_id": "PF-1"},
+                           notice=notice, evidence_hash=hashlib.sha256(ev.encode()).hexdigest())
+    bad = services._append(db, None, hcp, channel="post", purpose="market_research", event_type="granted",
+                           occurred_at=services.utcnow(), source="paper_form", evidence={"form_id": "PF-2"},
+                           notice=notice, evidence_hash="0" * 64, evidence_hash_scheme="hmac-sha256")
+    assert old.evidence_hash_scheme is None
+    items = {i["id"]: i for i in api(users["compliance"]).get(
+        f"/api/v1/hcps/{hcp.id}/consents/history").get_json()["items"]}
+    assert items[old.id]["evidence_hash_scheme"] == "sha256" and items[old.id]["evidence_verified"] is True
+    assert items[bad.id]["evidence_hash_scheme"] == "hmac-sha256" and items[bad.id]["evidence_verified"] is False
+    marketer = {i["id"]: i for i in api(users["marketer"]).get(
+        f"/api/v1/hcps/{hcp.id}/consents/history").get_json()["items"]}
+    assert marketer[old.id]["evidence_hash"] is None and marketer[old.id]["evidence_verified"] is None

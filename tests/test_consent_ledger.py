@@ -33,6 +33,47 @@ def test_ledger_rows_cannot_be_updated_or_deleted(db, factory):
     assert db.get(ConsentEvent, e.id).source == "paper_form"
 
 
+def _copy_over(db, source_id: int, *, new_id: int | None = None, source: str = "import") -> None:
+    """Write a copy of ledger row ``source_id`` (another source) over an existing row, the way each engine allows:
+    SQLite ``INSERT OR REPLACE`` (delete + insert, which fires no DELETE trigger), PostgreSQL
+    ``INSERT ... ON CONFLICT DO UPDATE``."""
+    columns = [c.name for c in ConsentEvent.__table__.columns]
+    select_list = ", ".join(
+        ":new_id" if c == "id" and new_id is not None else ":source" if c == "source" else c for c in columns)
+    params = {"id": source_id, "source": source, "new_id": new_id}
+    names = ", ".join(columns)
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(text(f"INSERT OR REPLACE INTO consent_events ({names}) SELECT {select_list} "
+                        "FROM consent_events WHERE id = :id"), params)
+    else:
+        db.execute(text(f"INSERT INTO consent_events ({names}) SELECT {select_list} FROM consent_events "
+                        "WHERE id = :id ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source"), params)
+
+
+def test_ledger_rows_cannot_be_replaced_by_an_insert(db, factory):
+    hcp = factory.hcp()
+    e = grant(db, hcp)
+    db.flush()
+    with pytest.raises(DatabaseError, match="append-only"), db.begin_nested():
+        _copy_over(db, e.id)
+    db.expire_all()
+    assert db.get(ConsentEvent, e.id).source == "paper_form"
+    if db.get_bind().dialect.name == "sqlite":
+        # REPLACE also deletes a row that conflicts on (source, external_id) under a new id
+        imported = grant(db, hcp, "post", "events", "import", external_id="row-1")
+        with pytest.raises(DatabaseError, match="append-only"), db.begin_nested():
+            db.execute(text("INSERT OR REPLACE INTO consent_events (id, hcp_id, origin_hcp_id, channel, purpose, "
+                            "event_type, occurred_at, recorded_at, source, external_id, captured_by_role) "
+                            "SELECT :new_id, hcp_id, origin_hcp_id, channel, purpose, 'withdrawn', occurred_at, "
+                            "recorded_at, source, external_id, captured_by_role FROM consent_events WHERE id = :id"),
+                       {"id": imported.id, "new_id": imported.id + 1000})
+        db.expire_all()
+        assert db.get(ConsentEvent, imported.id).event_type == "granted"
+        assert db.get(ConsentEvent, imported.id + 1000) is None
+    # an ordinary append still works
+    assert withdraw(db, hcp).event_type == "withdrawn"
+
+
 def test_trigger_sql_exists_for_both_dialects():
     assert any("BEFORE UPDATE" in s for s in trigger_statements("sqlite"))
     assert any("BEFORE DELETE" in s for s in trigger_statements("sqlite"))
@@ -404,14 +445,16 @@ def test_replayed_external_id_returns_the_first_event(db, factory):
     assert db.query(ConsentEvent).filter_by(hcp_id=hcp.id).count() == 1
 
 
-def test_ties_in_occurred_at_resolve_by_id(db, factory):
+def test_ties_in_occurred_at_resolve_least_permissive_not_by_entry_order(db, factory):
     hcp = factory.hcp()
     at = utc(2026, 1, 1, 10)
     grant(db, hcp, "phone", "events", occurred_at=at)
     withdraw(db, hcp, "phone", "events", occurred_at=at)
     assert services.can_contact(db, hcp.id, "phone", "events", at).state == "withdrawn"
-    grant(db, hcp, "phone", "events", occurred_at=at)
-    assert services.can_contact(db, hcp.id, "phone", "events", at).state == "granted"
+    grant(db, hcp, "phone", "events", occurred_at=at)  # entered later, same instant: the "no" still wins
+    assert services.can_contact(db, hcp.id, "phone", "events", at).state == "withdrawn"
+    grant(db, hcp, "phone", "events", occurred_at=at + timedelta(seconds=1))  # a later instant does win
+    assert services.can_contact(db, hcp.id, "phone", "events", at + timedelta(seconds=1)).state == "granted"
 
 
 def test_add_months_clamps_to_month_end():
@@ -466,3 +509,94 @@ def test_concurrent_grant_and_withdraw_both_recorded_state_follows_the_later(com
         assert not services.can_contact(_db.session, hcp_id, "phone", "events", later).allowed
         assert services.can_contact(_db.session, hcp_id, "phone", "events", earlier).allowed
         _db.session.remove()
+
+
+# -- same instant, and "now" versus an instant a moment ago ----------------------------------------------
+
+def test_same_instant_conflict_least_permissive_wins_whatever_the_entry_order(db, factory):
+    at = utc(2026, 3, 1, 9)
+    first, second = factory.hcp(), factory.hcp()
+    # entered withdrawal first, grant second (the grant has the higher id)
+    w1 = withdraw(db, first, "phone", "events", occurred_at=at)
+    grant(db, first, "phone", "events", occurred_at=at)
+    # entered grant first, withdrawal second
+    grant(db, second, "phone", "events", occurred_at=at)
+    w2 = withdraw(db, second, "phone", "events", occurred_at=at)
+    for hcp, w in ((first, w1), (second, w2)):
+        assert db.get(ConsentState, (hcp.id, "phone", "events")).state == "withdrawn"
+        assert {(s.channel, s.purpose): s.state for s in services.state_at(db, hcp.id, at)}[("phone", "events")] \
+            == "withdrawn"
+        for when in (at, at + timedelta(days=1), None):
+            d = services.can_contact(db, hcp.id, "phone", "events", when)
+            assert not d.allowed and d.rule == "consent-withdrawn" and d.evidence_event_ids == (w.id,), when
+    # a withdrawal of everything at the same instant as a specific grant wins as well
+    third = factory.hcp()
+    w3 = withdraw(db, third, "all", "all", occurred_at=at)
+    grant(db, third, "phone", "events", occurred_at=at)
+    assert services.can_contact(db, third.id, "phone", "events", at).evidence_event_ids == (w3.id,)
+    assert not services.can_contact(db, third.id, "phone", "events").allowed
+
+
+def test_a_confirmation_link_is_overtaken_by_a_withdrawal_at_the_same_instant(db, factory):
+    hcp = factory.hcp()
+    at = utcnow() - timedelta(minutes=1)
+    withdraw(db, hcp, "email", "promotional", "call_centre", occurred_at=at)
+    request = grant(db, hcp, "email", "promotional", "paper_form", occurred_at=at)
+    assert request.event_type == "requested"
+    assert not services.request_still_open(db, request)
+    token = db.query(tokens.ConsentToken).filter_by(hcp_id=hcp.id, purpose="confirm").one()
+    with pytest.raises(services.LinkNoLongerValid):
+        services.confirm(db, token, ip_address="198.51.100.7", user_agent="Mail/1.0")
+
+
+def _frozen_now(monkeypatch, now):
+    monkeypatch.setattr(services, "utcnow", lambda: now)
+
+
+def test_the_evidence_cited_does_not_depend_on_how_close_to_now_the_instant_is(app, db, factory, monkeypatch):
+    """``can_contact`` reads "now" from the derived table and a past instant from the ledger: both must cite
+    the same events (an expiry cites the grant it ended, a confirmation its request)."""
+    hcp = factory.hcp()
+    app.config["CRM_DOUBLE_OPT_IN"] = False
+    try:
+        g = grant(db, hcp, "email", "events", occurred_at=utcnow() - timedelta(days=800))
+    finally:
+        app.config["CRM_DOUBLE_OPT_IN"] = True
+    assert services.expire_due(db) == 1
+    expired = db.query(ConsentEvent).filter_by(hcp_id=hcp.id, event_type="expired").one()
+    req = grant(db, hcp, "email", "promotional")
+    token = db.query(tokens.ConsentToken).filter_by(hcp_id=hcp.id, purpose="confirm").one()
+    confirmed = services.confirm(db, token, ip_address="198.51.100.7", user_agent="Mail/1.0")
+    now = confirmed.occurred_at + timedelta(minutes=5)
+    _frozen_now(monkeypatch, now)
+    for purpose, expected in (("events", (g.id, expired.id)), ("promotional", (req.id, confirmed.id))):
+        answers = {offset: services.can_contact(db, hcp.id, "email", purpose, now - timedelta(seconds=offset))
+                   for offset in (0, 0.5, 1.5, 60)}
+        assert {o: d.evidence_event_ids for o, d in answers.items()} == dict.fromkeys(answers, expected), purpose
+        assert len({(d.allowed, d.rule, d.state, d.valid_until) for d in answers.values()}) == 1, purpose
+
+
+def test_an_instant_just_before_a_change_is_answered_as_it_was(db, factory, monkeypatch):
+    """An instant a fraction of a second ago is answered from the ledger as it stood then, not from the
+    derived table, which already holds a later change."""
+    hcp = factory.hcp()
+    g = grant(db, hcp, "phone", "events", occurred_at=utcnow() - timedelta(days=1))
+    w = withdraw(db, hcp, "phone", "events", occurred_at=utcnow())
+    _frozen_now(monkeypatch, w.occurred_at + timedelta(milliseconds=300))
+    before = services.can_contact(db, hcp.id, "phone", "events", w.occurred_at - timedelta(milliseconds=200))
+    assert before.allowed and before.evidence_event_ids == (g.id,)
+    after = services.can_contact(db, hcp.id, "phone", "events", w.occurred_at)
+    assert not after.allowed and after.evidence_event_ids == (w.id,)
+    many = services.can_contact_many(db, [hcp.id], "phone", "events", w.occurred_at - timedelta(milliseconds=1))
+    assert many[hcp.id] == services.can_contact(db, hcp.id, "phone", "events",
+                                                w.occurred_at - timedelta(milliseconds=1))
+    assert many[hcp.id].allowed
+
+
+def test_merge_copies_keep_the_evidence_digest_and_its_scheme(db, factory):
+    survivor, loser = factory.hcp(), factory.hcp()
+    original = grant(db, loser, "post", "events", "paper_form")
+    services.merge_consents(db, None, survivor.id, loser.id)
+    copy = db.query(ConsentEvent).filter_by(hcp_id=survivor.id, merged_from_event_id=original.id).one()
+    assert (copy.evidence_hash, copy.evidence_hash_scheme) == (original.evidence_hash, "hmac-sha256")
+    assert services.verify_evidence(copy) is True

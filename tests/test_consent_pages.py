@@ -103,7 +103,8 @@ def test_unsubscribe_rfc8058_one_click(client, db, factory):
     grant(db, hcp, "email", "events", "web_form")
     headers = services.unsubscribe_headers(db, hcp.id, "events", "campaign:7")
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    url = headers["List-Unsubscribe"].strip("<>")
+    url, mailto = (u.strip().strip("<>") for u in headers["List-Unsubscribe"].split(","))
+    assert mailto == "mailto:unsubscribe@pharma.example?subject=unsubscribe"
     path = url[url.index("/consent/"):]
     assert client.get(path).status_code == 200
     assert services.can_contact(db, hcp.id, "email", "events").allowed
@@ -151,11 +152,10 @@ def test_preference_centre_shows_changes_and_downloads(client, db, factory, app)
     # the old link is spent; the fresh one works
     assert client.post(f"/consent/preferences/{raw}", data={}).status_code == 410
     assert client.get(f"/consent/preferences/{fresh}").status_code == 200
-    download = client.post(f"/consent/preferences/{fresh}/download")
-    assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
-    data = json.loads(download.get_data(as_text=True))
-    assert data["profile"]["email"] == hcp.email and len(data["records"]["consent_events"]) == 4
-    assert client.get(f"/consent/preferences/{fresh}/download").status_code == 405
+    # the preference link downloads nothing itself (it may have been forwarded): no direct download route
+    for method in (client.post, client.get):
+        resp = method(f"/consent/preferences/{fresh}/download")
+        assert resp.status_code in (404, 405) and hcp.email not in resp.get_data(as_text=True)
 
 
 def test_erased_hcp_links_stop_working(client, db, requested):
@@ -303,3 +303,146 @@ def test_public_pages_need_no_login_but_staff_pages_do(client, db, factory):
     assert client.get(f"/hcps/{hcp.id}/consents").status_code == 302
     raw = tokens.issue(db, "preferences", hcp.id, reference="x")
     assert client.get(f"/consent/preferences/{raw}").status_code == 200
+
+
+def test_head_requests_change_nothing(client, db, factory, requested):
+    """Only POST changes consent: a HEAD (a link checker, a mail scanner) is answered like GET."""
+    hcp, raw = requested
+    resp = client.head(f"/consent/confirm/{raw}")
+    assert resp.status_code == 200
+    assert _events(db, hcp) == ["requested"]
+    assert services.can_contact(db, hcp.id, "email", "promotional").rule == "double-opt-in-pending"
+    other = factory.hcp()
+    grant(db, other, "email", "events", "web_form")
+    unsub = tokens.issue(db, "unsubscribe", other.id, channel="email", consent_purpose="events", reference="c:1")
+    assert client.head(f"/consent/unsubscribe/{unsub}").status_code == 200
+    assert services.can_contact(db, other.id, "email", "events").allowed
+    prefs = tokens.issue(db, "preferences", other.id, reference="x")
+    assert client.head(f"/consent/preferences/{prefs}").status_code == 200
+    assert _events(db, other) == ["granted"]
+    # the links stay usable: nothing was consumed
+    for raw_token in (raw, unsub, prefs):
+        assert db.query(ConsentToken).filter_by(token_hash=tokens.token_hash(raw_token)).one().used_at is None
+    # and an unknown method is refused rather than taken for a POST
+    assert client.put(f"/consent/unsubscribe/{unsub}").status_code == 405
+    assert services.can_contact(db, other.id, "email", "events").allowed
+
+
+# -- the data-subject download: a fresh, short-lived link mailed to the address on file -------------------
+
+def _download_links(app, hcp):
+    return [link_token(m, "my-data") for m in mails_to(app.config["CRM_OUTBOX_DIR"], hcp.email)
+            if "copy of the data" in m["Subject"]]
+
+
+def test_a_forwarded_preference_link_gets_no_data_only_a_mail_to_the_address_on_file(client, db, factory, app):
+    hcp = factory.hcp()
+    grant(db, hcp, "post", "events", "paper_form")
+    prefs = tokens.issue(db, "preferences", hcp.id, reference="campaign:1")
+    asked = client.post(f"/consent/preferences/{prefs}/my-data", headers={"User-Agent": "Forwardee/1"})
+    body = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and asked.mimetype == "text/html"
+    assert hcp.email not in body and hcp.last_name not in body  # the page names the address masked only
+    from crm.access.policy import mask_email
+
+    assert mask_email(hcp.email) in body
+    [raw] = _download_links(app, hcp)
+    assert db.query(ConsentToken).filter_by(token_hash=tokens.token_hash(raw)).one().purpose == "data_export"
+    # asking again while the link is open mails nothing more
+    assert client.post(f"/consent/preferences/{prefs}/my-data").status_code == 200
+    assert len(_download_links(app, hcp)) == 1
+    # the mailed link: GET and HEAD show a page and use nothing up; the POST downloads, once
+    for method in (client.get, client.head):
+        page = method(f"/consent/my-data/{raw}")
+        assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "Download my data" in client.get(f"/consent/my-data/{raw}").get_data(as_text=True)
+    download = client.post(f"/consent/my-data/{raw}")
+    assert download.status_code == 200 and download.mimetype == "application/json"
+    assert "attachment" in download.headers["Content-Disposition"]
+    assert download.headers["Cache-Control"] == "no-store"
+    data = json.loads(download.get_data(as_text=True))
+    assert data["format"] == "pharma-crm/data-subject-access/1" and data["you"]["email"] == hcp.email
+    again = client.post(f"/consent/my-data/{raw}")
+    assert again.status_code == 410 and hcp.email not in again.get_data(as_text=True)
+    # once used, a new request sends a new link
+    client.post(f"/consent/preferences/{prefs}/my-data")
+    assert len(_download_links(app, hcp)) == 2
+    # a preference token is not a download token, and the reverse
+    assert client.post(f"/consent/my-data/{prefs}").status_code == 404
+    assert client.get(f"/consent/preferences/{_download_links(app, hcp)[1]}").status_code == 404
+
+
+def test_the_download_link_is_short_lived(client, db, factory, app):
+    hcp = factory.hcp()
+    prefs = tokens.issue(db, "preferences", hcp.id, reference="x")
+    app.config["CRM_DATA_EXPORT_LINK_MINUTES"] = 30
+    client.post(f"/consent/preferences/{prefs}/my-data")
+    [raw] = _download_links(app, hcp)
+    tok = db.query(ConsentToken).filter_by(token_hash=tokens.token_hash(raw)).one()
+    assert timedelta(minutes=29) < tok.expires_at - tok.created_at <= timedelta(minutes=30)
+    tok.expires_at = utcnow() - timedelta(seconds=1)
+    db.flush()
+    resp = client.post(f"/consent/my-data/{raw}")
+    assert resp.status_code == 410 and "expired" in resp.get_data(as_text=True)
+    # an expired link no longer blocks a new request
+    client.post(f"/consent/preferences/{prefs}/my-data")
+    assert len(_download_links(app, hcp)) == 2
+
+
+def test_no_address_on_file_no_mail(client, db, factory, app):
+    hcp = factory.hcp(email=None)
+    prefs = tokens.issue(db, "preferences", hcp.id, reference="x")
+    resp = client.post(f"/consent/preferences/{prefs}/my-data")
+    assert resp.status_code == 200 and "no email address" in resp.get_data(as_text=True)
+    assert db.query(ConsentToken).filter_by(hcp_id=hcp.id, purpose="data_export").count() == 0
+
+
+def test_the_download_holds_what_an_art_15_answer_holds(client, db, factory, app):
+    """Own data, consents and ledger, own timeline; no staff ids or names, no other HCP, no internal note,
+    and no medical or pharmacovigilance narrative, only that such a record exists and how to ask for it."""
+    from crm.timeline.services import record_interaction
+
+    t = factory.territory()
+    hcp, colleague = factory.hcp(t), factory.hcp(t)
+    rep = factory.user("field_rep", [t])
+    agent = factory.user("call_centre")
+    grant(db, hcp, "visit", "events", "visit", actor=rep, evidence={"signature": PNG, "note": "Rep-only remark"})
+    grant(db, hcp, "post", "events", "paper_form")
+    record_interaction(db, rep, hcp_ids=[hcp.id, colleague.id], occurred_at=utc(2026, 3, 2, 9), channel="visit",
+                       kind="visit.submitted", summary=f"Round table with {colleague.full_name}: notes",
+                       safe_summary="Visit (in person)", products=["CARDIOZOL-10"])
+    record_interaction(db, agent, hcp_ids=[hcp.id], occurred_at=utc(2026, 3, 3, 9), channel="call_centre",
+                       kind="call_centre.adverse_event", sensitivity="pv",
+                       summary="Patient reported severe rash after Cardiozol", safe_summary="Adverse event report")
+    record_interaction(db, agent, hcp_ids=[hcp.id], occurred_at=utc(2026, 3, 4, 9), channel="call_centre",
+                       kind="call_centre.medical_inquiry", sensitivity="medical",
+                       summary="Asks about off-label dosing in renal failure", safe_summary="Medical inquiry")
+    prefs = tokens.issue(db, "preferences", hcp.id, reference="x")
+    client.post(f"/consent/preferences/{prefs}/my-data")
+    [raw] = _download_links(app, hcp)
+    text = client.post(f"/consent/my-data/{raw}").get_data(as_text=True)
+    data = json.loads(text)
+    # the HCP's own data, consent and ledger (with the evidence captured from them)
+    assert data["you"]["first_name"] == hcp.first_name and data["you"]["email"] == hcp.email
+    assert data["you"]["territory"] == t.name
+    assert {(c["channel"], c["purpose"], c["state"]) for c in data["consents"]["current"]} >= \
+        {("visit", "events", "granted"), ("post", "events", "granted")}
+    visit_grant = next(e for e in data["consents"]["history"] if e["source"] == "visit")
+    assert visit_grant["captured_by_role"] == "field_rep" and visit_grant["evidence"] == {"signature": PNG}
+    assert "Rep-only remark" not in text
+    # the timeline: standard items with their shareable summary; restricted ones by date and category only
+    by_kind = {i["kind"]: i for i in data["interactions"]}
+    assert by_kind["visit.submitted"]["summary"] == "Visit (in person)"
+    assert by_kind["visit.submitted"]["products"] == ["CARDIOZOL-10"]
+    assert by_kind["visit.submitted"]["department"] == "field_rep"
+    pv = by_kind["call_centre.adverse_event"]
+    assert pv["restricted"].startswith("pharmacovigilance") and "summary" not in pv and "data protection" in \
+        pv["statement"]
+    assert by_kind["call_centre.medical_inquiry"]["restricted"] == "medical information"
+    assert data["restricted_records"] == 2
+    for secret in ("severe rash", "off-label", "Adverse event report", "Medical inquiry", colleague.first_name,
+                   colleague.last_name, colleague.email, rep.name, rep.email, agent.name, agent.email, "notes"):
+        assert secret not in text, secret
+    for key in ("owner_id", "captured_by_id", "viewer_id", "created_by_id", "evidence_hash", "token_hash",
+                "email_bidx", "hcp_id"):
+        assert f'"{key}"' not in text, key

@@ -43,7 +43,7 @@ def test_upgrade_empty_database_to_head_and_models_agree():
                 triggers = set(conn.execute(text(
                     "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'consent_events'"
                 )).scalars())
-                assert {"consent_events_no_update", "consent_events_no_delete"} <= triggers
+                assert {"consent_events_no_update", "consent_events_no_delete", "consent_events_no_replace"} <= triggers
         # and they go back down cleanly
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}

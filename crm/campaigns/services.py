@@ -404,7 +404,7 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
 
 def _build_mails(session: DbSession, campaign: Campaign, template: EmailTemplate, hcps: list[HCP]) -> list[Any]:
     """Each recipient's mail, rendered now (inside the transaction, with its own unsubscribe link)."""
-    from crm.consent.services import unsubscribe_headers
+    from crm.consent.services import unsubscribe_link
     from crm.integrations.email import EmailMessage
 
     if not hcps:
@@ -413,8 +413,7 @@ def _build_mails(session: DbSession, campaign: Campaign, template: EmailTemplate
     domain = _mail_domain()
     out = []
     for hcp in hcps:
-        headers = unsubscribe_headers(session, hcp.id, template.purpose, f"campaign:{campaign.id}")
-        url = headers["List-Unsubscribe"].strip("<>")
+        url, headers = unsubscribe_link(session, hcp.id, template.purpose, f"campaign:{campaign.id}")
         rendered = compiled.render(hcp_context(hcp), url)
         headers["X-SMTPAPI"] = json.dumps(
             {"unique_args": {"hcp_id": str(hcp.id), "campaign_id": str(campaign.id)}}, separators=(",", ":"))

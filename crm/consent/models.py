@@ -26,7 +26,8 @@ LEDGER_SOURCES = ("visit", "web_form", "email_link", "call_centre", "paper_form"
 SYSTEM_SOURCE = "system"
 STATES = ("none", "pending", "granted", "withdrawn", "expired")
 NOTICE_STATUSES = ("draft", "active", "retired")
-TOKEN_PURPOSES = ("confirm", "unsubscribe", "preferences")
+# ``data_export``: the short-lived link mailed to the HCP's own address for the data-subject download.
+TOKEN_PURPOSES = ("confirm", "unsubscribe", "preferences", "data_export")
 
 
 class Notice(Base):
@@ -80,8 +81,12 @@ class ConsentEvent(Base):
     notice_text_hash: Mapped[str | None] = mapped_column(String(64))
     # Signature, form id, recording id, IP address, user agent... as JSON, encrypted at rest.
     evidence: Mapped[str | None] = mapped_column(EncryptedString("consent_events.evidence"))
-    # SHA-256 of the evidence JSON: proof of what was captured that survives key loss.
+    # A digest of the evidence JSON: proof of what was captured that survives the loss of the encryption keys.
     evidence_hash: Mapped[str | None] = mapped_column(String(64))
+    # How ``evidence_hash`` was computed: ``hmac-sha256`` (keyed, so that a short evidence value such as a
+    # paper-form id cannot be recovered by hashing guesses); NULL on rows written before the keyed hash
+    # (a plain SHA-256; such rows are kept as they are, the ledger being append-only).
+    evidence_hash_scheme: Mapped[str | None] = mapped_column(String(20))
     # For granted/confirmed: until when the consent holds (validity per purpose at capture time).
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # confirmed -> its requested event; expired -> the grant that lapsed.
@@ -115,7 +120,7 @@ class ConsentToken(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    purpose: Mapped[str] = mapped_column(String(20), nullable=False)  # confirm | unsubscribe | preferences
+    purpose: Mapped[str] = mapped_column(String(20), nullable=False)  # one of TOKEN_PURPOSES
     hcp_id: Mapped[int] = mapped_column(ForeignKey("hcps.id"), nullable=False, index=True)
     channel: Mapped[str | None] = mapped_column(String(20))
     consent_purpose: Mapped[str | None] = mapped_column(String(30))

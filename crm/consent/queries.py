@@ -16,7 +16,14 @@ from crm.access.policy import Viewer, can_see_consent_evidence
 from crm.auth.models import User
 from crm.consent.listeners import needed_consent
 from crm.consent.models import ConsentEvent, ConsentReview, ConsentState
-from crm.consent.services import PAIRS, ContactDecision, PairState, read_evidence
+from crm.consent.services import (
+    LEGACY_EVIDENCE_HASH_SCHEME,
+    PAIRS,
+    ContactDecision,
+    PairState,
+    read_evidence,
+    verify_evidence,
+)
 from crm.db import DbSession, utcnow
 from crm.hcps.models import HCP, Territory
 from crm.reports import csv_safe, to_csv  # noqa: F401  (used by the consent views)
@@ -55,7 +62,14 @@ def serialize_events(session: DbSession, viewer: Viewer, events: Sequence[Consen
             "notice_version": e.notice_version, "notice_text_hash": e.notice_text_hash,
             "valid_until": e.valid_until, "refers_to_event_id": e.refers_to_event_id,
             "merged_from_event_id": e.merged_from_event_id, "origin_hcp_id": e.origin_hcp_id,
-            "evidence_fields": sorted(evidence), "evidence_hash": e.evidence_hash,
+            "evidence_fields": sorted(evidence),
+            # The digest is proof for those who may see what it proves: shown, with its scheme and whether
+            # the evidence still matches it, only where the evidence is shown (an unkeyed digest of a
+            # short form id would otherwise give the id away to anyone who hashes guesses).
+            "evidence_hash": e.evidence_hash if decision.allowed else None,
+            "evidence_hash_scheme": (e.evidence_hash_scheme or LEGACY_EVIDENCE_HASH_SCHEME)
+            if decision.allowed and e.evidence_hash else None,
+            "evidence_verified": verify_evidence(e) if decision.allowed else None,
             "evidence": evidence if decision.allowed else None,
             "evidence_visible": decision.allowed, "evidence_rule": decision.rule,
         })

@@ -48,7 +48,13 @@ class ConsentEventSchema(Schema):
     merged_from_event_id = fields.Integer(allow_none=True)
     origin_hcp_id = fields.Integer()
     evidence_fields = fields.List(fields.String())
-    evidence_hash = fields.String(allow_none=True)
+    evidence_hash = fields.String(allow_none=True, metadata={
+        "description": "digest of the evidence (compliance and admin only); see evidence_hash_scheme"})
+    evidence_hash_scheme = fields.String(allow_none=True, metadata={
+        "description": "hmac-sha256 (keyed) or sha256 (events recorded before the keyed digest); "
+                       "compliance and admin only"})
+    evidence_verified = fields.Boolean(allow_none=True, metadata={
+        "description": "the evidence still matches its digest (compliance and admin only; null without evidence)"})
     evidence = fields.Dict(allow_none=True, metadata={"description": "compliance and admin only"})
     evidence_visible = fields.Boolean()
     evidence_rule = fields.String()

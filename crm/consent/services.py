@@ -2,7 +2,8 @@
 
 Rules (SPEC section 7):
 - The ledger is append-only. The state per (channel, purpose) is derived from it: events of one
-  HCP record are folded in ``(occurred_at, id)`` order (the later event wins); a withdrawal may cover
+  HCP record are folded in ``(occurred_at, id)`` order (the later event wins; at the same instant the
+  least permissive event wins, whatever the entry order); a withdrawal may cover
   ``all`` channels and/or ``all`` purposes. When records conflict (an HCP merged from duplicates),
   the least permissive state wins.
 - A granted consent lapses at its ``valid_until`` (validity per purpose, default 24 months); reads treat
@@ -19,6 +20,7 @@ import base64
 import binascii
 import calendar
 import hashlib
+import hmac
 import ipaddress
 import json
 from collections import defaultdict
@@ -29,6 +31,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, func, select
+from sqlalchemy.orm import aliased
 
 from crm import signals
 from crm.access.policy import require_write
@@ -387,10 +390,21 @@ def _applies(e: ConsentEvent, channel: str, purpose: str) -> bool:
     return e.channel in (channel, ALL) and e.purpose in (purpose, ALL)
 
 
+# Events at the same instant are applied in this order, so the least permissive one is applied last and
+# wins whatever order they were entered in (a withdrawal and a grant at the same second: withdrawn).
+_SAME_INSTANT_ORDER = {"requested": 0, "granted": 1, "confirmed": 2, "expired": 3, "withdrawn": 4}
+
+
+def ledger_order(e: Any) -> tuple[datetime, int, int]:
+    """The order the fold applies events in: by instant; at the same instant, least permissive last;
+    then by entry (id)."""
+    return e.occurred_at, _SAME_INSTANT_ORDER.get(e.event_type, 0), e.id
+
+
 def _fold_record(events: Iterable[ConsentEvent], at: datetime | None) -> _Fold:
-    """The state of one HCP record for one pair: events in (occurred_at, id) order, the later wins."""
+    """The state of one HCP record for one pair: events in ``ledger_order``, the later wins."""
     f = _Fold()
-    for e in sorted(events, key=lambda x: (x.occurred_at, x.id)):
+    for e in sorted(events, key=ledger_order):
         if at is not None and e.occurred_at > at:
             break
         kind = e.event_type
@@ -539,6 +553,23 @@ def _decide(state: str, event_ids: tuple[int, ...], valid_until: datetime | None
     return ContactDecision(state == "granted", rule, event_ids, state, reason, at, valid_until)
 
 
+def _cited(last_event_id: int | None, event_type: str | None, refers_to: int | None, referred_type: str | None,
+           referred_refers_to: int | None) -> tuple[int, ...]:
+    """The events a stored state rests on, as the fold lists them: a confirmation with its request; an
+    expiry with the grant it ended (and that grant's request, when it was a confirmation)."""
+    if not last_event_id:
+        return ()
+    if event_type == "confirmed" and refers_to:
+        return refers_to, last_event_id
+    if event_type == "expired" and refers_to:
+        if referred_type == "confirmed" and referred_refers_to:
+            return referred_refers_to, refers_to, last_event_id
+        return refers_to, last_event_id
+    return (last_event_id,)
+
+
+# How far back "now" is still read from the derived table (a performance choice only: both reads give
+# the same answer).
 _NOW_SLACK = timedelta(seconds=1)
 _EVENT_COLUMNS = (ConsentEvent.id, ConsentEvent.hcp_id, ConsentEvent.origin_hcp_id, ConsentEvent.channel,
                   ConsentEvent.purpose, ConsentEvent.event_type, ConsentEvent.occurred_at, ConsentEvent.recorded_at,
@@ -599,29 +630,45 @@ def can_contact_many_with(
     values: dict[int, tuple[Any, ...]] = {}
     if at >= now - _NOW_SLACK:
         # The pair's state from ``consent_states``, kept in step with the ledger in the same transaction
-        # as every append: no fold needed for "now". (``since`` and ``source`` are no part of a decision.)
+        # as every append: no fold needed for "now". It answers for ``at`` only when the state was reached
+        # by then (``since <= at``: nothing later changed it); an HCP whose state changed after ``at`` (an
+        # instant a moment ago) is folded from the ledger. The events cited are those the fold cites, so
+        # the answer does not depend on which of the two reads it came from.
+        referred = aliased(ConsentEvent)
         query = (select(HCP.id, HCP.status, HCP.merged_into_id, ConsentState.state, ConsentState.valid_until,
-                        ConsentState.last_event_id, ConsentEvent.event_type, ConsentEvent.refers_to_event_id, *columns)
+                        ConsentState.last_event_id, ConsentState.since, ConsentEvent.event_type,
+                        ConsentEvent.refers_to_event_id, referred.event_type, referred.refers_to_event_id, *columns)
                  .outerjoin(ConsentState, and_(ConsentState.hcp_id == HCP.id, ConsentState.channel == channel,
                                                ConsentState.purpose == purpose))
-                 .outerjoin(ConsentEvent, ConsentEvent.id == ConsentState.last_event_id))
+                 .outerjoin(ConsentEvent, ConsentEvent.id == ConsentState.last_event_id)
+                 .outerjoin(referred, referred.id == ConsentEvent.refers_to_event_id))
+        changed_since: list[int] = []
         # The ids travel as one parameter (crm.db.among): no IN list of thousands to render and parse.
-        for r in session.execute(query.where(among(session, HCP.id, ids))):
+        row: Any
+        for row in session.execute(query.where(among(session, HCP.id, ids))):
             # Unpacked by position: a row's attribute lookup by name costs more than the rest of the loop.
-            hcp_id, status, merged_into_id, state, valid_until, last_event_id, event_type, request_id = r[:8]
+            (hcp_id, status, merged_into_id, state, valid_until, last_event_id, since, event_type, refers_to,
+             referred_type, referred_refers_to) = row[:11]
             decision = closed(status, merged_into_id)
             if decision is None:
                 if state is None:
                     decision = no_consent
+                elif since is not None and since > at:
+                    changed_since.append(hcp_id)
+                    decision = no_consent  # replaced below by the ledger's answer at ``at``
                 else:
-                    event_ids: tuple[int, ...] = (last_event_id,) if last_event_id else ()
-                    if event_type == "confirmed" and request_id:  # the request and its confirmation
-                        event_ids = (request_id, *event_ids)
+                    event_ids = _cited(last_event_id, event_type, refers_to, referred_type, referred_refers_to)
                     # granted past its validity, read before the expiry job ran, is expired (effective())
                     decision = _decide(_effective(state, valid_until, at), event_ids, valid_until, at)
             found[hcp_id] = decision
             if extra:
-                values[hcp_id] = r[8:]
+                values[hcp_id] = row[11:]
+        if changed_since:
+            states = _states_at(session, changed_since, channel, purpose, at)
+            for hcp_id in changed_since:
+                ps = states.get(hcp_id)
+                found[hcp_id] = no_consent if ps is None else _decide(effective(ps, at), ps.event_ids,
+                                                                      ps.valid_until, at)
     else:
         rows = session.execute(select(HCP.id, HCP.status, HCP.merged_into_id, *columns)
                                .where(among(session, HCP.id, ids))).all()
@@ -658,6 +705,40 @@ def evidence_json(evidence: dict[str, str]) -> str:
     return json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# New ledger rows key their evidence digest: a plain SHA-256 of a short value (a paper-form id, a
+# recording id) is recovered by hashing guesses. Rows written before keep ``evidence_hash_scheme`` NULL:
+# a plain SHA-256 (the ledger is append-only, they are not rewritten; only roles that see the
+# evidence itself are shown any hash, so those old digests give nobody anything new).
+EVIDENCE_HASH_SCHEME = "hmac-sha256"
+LEGACY_EVIDENCE_HASH_SCHEME = "sha256"
+
+
+def _evidence_hash_key() -> bytes:
+    """The HMAC key of evidence digests, derived from ``CRM_BLIND_INDEX_KEY`` (a key that is kept for
+    good anyway: the email blind index depends on it) for this one use."""
+    base = current_app.config["CRM_BLIND_INDEX_KEY"].encode()
+    return hmac.new(base, b"pharma-crm/consent-evidence-hash/v1", hashlib.sha256).digest()
+
+
+def evidence_digest(ev_json: str, scheme: str | None) -> str:
+    """The digest of an evidence JSON under ``scheme`` (``None``: the legacy plain SHA-256)."""
+    data = ev_json.encode("utf-8")
+    if scheme is None or scheme == LEGACY_EVIDENCE_HASH_SCHEME:
+        return hashlib.sha256(data).hexdigest()
+    if scheme == EVIDENCE_HASH_SCHEME:
+        return hmac.new(_evidence_hash_key(), data, hashlib.sha256).hexdigest()
+    raise ValueError(f"unknown evidence hash scheme {scheme!r}")
+
+
+def verify_evidence(event: ConsentEvent) -> bool | None:
+    """Does the (decrypted) evidence still match the digest recorded with it? ``None`` when the event
+    holds no evidence or no digest. Callers check ``can_see_consent_evidence`` first."""
+    if not event.evidence or not event.evidence_hash:
+        return None
+    expected = evidence_digest(event.evidence, event.evidence_hash_scheme)  # the JSON exactly as it was hashed
+    return hmac.compare_digest(expected, event.evidence_hash)
+
+
 def read_evidence(event: ConsentEvent) -> dict[str, Any]:
     """Decrypted evidence. Callers check ``can_see_consent_evidence`` and log the read first."""
     return json.loads(event.evidence) if event.evidence else {}
@@ -683,6 +764,7 @@ def _append(
     origin_hcp_id: int | None = None,
     merged_from_event_id: int | None = None,
     evidence_hash: str | None = None,
+    evidence_hash_scheme: str | None = None,
     captured_by_id: int | None = None,
     captured_by_role: str | None = None,
     on_timeline: bool = True,
@@ -693,6 +775,8 @@ def _append(
     ``audited=False`` is for copies made by an HCP merge: the merge's own audit record accounts
     for them (the issue asks for one record per merge) and each copy names its original event."""
     ev_json = evidence_json(evidence) if evidence else None
+    if evidence_hash is None and ev_json is not None:  # a merge copy brings its original's digest and scheme
+        evidence_hash, evidence_hash_scheme = evidence_digest(ev_json, EVIDENCE_HASH_SCHEME), EVIDENCE_HASH_SCHEME
     event = ConsentEvent(
         hcp_id=hcp.id, origin_hcp_id=origin_hcp_id or hcp.id, channel=channel, purpose=purpose,
         event_type=event_type, occurred_at=occurred_at, source=source, external_id=external_id,
@@ -702,7 +786,7 @@ def _append(
         notice_version=notice.version if notice else notice_version,
         notice_text_hash=notice.text_hash if notice else notice_text_hash,
         evidence=ev_json,
-        evidence_hash=evidence_hash or (hashlib.sha256(ev_json.encode()).hexdigest() if ev_json else None),
+        evidence_hash=evidence_hash, evidence_hash_scheme=evidence_hash_scheme if evidence_hash else None,
         valid_until=valid_until, refers_to_event_id=refers_to_event_id,
         merged_from_event_id=merged_from_event_id,
     )
@@ -844,7 +928,7 @@ def request_still_open(session: DbSession, request: ConsentEvent) -> bool:
         ConsentEvent.channel.in_([request.channel, ALL]), ConsentEvent.purpose.in_([request.purpose, ALL]),
         ConsentEvent.id != request.id))
     for e in later:
-        if (e.occurred_at, e.id) > (request.occurred_at, request.id) or e.refers_to_event_id == request.id:
+        if ledger_order(e) > ledger_order(request) or e.refers_to_event_id == request.id:
             return False
     return True
 
@@ -887,14 +971,79 @@ def unsubscribe(session: DbSession, token: ConsentToken, *, everything: bool, ip
         evidence["reference"] = token.reference
     event, _ = withdraw_consent(session, None, hcp, token.channel or "email", purpose, "email_link",
                                 evidence=evidence)
+    signals.unsubscribed_by_link.send(event, session=session, hcp_id=event.hcp_id, reference=token.reference)
     return event
+
+
+def unsubscribe_link(session: DbSession, hcp_id: int, purpose: str, reference: str) -> tuple[str, dict[str, str]]:
+    """A fresh unsubscribe link for one outgoing mail (tied to ``reference``, e.g. ``campaign:12``) and the
+    mail's RFC 2369 / RFC 8058 headers: ``List-Unsubscribe: <https://...>, <mailto:...>`` (the one-click
+    HTTPS link first, then the mailbox ``CRM_UNSUBSCRIBE_MAILTO``) and ``List-Unsubscribe-Post``."""
+    raw = tokens.issue(session, "unsubscribe", hcp_id, channel="email", consent_purpose=purpose, reference=reference)
+    url = public_url("consent_public.unsubscribe", token=raw)
+    mailto = f"mailto:{current_app.config['CRM_UNSUBSCRIBE_MAILTO']}?subject=unsubscribe"
+    return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def unsubscribe_headers(session: DbSession, hcp_id: int, purpose: str, reference: str) -> dict[str, str]:
     """RFC 8058 one-click unsubscribe headers for one outgoing mail (campaigns, invitations, surveys)."""
-    raw = tokens.issue(session, "unsubscribe", hcp_id, channel="email", consent_purpose=purpose, reference=reference)
-    url = public_url("consent_public.unsubscribe", token=raw)
-    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return unsubscribe_link(session, hcp_id, purpose, reference)[1]
+
+
+@dataclass(frozen=True)
+class DataExportRequest:
+    """What became of an HCP's "send me my data": ``sent`` (a fresh link went to ``address``, masked),
+    ``already-sent`` (a link mailed within the link's lifetime is still open), ``no-address``."""
+
+    outcome: str
+    address: str | None = None
+    minutes: int = 0
+
+
+def request_data_export(session: DbSession, token: ConsentToken) -> DataExportRequest:
+    """The HCP asked, from the preference centre, for a copy of their data. The preference link may have
+    been forwarded, so the download is never handed to whoever holds it: a fresh, single-use link,
+    valid ``CRM_DATA_EXPORT_LINK_MINUTES``, goes to the address on file (after the commit). While such a
+    link is open, asking again sends nothing more (no mail flood from a forwarded link)."""
+    from crm.access.policy import mask_email
+
+    hcp = get_hcp(session, token.hcp_id)
+    _check_hcp_open(hcp)
+    minutes = int(current_app.config["CRM_DATA_EXPORT_LINK_MINUTES"])
+    if not hcp.email:
+        return DataExportRequest("no-address", None, minutes)
+    masked = mask_email(hcp.email)
+    now = utcnow()
+    open_link = session.scalar(select(ConsentToken.id).where(
+        ConsentToken.hcp_id == hcp.id, ConsentToken.purpose == "data_export", ConsentToken.used_at.is_(None),
+        ConsentToken.expires_at > now).limit(1))
+    if open_link is not None:
+        return DataExportRequest("already-sent", masked, minutes)
+    ttl = timedelta(minutes=minutes)
+    raw = tokens.issue(session, "data_export", hcp.id, reference=f"token:{token.id}", ttl=ttl)
+    audit.record(session, None, "hcp.data_export_link", "hcp", hcp.id,
+                 audit.created({"sent_to": "address on file", "valid_minutes": minutes}),
+                 reason="data-subject request from the preference centre")
+    signals.data_export_requested.send(
+        hcp.id, session=session, to=hcp.email, name=hcp.full_name,
+        download_url=public_url("consent_public.my_data", token=raw), expires_at=now + ttl)
+    return DataExportRequest("sent", masked, minutes)
+
+
+def download_data_export(session: DbSession, token: ConsentToken) -> tuple[HCP, dict[str, Any]]:
+    """The HCP pressed *Download* on the page of the mailed link: the link is used up and the
+    data-subject answer (``crm.consent.subject_access``) is returned. Audited."""
+    from crm.consent.subject_access import subject_access_export
+
+    hcp = get_hcp(session, token.hcp_id)
+    _check_hcp_open(hcp)
+    if not tokens.consume(session, token):
+        raise LinkNoLongerValid("This link has already been used.")
+    document = subject_access_export(session, hcp)
+    audit.record(session, None, "hcp.data_subject_download", "hcp", hcp.id,
+                 {"sections": {k: len(v) for k, v in document.items() if isinstance(v, list)}},
+                 reason="data-subject request through the mailed link")
+    return hcp, document
 
 
 def save_preferences(session: DbSession, token: ConsentToken, wanted: set[tuple[str, str]], *,
@@ -1011,7 +1160,8 @@ def merge_consents(session: DbSession, actor: Any, survivor_id: int, loser_id: i
             notice_version=e.notice_version, notice_text_hash=e.notice_text_hash,
             valid_until=e.valid_until, origin_hcp_id=e.origin_hcp_id, merged_from_event_id=e.id,
             refers_to_event_id=mapping.get(e.refers_to_event_id) if e.refers_to_event_id else None,
-            evidence_hash=e.evidence_hash, captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
+            evidence_hash=e.evidence_hash, evidence_hash_scheme=e.evidence_hash_scheme,
+            captured_by_id=e.captured_by_id, captured_by_role=e.captured_by_role,
             on_timeline=False, audited=False,
         )
         mapping[e.id] = copy.id

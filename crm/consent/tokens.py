@@ -46,11 +46,11 @@ def issue(
         raise ValueError(f"unknown token purpose {purpose!r}")
     random_part = new_token()
     raw = f"{random_part}.{_signature(purpose, random_part)}"
-    days = current_app.config["CRM_CONSENT_TOKEN_DAYS"][purpose]
+    if ttl is None:
+        ttl = timedelta(days=current_app.config["CRM_CONSENT_TOKEN_DAYS"][purpose])
     session.add(ConsentToken(
         token_hash=token_hash(raw), purpose=purpose, hcp_id=hcp_id, channel=channel,
-        consent_purpose=consent_purpose, event_id=event_id, reference=reference,
-        expires_at=utcnow() + (ttl if ttl is not None else timedelta(days=days)),
+        consent_purpose=consent_purpose, event_id=event_id, reference=reference, expires_at=utcnow() + ttl,
     ))
     session.flush()
     return raw

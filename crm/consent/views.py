@@ -2,7 +2,7 @@
 
 Public, no login (``consent_public``): the double opt-in confirmation, one-click unsubscribe (RFC 8058)
 and the HCP preference centre. The signed token in the URL is the proof, so these routes alone are
-CSRF-exempt; GET only shows a page (mail scanners change nothing), POST changes consent.
+CSRF-exempt; GET (and HEAD) only shows a page (mail scanners change nothing), only POST changes consent.
 
 Staff (``consent_pages``): an HCP's ledger (printable, CSV) with the "was it allowed at that instant?"
 answer, the capture page for reps and the call centre, coverage, consent gaps, expiring consents and
@@ -26,7 +26,6 @@ from crm.consent.models import ALL, CONSENT_CHANNELS, LEDGER_SOURCES, PURPOSES, 
 from crm.db import utcnow
 from crm.errors import Invalid
 from crm.extensions import csrf, db
-from crm.hcps.export import export_hcp
 from crm.hcps.models import Territory
 
 public_bp = Blueprint("consent_public", __name__, url_prefix="/consent")
@@ -74,7 +73,7 @@ def confirm(token: str):
         return _link_state_page(state)
     request_event = db.session.get(ConsentEvent, tok.event_id) if tok.event_id else None
     notice = db.session.get(Notice, request_event.notice_id) if request_event and request_event.notice_id else None
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask answers it with GET): a page only
         return render_template("consent/public/confirm.html", token=token, channel=_label(tok.channel or ""),
                                purpose=_label(tok.consent_purpose or ""), notice=notice)
     ip, ua = _evidence_ip_ua()
@@ -97,7 +96,7 @@ def unsubscribe(token: str):
     tok, state = _open(token, "unsubscribe")
     if state != "valid":
         return _link_state_page(state)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask answers it with GET): a page only
         return render_template("consent/public/unsubscribe.html", token=token,
                                purpose=_label(tok.consent_purpose or "all"))
     everything = request.form.get("scope") == "all"
@@ -120,7 +119,7 @@ def preferences(token: str):
     if state != "valid":
         return _link_state_page(state)
     hcp = services.get_hcp(db.session, tok.hcp_id)
-    if request.method == "POST":
+    if request.method == "POST":  # only POST changes anything (HEAD is answered as GET)
         wanted = {(c, p) for c in CONSENT_CHANNELS for p in PURPOSES if request.form.get(f"c:{c}:{p}") == "on"}
         ip, ua = _evidence_ip_ua()
         try:
@@ -134,16 +133,40 @@ def preferences(token: str):
                            saved=request.args.get("saved"))
 
 
-@public_bp.post("/preferences/<token>/download")
+@public_bp.post("/preferences/<token>/my-data")
 @csrf.exempt
-def preferences_download(token: str):
-    """What the company holds about the HCP, as JSON (a POST, so link-following crawlers never fetch it)."""
+def request_my_data(token: str):
+    """"Send me my data": the preference link may have been forwarded, so nothing is downloaded here; a
+    fresh, short-lived, single-use link goes to the HCP's address on file."""
     tok, state = _open(token, "preferences")
     if state != "valid":
         return _link_state_page(state)
-    hcp = services.get_hcp(db.session, tok.hcp_id)
-    data = export_hcp(db.session, None, hcp)  # the same data-subject export as `crm hcps export` (audited)
-    resp = Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json")
+    result = services.request_data_export(db.session, tok)
+    if result.outcome == "no-address":
+        text = ("We hold no email address for you, so we cannot send you the link. Please contact us and we will "
+                "answer your request another way.")
+    else:
+        text = (f"We have sent a link to {result.address}. It works once, for {result.minutes} minutes. "
+                + ("A link sent a moment ago is still valid: please use that one. " if result.outcome == "already-sent"
+                   else "") + "If the address is no longer yours, please contact us.")
+    return render_template("consent/public/done.html", title="Check your email", text=text,
+                           preferences_url=url_for(".preferences", token=token))
+
+
+@public_bp.route("/my-data/<token>", methods=["GET", "POST"])
+@csrf.exempt
+def my_data(token: str):
+    """The link mailed to the HCP: GET (and HEAD) shows a button; the POST downloads, once."""
+    tok, state = _open(token, "data_export")
+    if state != "valid":
+        return _link_state_page(state)
+    if request.method != "POST":
+        return render_template("consent/public/my_data.html", token=token)
+    try:
+        hcp, document = services.download_data_export(db.session, tok)
+    except services.LinkNoLongerValid as exc:
+        return _link_state_page("used", exc.detail)
+    resp = Response(json.dumps(document, indent=2, ensure_ascii=False), mimetype="application/json")
     resp.headers["Content-Disposition"] = f'attachment; filename="my-data-{hcp.id}.json"'
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -191,12 +214,16 @@ def ledger(hcp_id: int):
 def ledger_csv(hcp_id: int):
     services.get_hcp(db.session, hcp_id)
     events = services.ledger(db.session, hcp_id)
+    if any(e.evidence for e in events):  # the digests are checked against the decrypted evidence
+        queries.log_evidence_read(db.session, viewer(), hcp_id)
     header = ["event_id", "hcp_id", "occurred_at", "recorded_at", "event", "channel", "purpose", "source",
               "captured_by_role", "notice_version", "notice_text_hash", "valid_until", "refers_to_event_id",
-              "merged_from_event_id", "evidence_hash"]
+              "merged_from_event_id", "evidence_hash", "evidence_hash_scheme", "evidence_verified"]
     rows = [[e.id, e.hcp_id, e.occurred_at, e.recorded_at, e.event_type, e.channel, e.purpose, e.source,
              e.captured_by_role, e.notice_version, e.notice_text_hash, e.valid_until, e.refers_to_event_id,
-             e.merged_from_event_id, e.evidence_hash] for e in events]
+             e.merged_from_event_id, e.evidence_hash,
+             (e.evidence_hash_scheme or services.LEGACY_EVIDENCE_HASH_SCHEME) if e.evidence_hash else "",
+             services.verify_evidence(e)] for e in events]
     return _csv(queries.to_csv(header, rows), f"consent-ledger-hcp-{hcp_id}.csv")
 
 

@@ -1,4 +1,5 @@
-"""The email adapter listens to consent: the double opt-in confirmation mail (no advertising in it).
+"""The email adapter listens to consent: the double opt-in confirmation mail (no advertising in it) and
+the data-subject download link mailed to the HCP's address on file.
 
 Consent does not import integrations; it sends ``consent_confirmation_requested`` and the mail is
 built here and handed over after the commit.
@@ -45,3 +46,31 @@ def send_confirmation(event: Any, *, session: Any, to: str, name: str, confirm_u
 
 
 signals.consent_confirmation_requested.connect(send_confirmation)
+
+
+def send_data_export_link(hcp_id: Any, *, session: Any, to: str, name: str, download_url: str, expires_at: Any,
+                          **_: Any) -> None:
+    """The one place the data-subject download link is mailed (to the address on file, after the commit)."""
+    context = {"name": name, "download_url": download_url,
+               "expires": expires_at.strftime("%Y-%m-%d %H:%M UTC")}
+    message = EmailMessage(
+        to=to,
+        subject="Your copy of the data we hold about you",
+        text=render_template("consent/mail/data_export.txt", **context),
+        html=render_template("consent/mail/data_export.html", **context),
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    sender = get_sender(current_app._get_current_object())  # type: ignore[attr-defined]
+    logger = current_app.logger
+
+    def deliver() -> None:
+        # Committed already: a failed hand-over is logged; asking again once the link expired sends a new one.
+        try:
+            sender.send(message)
+        except Exception:
+            logger.exception("data-subject download link for HCP %s was not handed over", hcp_id)
+
+    on_commit(session, deliver)
+
+
+signals.data_export_requested.connect(send_data_export_link)
