@@ -229,12 +229,14 @@ def _submit_errors(visit: Visit, signed: bool) -> dict[str, list[str]]:
 
 # -- writes -----------------------------------------------------------------------------------------
 
-def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Visit:
+def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any], *,
+                 idempotency_key: str | None = None, request_hash: str | None = None) -> Visit:
     """Create a draft visit owned by ``actor``.
 
     Field force may log visits for HCPs in their own territories (the visited HCP and every attendee);
     Medical Affairs anywhere, and their visits are ``medical`` (restricted to Medical Affairs on the
-    timeline). Everyone else: 403 with the rule.
+    timeline). Everyone else: 403 with the rule. ``idempotency_key`` and ``request_hash`` are stored
+    as given; ``create_visit_once`` is the idempotent entry point.
     """
     require_write(viewer, "visit.create")
     hcp, attendees = _participants(session, data["hcp_id"], data.get("attendee_hcp_ids", ()))
@@ -247,6 +249,8 @@ def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str,
         products=[],
         key_messages=[],
         notes="",
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
     _set_participants(visit, hcp, attendees)
     _apply_content(session, visit, {k: v for k, v in data.items() if k not in ("hcp_id", "attendee_hcp_ids")})
@@ -254,6 +258,43 @@ def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str,
     session.flush()
     audit.record(session, actor, "visit.create", "visit", visit.id, audit.created(_snapshot(visit)))
     return visit
+
+
+def visit_by_idempotency_key(session: DbSession, owner_id: int, key: str) -> Visit | None:
+    return session.scalar(select(Visit).where(Visit.owner_id == owner_id, Visit.idempotency_key == key))
+
+
+def create_visit_once(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any], *,
+                      idempotency_key: str, request_hash: str) -> tuple[Visit, bool]:
+    """``create_visit`` for an outside tool that may send the same request twice. Returns ``(visit, replayed)``.
+
+    Keys are per user. A key ``actor`` used before with the same ``request_hash`` (the fingerprint of the
+    body) returns the visit it created (``replayed``), as it is now, and writes nothing; with another
+    ``request_hash`` it is 422 on ``Idempotency-Key``. Two requests with one key at once: the unique
+    constraint on (owner, key) lets one insert; the other's savepoint rolls back and it answers with the
+    winner's visit.
+    """
+    require_write(viewer, "visit.create")
+
+    def replay(earlier: Visit) -> tuple[Visit, bool]:
+        if earlier.request_hash != request_hash:
+            raise Invalid("This Idempotency-Key was used with another request.",
+                          errors={"Idempotency-Key": [f"already used for visit {earlier.id} with another body"]})
+        return earlier, True
+
+    earlier = visit_by_idempotency_key(session, actor.id, idempotency_key)
+    if earlier is not None:
+        return replay(earlier)
+    try:
+        with session.begin_nested():
+            visit = create_visit(session, actor, viewer, data, idempotency_key=idempotency_key,
+                                 request_hash=request_hash)
+    except IntegrityError:
+        winner = visit_by_idempotency_key(session, actor.id, idempotency_key)
+        if winner is None:
+            raise
+        return replay(winner)
+    return visit, False
 
 
 def update_visit(
