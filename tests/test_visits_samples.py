@@ -356,3 +356,15 @@ def test_cli_refusals(runner, w):
     assert bad.exit_code == 1 and "max_sample_quantity" in bad.output
     missing = runner.invoke(args=["crm", "products", "lots", "NOPE"])
     assert missing.exit_code == 1 and "No product with sku NOPE" in missing.output
+
+
+def test_the_form_offers_sample_products_and_their_good_lots(client, auth, w, db):
+    db.add(SampleLot(product_id=w.products["CARDIO-20"].id, lot_number="GONE-1", expires_on=date(2020, 1, 1)))
+    db.flush()
+    auth.login(w.rep)
+    page = client.get(f"/visits/new?hcp_id={w.hcp.id}").get_data(as_text=True)
+    rows = page[page.index('id="sample-rows"'):page.index('id="sample-row-template"')]
+    assert "CARDIO-20, at most 10" in rows and "PROMO-1" not in rows
+    assert "Not a sample" in page  # still offered as a product to detail
+    lots = page[page.index('<datalist id="sample-lots">'):page.index("</datalist>")]
+    assert 'value="ONLY-20"' in lots and "CARDIO-20, expires 2099-01-01" in lots and "GONE-1" not in lots
