@@ -42,6 +42,10 @@ def _register() -> None:
 
     crm_cli.add_command(erp_cli)
 
+    from crm.products.cli import products_cli
+
+    crm_cli.add_command(products_cli)
+
     from crm.campaigns.cli import campaigns_cli
 
     crm_cli.add_command(campaigns_cli)

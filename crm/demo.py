@@ -19,7 +19,7 @@ from crm.db import DbSession
 from crm.hcps.identifiers import make_npi
 from crm.hcps.models import HCO, Affiliation, HCPIdentifier
 from crm.hcps.services import create_territory
-from crm.products.models import Product
+from crm.products.models import Product, SampleLot
 
 TERRITORIES = [("NE-01", "North-East 1"), ("MW-02", "Mid-West 2"), ("WC-03", "West Coast 3")]
 DEMO_PASSWORD_SUFFIX = "-demo-2026"  # noqa: S105 - published demo logins, refused in production
@@ -40,6 +40,10 @@ PRODUCTS = [
     ("ONCO-100", "Oncorex 100 mg", True), ("NEURO-5", "Neurolin 5 mg", True),
     ("CARD-S", "Cardiozol starter sample", False),
 ]
+# The products reps hand out as samples (sku, units per visit at most), and their lots by expiry relative
+# to the day the demo is loaded: one expired a year ago (it covers the older visits), one current, one new.
+SAMPLE_PRODUCTS = [("CARD-S", 6)]
+SAMPLE_LOT_EXPIRIES = [-365, 200, 700]
 
 FIRST = ["Priya", "James", "Aisha", "Jennifer", "Carlos", "Mei", "Olu", "Sara", "David", "Fatima", "Liam",
          "Noah", "Emma", "Grace", "Hiro", "Ana", "Tomas", "Chloe", "Ravi", "Leah", "Omar", "Ines", "Yuki", "Zoe"]
@@ -55,9 +59,31 @@ CITIES = {"NE-01": [("Boston", "MA", "02115"), ("Providence", "RI", "02903")],
           "WC-03": [("Seattle", "WA", "98104"), ("Portland", "OR", "97205")]}
 KEY_MESSAGES = ["Once-daily dosing", "New outcomes data", "Patient support programme", "Safety profile",
                 "Reimbursement update"]
-# A 1x1 transparent PNG: the demo's stand-in for a signature drawn on the canvas.
-DEMO_SIGNATURE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNk"
-                  "YAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
+
+
+def _signature_png(width: int = 240, height: int = 80) -> str:
+    """A signature as the visit page's pad draws it (a dark stroke on a transparent pad), as a PNG data URL."""
+    import base64
+    import math
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)
+        for x in range(width):
+            stroke = 20 <= x < 220 and abs(y - (40 + 18 * math.sin(x / 14) * math.cos(x / 37))) <= 1.5
+            rows += bytes((25, 35, 110, 255) if stroke else (0, 0, 0, 0))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(bytes(rows), 9)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+# The demo's stand-in for a signature drawn on the pad.
+DEMO_SIGNATURE = _signature_png()
 HCP_COUNT = 300
 
 
@@ -81,6 +107,7 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
         if session.scalar(select(Product).where(Product.sku == sku)) is None:
             session.add(Product(sku=sku, name=name, orderable=orderable))
             counts["products"] += 1
+    counts["sample_lots"] = _sample_lots(session, now)
     users = {}
     for role, email, name, codes in USERS:
         user = find_user_by_email(session, email)
@@ -132,6 +159,31 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
     return counts
 
 
+def _sample_lots(session: DbSession, now: datetime) -> int:
+    """Mark the demo's sample products (once, when they are not yet) and give each its lots."""
+    from crm.products.services import add_sample_lot, set_sample_settings
+
+    made = 0
+    for sku, per_visit in SAMPLE_PRODUCTS:
+        product = session.scalar(select(Product).where(Product.sku == sku))
+        if product is None:
+            continue
+        if not session.scalar(select(SampleLot.id).where(SampleLot.product_id == product.id).limit(1)):
+            set_sample_settings(session, None, None, product, is_sample=True, max_sample_quantity=per_visit)
+            for days in SAMPLE_LOT_EXPIRIES:
+                expires_on = (now + timedelta(days=days)).date()
+                add_sample_lot(session, None, None, product, f"{sku[:4]}-{expires_on:%y%m}", expires_on)
+                made += 1
+    return made
+
+
+def _lot_for(session: DbSession, sku: str, on: date) -> str | None:
+    """The demo lot of ``sku`` a rep would hand out on ``on``: the first to expire that is still good."""
+    return session.scalar(select(SampleLot.lot_number).join(Product, Product.id == SampleLot.product_id)
+                          .where(Product.sku == sku, SampleLot.expires_on >= on)
+                          .order_by(SampleLot.expires_on).limit(1))
+
+
 def _hcos(session: DbSession, territories: dict[str, Any], counts: dict[str, int]) -> dict[str, list[HCO]]:
     out: dict[str, list[HCO]] = {}
     for code, territory in territories.items():
@@ -174,6 +226,8 @@ def _visits(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any,
             products = rnd.sample([p[0] for p in PRODUCTS[:4]], k=rnd.randint(1, 2))
             samples = ([{"sku": "CARD-S", "quantity": rnd.randint(1, 4), "lot": f"L{rnd.randint(1000, 9999)}"}]
                        if not medical and rnd.random() < 0.2 else [])
+            for sample in samples:  # the lot in the rep's bag that day (the random draw keeps the sequence)
+                sample["lot"] = _lot_for(session, str(sample["sku"]), when.date()) or sample["lot"]
             attendees = []
             if not medical and rnd.random() < 0.08:
                 peers = [h.id for h in by_territory[code] if h.id != hcp.id]

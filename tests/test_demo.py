@@ -4,8 +4,9 @@ from sqlalchemy import func, select
 
 from crm.auth.models import User
 from crm.hcps.models import HCP
+from crm.products.models import Product, SampleLot
 from crm.timeline.models import Interaction
-from crm.visits.models import Visit
+from crm.visits.models import Visit, VisitSample
 
 
 def _counts(db):
@@ -22,6 +23,13 @@ def test_demo_is_complete_and_idempotent(runner, db):
     assert {"visit", "consent", "event", "call_centre", "order", "email"} <= channels
     sensitivities = set(db.scalars(select(Interaction.sensitivity).distinct()))
     assert {"standard", "medical", "pv"} <= sensitivities
+    # samples (issue 11): given from registered lots of a sample product, good on the visit's day, signed
+    sample_product = db.scalar(select(Product).where(Product.sku == "CARD-S"))
+    assert sample_product.is_sample and db.scalar(select(func.count()).select_from(SampleLot)) == 3
+    given = db.execute(select(Visit, VisitSample, SampleLot).join(VisitSample, VisitSample.visit_id == Visit.id)
+                       .join(SampleLot, SampleLot.lot_number == VisitSample.lot)).all()
+    assert len(given) == db.scalar(select(func.count()).select_from(VisitSample)) > 0
+    assert all(lot.expires_on >= visit.occurred_at.date() and visit.signature for visit, _s, lot in given)
     again = runner.invoke(args=["crm", "demo", "--hcps", "90"])
     assert again.exit_code == 0, again.output
     assert _counts(db) == first

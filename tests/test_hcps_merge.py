@@ -192,3 +192,123 @@ def test_territory_history_without_overlap_is_moved_as_is(db, factory):
     merge_hcps(db, None, a, b, "dup")
     rows = db.scalars(select(HCPTerritoryAssignment).where(HCPTerritoryAssignment.hcp_id == a.id)).all()
     assert len(rows) == 2 and any(r.valid_to is None for r in rows)  # survivor had none open: the loser's stays
+
+
+# -- identifier conflicts (issue 11): different NPIs are two people unless an admin overrides ------------
+
+@pytest.fixture
+def npi_pair(db, factory):
+    a, b = factory.hcp(first_name="Sam", last_name="Twin"), factory.hcp(first_name="Sam", last_name="Twin")
+    db.add_all([HCPIdentifier(hcp_id=a.id, kind="npi", value="1234567893"),
+                HCPIdentifier(hcp_id=b.id, kind="npi", value="1245319599")])
+    db.flush()
+    db.expire_all()
+    return db.get(HCP, a.id), db.get(HCP, b.id)
+
+
+def test_different_npis_are_refused_without_override(db, npi_pair):
+    a, b = npi_pair
+    with pytest.raises(Conflict, match="1234567893.*1245319599") as err:
+        merge_hcps(db, None, a, b, "same name")
+    assert err.value.extra["conflicting_identifiers"] == [
+        {"kind": "npi", "survivor": ["1234567893"], "loser": ["1245319599"]}]
+    assert db.get(HCP, b.id).status == "active"
+    with pytest.raises(Invalid, match="own reason"):
+        merge_hcps(db, None, a, b, "same name", override_identifier_conflict=True, override_reason="  ")
+
+
+def test_different_national_ids_conflict_but_licences_and_one_sided_npis_do_not(db, factory):
+    a, b, c = factory.hcp(), factory.hcp(), factory.hcp()
+    db.add_all([HCPIdentifier(hcp_id=a.id, kind="national_id", value="FR-1"),
+                HCPIdentifier(hcp_id=b.id, kind="national_id", value="FR-2"),
+                HCPIdentifier(hcp_id=a.id, kind="licence:MA", value="111"),
+                HCPIdentifier(hcp_id=c.id, kind="licence:MA", value="222"),
+                HCPIdentifier(hcp_id=c.id, kind="npi", value="1234567893")])
+    db.flush()
+    db.expire_all()
+    a, b, c = db.get(HCP, a.id), db.get(HCP, b.id), db.get(HCP, c.id)
+    with pytest.raises(Conflict, match="national_id FR-1"):
+        merge_hcps(db, None, a, b, "dup")
+    merge_hcps(db, None, a, c, "dup")  # licences in one state and an NPI on one side only: no conflict
+    assert db.get(HCP, c.id).merged_into_id == a.id
+
+
+def test_override_merges_and_the_one_audit_record_keeps_it(db, npi_pair, factory):
+    a, b = npi_pair
+    admin = factory.user("admin")
+    result = merge_hcps(db, admin, a, b, "Same person", override_identifier_conflict=True,
+                        override_reason="NPPES deactivated 1245319599; the HCP re-enumerated")
+    assert db.get(HCP, b.id).merged_into_id == a.id
+    recs = db.scalars(select(AuditRecord).where(AuditRecord.action == "hcp.merge")).all()
+    assert len(recs) == 1 and recs[0].id == result.audit_id and recs[0].reason == "Same person"
+    assert recs[0].changes["identifier_conflict_overridden"] == {
+        "conflicts": [{"kind": "npi", "survivor": ["1234567893"], "loser": ["1245319599"]}],
+        "override_reason": "NPPES deactivated 1245319599; the HCP re-enumerated"}
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance"])
+def test_only_admins_override(db, npi_pair, factory, role):
+    a, b = npi_pair
+    with pytest.raises(Forbidden):
+        merge_hcps(db, factory.user(role), a, b, "dup", override_identifier_conflict=True, override_reason="sure")
+    assert db.get(HCP, b.id).status == "active"
+
+
+def test_api_merge_refuses_conflicting_npis_and_accepts_the_override(db, npi_pair, api, factory):
+    a, b = npi_pair
+    client = api(factory.user("admin"))
+    url = f"/api/v1/hcps/{a.id}/merge"
+    refused = client.post(url, json={"loser_id": b.id, "reason": "same name"})
+    assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
+    body = refused.get_json()
+    assert "1234567893" in body["detail"] and "1245319599" in body["detail"]
+    assert body["conflicting_identifiers"] == [{"kind": "npi", "survivor": ["1234567893"], "loser": ["1245319599"]}]
+    no_reason = client.post(url, json={"loser_id": b.id, "reason": "same", "override_identifier_conflict": True})
+    assert no_reason.status_code == 422 and "override_reason" in no_reason.get_json()["errors"]
+    assert db.get(HCP, b.id).status == "active"
+    done = client.post(url, json={"loser_id": b.id, "reason": "same", "override_identifier_conflict": True,
+                                  "override_reason": "registry shows one person"})
+    assert done.status_code == 200, done.get_json()
+    out = done.get_json()
+    assert out["survivor_id"] == a.id and out["loser_id"] == b.id and out["moved"]["hcp_identifiers.hcp_id"] == 1
+    assert out["identifier_conflicts_overridden"][0]["kind"] == "npi"
+    rec = db.get(AuditRecord, out["audit_id"])
+    assert rec.changes["identifier_conflict_overridden"]["override_reason"] == "registry shows one person"
+
+
+def test_api_merge_without_conflict_and_its_refusals(db, api, factory):
+    a, b = factory.hcp(), factory.hcp()
+    client = api(factory.user("admin"))
+    assert client.post(f"/api/v1/hcps/{a.id}/merge", json={"loser_id": 999999, "reason": "x"}).status_code == 404
+    assert client.post(f"/api/v1/hcps/{a.id}/merge", json={"loser_id": b.id}).status_code == 422
+    assert client.post(f"/api/v1/hcps/{a.id}/merge", json={"loser_id": b.id, "reason": "x",
+                                                            "nope": 1}).status_code == 422
+    resp = client.post(f"/api/v1/hcps/{a.id}/merge", json={"loser_id": b.id, "reason": "dup"})
+    assert resp.status_code == 200 and resp.get_json()["identifier_conflicts_overridden"] == []
+    again = client.post(f"/api/v1/hcps/{a.id}/merge", json={"loser_id": b.id, "reason": "dup"})
+    assert again.status_code == 409 and "already merged" in again.get_json()["detail"]
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance"])
+def test_api_merge_is_for_admins(db, npi_pair, api, factory, role):
+    a, b = npi_pair
+    resp = api(factory.user(role)).post(f"/api/v1/hcps/{a.id}/merge", json={
+        "loser_id": b.id, "reason": "x", "override_identifier_conflict": True, "override_reason": "y"})
+    assert resp.status_code == 403 and resp.get_json()["rule"].startswith("hcp.merge")
+    assert db.get(HCP, b.id).status == "active"
+
+
+def test_cli_merge_with_conflicting_npis(runner, db, npi_pair, factory):
+    a, b = npi_pair
+    refused = runner.invoke(args=["crm", "hcps", "merge", str(a.id), str(b.id), "--reason", "dup"])
+    assert refused.exit_code == 1 and "1245319599" in refused.output and "override" in refused.output
+    # (the command rolled back the test's data with its refusal: build the pair again)
+    a, b = factory.hcp(), factory.hcp()
+    db.add_all([HCPIdentifier(hcp_id=a.id, kind="npi", value="1234567893"),
+                HCPIdentifier(hcp_id=b.id, kind="npi", value="1245319599")])
+    db.flush()
+    done = runner.invoke(args=["crm", "hcps", "merge", str(a.id), str(b.id), "--reason", "dup",
+                               "--override-identifier-conflict", "re-enumerated"])
+    assert done.exit_code == 0, done.output
+    assert "identifier conflict overridden: npi 1234567893" in done.output
+    assert db.get(HCP, b.id).merged_into_id == a.id

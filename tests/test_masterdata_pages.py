@@ -138,3 +138,56 @@ def test_merge_form_needs_a_choice_and_known_records(client, admin, factory):
     assert resp.status_code == 404
     assert client.get(f"/admin/masterdata/duplicates/compare?a={a.id}").status_code == 422
     assert client.get("/admin/masterdata/duplicates?rule=nope").status_code == 422
+
+
+def test_compare_page_shows_an_identifier_conflict_and_the_merge_needs_the_override(client, admin, db, factory):
+    from crm.audit.models import AuditRecord
+
+    a, b = factory.hcp(first_name="Sam", last_name="Twin"), factory.hcp(first_name="Sam", last_name="Twin")
+    db.add_all([HCPIdentifier(hcp_id=a.id, kind="npi", value="1234567893"),
+                HCPIdentifier(hcp_id=b.id, kind="npi", value="1245319599")])
+    db.flush()
+    url = f"/admin/masterdata/duplicates/compare?a={a.id}&b={b.id}"
+    page = client.get(url).get_data(as_text=True)
+    assert "Different identifiers" in page and "npi: 1234567893 on #" in page and "1245319599" in page
+    assert 'name="override_identifier_conflict"' in page and 'name="override_reason"' in page
+    token = csrf(client, url)
+    pair = f"{a.id}:{b.id}"
+    refused = client.post("/admin/masterdata/merge", data={"csrf_token": token, "reason": "same", "pair": pair})
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 409 and "carry different identifiers" in text
+    assert 'name="override_reason"' in text and 'value="same"' not in text  # the form is shown again
+    no_reason = client.post("/admin/masterdata/merge", data={"csrf_token": token, "reason": "same", "pair": pair,
+                                                             "override_identifier_conflict": "1"})
+    assert no_reason.status_code == 422 and "own reason" in no_reason.get_data(as_text=True)
+    db.expire_all()
+    assert db.get(HCP, b.id).status == "active"
+    done = client.post("/admin/masterdata/merge", data={
+        "csrf_token": token, "reason": "same", "pair": pair, "override_identifier_conflict": "1",
+        "override_reason": "old NPI deactivated"})
+    assert done.status_code == 302
+    db.expire_all()
+    assert db.get(HCP, b.id).merged_into_id == a.id
+    rec = db.scalar(select(AuditRecord).where(AuditRecord.action == "hcp.merge", AuditRecord.entity_id == str(b.id)))
+    assert rec.changes["identifier_conflict_overridden"]["override_reason"] == "old NPI deactivated"
+
+
+def test_compare_page_without_conflict_asks_no_override(client, admin, factory):
+    a, b = factory.hcp(), factory.hcp()
+    page = client.get(f"/admin/masterdata/duplicates/compare?a={a.id}&b={b.id}").get_data(as_text=True)
+    assert "Different identifiers" not in page and "override_reason" not in page
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance"])
+def test_merge_page_override_is_for_admins(client, auth, db, factory, role):
+    a, b = factory.hcp(), factory.hcp()
+    db.add_all([HCPIdentifier(hcp_id=a.id, kind="npi", value="1234567893"),
+                HCPIdentifier(hcp_id=b.id, kind="npi", value="1245319599")])
+    db.flush()
+    auth.login(factory.user(role))
+    token = auth.csrf_token("/")
+    resp = client.post("/admin/masterdata/merge", data={"csrf_token": token, "reason": "x", "pair": f"{a.id}:{b.id}",
+                                                        "override_identifier_conflict": "1", "override_reason": "y"})
+    assert resp.status_code == 403
+    db.expire_all()
+    assert db.get(HCP, b.id).status == "active"

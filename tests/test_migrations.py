@@ -48,3 +48,23 @@ def test_upgrade_empty_database_to_head_and_models_agree():
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
+
+
+def test_the_samples_migration_makes_sample_only_products_sample_products():
+    """Issue 11: products that cannot be ordered (sample-only, from the ERP) become sample products; the rest not."""
+    app = make_app(database_url("_migrations"))
+    _empty(app)
+    with app.app_context():
+        upgrade(revision="5c978c5c2a31")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO products (sku, name, unit, active, orderable, created_at, updated_at) "
+                              "VALUES ('S-1', 'Sample pack', 'pack', :t, :f, :now, :now), "
+                              "('P-1', 'Product', 'pack', :t, :t, :now, :now)"),
+                         {"t": True, "f": False, "now": "2026-01-01 00:00:00+00:00"})
+        upgrade(revision="b7e1d2a9c4f0")
+        with db.engine.connect() as conn:
+            rows = dict(conn.execute(text("SELECT sku, is_sample FROM products")).all())
+            limits = set(conn.execute(text("SELECT max_sample_quantity FROM products")).scalars())
+        assert {k: bool(v) for k, v in rows.items()} == {"S-1": True, "P-1": False} and limits == {10}
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -291,8 +291,10 @@ def test_products_api_lists_the_synced_catalogue(api, w):
     rep = api(w.rep)
     items = {p["sku"]: p for p in rep.get("/api/v1/products").get_json()["items"]}
     assert items["CARD-10"] == {"sku": "CARD-10", "name": "Cardiozol 10 mg", "unit": "pack of 28", "active": True,
-                                "orderable": True, "price": "42.50", "currency": "USD"}
+                                "orderable": True, "price": "42.50", "currency": "USD", "is_sample": False,
+                                "max_sample_quantity": 10}
     assert items["CARD-S"]["orderable"] is False and items["CARD-S"]["price"] is None
+    assert items["CARD-S"]["is_sample"] is True  # the sync makes a sample-only product a sample product
     assert items["NEURO-2"]["active"] is False
     orderable = rep.get("/api/v1/products?orderable=true").get_json()["items"]
     assert "CARD-S" not in {p["sku"] for p in orderable}

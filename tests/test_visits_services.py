@@ -15,7 +15,7 @@ from crm.errors import Conflict, Forbidden, Invalid, NotFound
 from crm.timeline.models import Interaction, InteractionParticipant
 from crm.visits import services
 from crm.visits.models import Visit
-from tests.visits_support import SIGNATURE, WHEN, make_world, visit_data
+from tests.visits_support import SIGNATURE, SIGNATURE_2, WHEN, make_world, visit_data
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_a_visit_in_the_future_cannot_be_submitted(db, w):
 
 def test_signature_never_in_audit_in_clear(db, w):
     visit = create(db, w, w.rep, samples=[{"sku": "CARDIO-10", "quantity": 2, "lot": "L9"}], signature=SIGNATURE)
-    services.update_visit(db, w.rep, w.viewer(w.rep), visit, {"signature": SIGNATURE.replace("AAAA", "AAAB")})
+    services.update_visit(db, w.rep, w.viewer(w.rep), visit, {"signature": SIGNATURE_2})
     submit(db, w, w.rep, visit)
     payload = SIGNATURE[len("data:image/png;base64,"):]
     for rec in db.scalars(select(AuditRecord)):

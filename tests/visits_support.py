@@ -3,17 +3,48 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+import math
+import struct
+import zlib
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
-from crm.auth.services import viewer_for
-from crm.products.models import Product
+from sqlalchemy import select
 
-# A real 1x1 PNG: what a signature pad produces, only smaller.
-PNG_1X1 = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
-SIGNATURE = "data:image/png;base64," + base64.b64encode(PNG_1X1).decode()
+from crm.auth.services import viewer_for
+from crm.products.models import Product, SampleLot
+
+
+def png(width: int, height: int, pixel: Callable[[int, int], tuple[int, ...]], colour: int = 6,
+        filter_type: int = 0) -> bytes:
+    """A PNG (8-bit, not interlaced) of ``pixel(x, y)`` values in colour type ``colour``."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = b"".join(bytes([filter_type]) + bytes(v for x in range(width) for v in pixel(x, y))
+                    for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def drawn(x: int, y: int) -> tuple[int, int, int, int]:
+    """A dark-blue wavy stroke, 3 px thick, on a transparent pad: what a signature looks like."""
+    on_stroke = abs(y - (20 + 10 * math.sin(x / 9))) <= 1.5 and 10 <= x < 150
+    return (20, 30, 90, 255) if on_stroke else (0, 0, 0, 0)
+
+
+def data_url(raw: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+SIGNED_PNG = png(160, 40, drawn)
+SIGNATURE = data_url(SIGNED_PNG)
+# Another signature (a second signing replaces the first).
+SIGNATURE_2 = data_url(png(160, 40, lambda x, y: drawn(x, y + 3)))
+BLANK_SIGNATURE = data_url(png(160, 40, lambda x, y: (0, 0, 0, 0)))
+# Lots the visit tests give samples from: good until long after the visits they are used in.
+LOTS = ("LOT-7", "LOT-42", "L1", "L9", "A", "Z", "x")
 WHEN = datetime(2026, 1, 12, 9, 30, tzinfo=UTC)
 
 
@@ -29,7 +60,13 @@ class World:
         self.north, self.south = factory.territory(), factory.territory()
         for sku, name, active in (("CARDIO-10", "Cardiozen 10 mg", True), ("CARDIO-20", "Cardiozen 20 mg", True),
                                   ("OLD-1", "Retired product", False)):
-            db.add(Product(sku=sku, name=name, active=active))
+            db.add(Product(sku=sku, name=name, active=active, is_sample=True))
+        db.add(Product(sku="PROMO-1", name="Not a sample", is_sample=False))
+        db.flush()
+        self.products = {p.sku: p for p in db.scalars(select(Product))}
+        for sku in ("CARDIO-10", "CARDIO-20"):
+            db.add_all(SampleLot(product_id=self.products[sku].id, lot_number=lot, expires_on=date(2099, 12, 31))
+                       for lot in LOTS)
         db.flush()
         self.hcp, self.hcp2, self.hcp_south = factory.hcp(self.north), factory.hcp(self.north), factory.hcp(self.south)
         self._users: dict[str, Any] = {}

@@ -16,6 +16,8 @@ from crm.hcps.schemas import (
     HCPPageSchema,
     HCPQuerySchema,
     HCPUpdateSchema,
+    MergeOutSchema,
+    MergeSchema,
 )
 from crm.openapi import doc
 from crm.schemas import load_args, load_body, page
@@ -70,6 +72,30 @@ def update_hcp(hcp_id: int):
     expected = data.pop("version")
     services.update_hcp(db.session, actor(), viewer(), hcp, data, expected)
     return services.hcp_public_dict(db.session, viewer(), hcp)
+
+
+@bp.post("/hcps/<int:hcp_id>/merge")
+@api_auth
+@doc("Merge a duplicate HCP into this one (admin)", tags=["hcps"], body=MergeSchema,
+     responses={200: MergeOutSchema}, errors=(400, 401, 403, 404, 409, 413, 415, 422))
+def merge_hcp(hcp_id: int):
+    """The HCP in the path survives and takes the loser's timeline, consents, affiliations and
+    identifiers; the loser points to it. Two records with different national identifiers (NPI,
+    national id) are 409 with `conflicting_identifiers`, unless `override_identifier_conflict` is true
+    and `override_reason` says why; the override is kept in the merge's audit record."""
+    from crm.hcps.merge import merge_hcps
+
+    data = load_body(MergeSchema())
+    survivor = services.get_hcp(db.session, hcp_id)
+    loser = services.get_hcp(db.session, data["loser_id"])
+    result = merge_hcps(db.session, actor(), survivor, loser, data["reason"],
+                        override_identifier_conflict=data["override_identifier_conflict"],
+                        override_reason=data["override_reason"])
+    return MergeOutSchema().dump({
+        "survivor_id": result.survivor_id, "loser_id": result.loser_id, "moved": result.moved,
+        "dropped": result.dropped, "identifier_conflicts_overridden": result.conflicts_overridden,
+        "audit_id": result.audit_id,
+    })
 
 
 @bp.get("/hcos")

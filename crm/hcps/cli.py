@@ -36,13 +36,18 @@ def erase(hcp_id: int, reason: str) -> None:
 @click.argument("survivor_id", type=int)
 @click.argument("loser_id", type=int)
 @click.option("--reason", required=True, help="Why the two records are one person (kept in the audit trail).")
-def merge(survivor_id: int, loser_id: int, reason: str) -> None:
+@click.option("--override-identifier-conflict", "override_reason", metavar="REASON", default=None,
+              help="Merge although the records carry different NPIs or national ids; REASON says why "
+                   "(kept in the audit trail).")
+def merge(survivor_id: int, loser_id: int, reason: str, override_reason: str | None) -> None:
     """Merge HCP LOSER_ID into SURVIVOR_ID: the survivor takes its history, the loser points to it."""
     from crm.hcps.merge import merge_hcps
 
     survivor, loser = _hcp_or_exit(survivor_id), _hcp_or_exit(loser_id)
     try:
-        result = merge_hcps(db.session, None, survivor, loser, reason)
+        result = merge_hcps(db.session, None, survivor, loser, reason,
+                            override_identifier_conflict=override_reason is not None,
+                            override_reason=override_reason)
     except DomainError as exc:
         db.session.rollback()
         click.echo(f"error: {exc.detail}", err=True)
@@ -50,6 +55,11 @@ def merge(survivor_id: int, loser_id: int, reason: str) -> None:
     db.session.commit()
     moved = ", ".join(f"{k} {v}" for k, v in sorted(result.moved.items()) if v) or "nothing"
     click.echo(f"merged: HCP {loser_id} into HCP {survivor_id} (moved: {moved})")
+    if result.conflicts_overridden:
+        from crm.hcps.merge import describe_conflicts
+
+        click.echo("  identifier conflict overridden: "
+                   + describe_conflicts(result.conflicts_overridden, survivor_id, loser_id))
     if result.dropped:
         click.echo("  dropped duplicates: " + ", ".join(f"{k} {v}" for k, v in sorted(result.dropped.items())))
 

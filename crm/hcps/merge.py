@@ -8,6 +8,11 @@ kept. Tables that need more than that register a handler (the consent ledger is 
 is never updated: its feature copies events instead). The loser becomes ``status="merged"`` with
 ``merged_into_id`` set, and the whole merge is one audit record with the counts per table and the
 reason.
+
+Two records that carry different values of a national identifier (``NATIONAL_IDENTIFIER_KINDS``:
+one per person, such as the NPI) are two people as far as the registry knows: their merge is refused
+(409, naming the identifiers) unless an admin overrides it explicitly with a reason of its own, which
+the merge's audit record keeps.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from crm.audit import services as audit
 from crm.db import Base, DbSession, utcnow
 from crm.errors import Conflict, Invalid
 from crm.hcps.models import HCP
+
+# Identifiers a person has exactly one of: two records with different values are two people unless an
+# admin says otherwise. Licences (``licence:<state>``) are left out: one person may hold several.
+NATIONAL_IDENTIFIER_KINDS = ("npi", "national_id")
 
 MergeHandler = Callable[[DbSession, Any, int, int], "int | None"]
 """``fn(session, actor, survivor_id, loser_id)``: move the loser's rows of one table; returns how many."""
@@ -53,15 +62,37 @@ class MergeResult:
     loser_id: int
     moved: dict[str, int] = field(default_factory=dict)  # "table.column" -> rows re-pointed
     dropped: dict[str, int] = field(default_factory=dict)  # "table" -> loser rows dropped as duplicates
+    conflicts_overridden: list[dict[str, Any]] = field(default_factory=list)  # see identifier_conflicts
     audit_id: int | None = None
 
 
-def merge_hcps(session: DbSession, actor: Any, survivor: HCP, loser: HCP, reason: str) -> MergeResult:
+def identifier_conflicts(survivor: HCP, loser: HCP) -> list[dict[str, Any]]:
+    """The national identifiers (``NATIONAL_IDENTIFIER_KINDS``) both records carry with different values:
+    ``[{"kind", "survivor": [values], "loser": [values]}]``, empty when the two may be one person."""
+    out = []
+    for kind in NATIONAL_IDENTIFIER_KINDS:
+        mine = sorted(i.value for i in survivor.identifiers if i.kind == kind)
+        theirs = sorted(i.value for i in loser.identifiers if i.kind == kind)
+        if mine and theirs and mine != theirs:
+            out.append({"kind": kind, "survivor": mine, "loser": theirs})
+    return out
+
+
+def describe_conflicts(conflicts: list[dict[str, Any]], survivor_id: int, loser_id: int) -> str:
+    """``npi 1234567893 (HCP 1) vs 1245319599 (HCP 2)``, for messages."""
+    return "; ".join(f"{c['kind']} {', '.join(c['survivor'])} (HCP {survivor_id}) vs "
+                     f"{', '.join(c['loser'])} (HCP {loser_id})" for c in conflicts)
+
+
+def merge_hcps(session: DbSession, actor: Any, survivor: HCP, loser: HCP, reason: str, *,
+               override_identifier_conflict: bool = False, override_reason: str | None = None) -> MergeResult:
     """Merge ``loser`` into ``survivor`` (admin; the command line acts as ``actor=None``).
 
     Refused: no reason (422), an HCP into itself (422), a loser or survivor that is already merged
-    or erased (409). Both rows are locked (and their versions bumped), so a concurrent edit or a
-    second merge of the same records fails instead of interleaving.
+    or erased (409), two records with different national identifiers (409 naming them) unless
+    ``override_identifier_conflict`` is set with an ``override_reason`` (422 without one), which the
+    audit record keeps with the identifiers. Both rows are locked (and their versions bumped), so a
+    concurrent edit or a second merge of the same records fails instead of interleaving.
     """
     if actor is not None:
         from crm.auth.services import viewer_for
@@ -82,8 +113,19 @@ def merge_hcps(session: DbSession, actor: Any, survivor: HCP, loser: HCP, reason
                            f"{role} again. Use HCP {hcp.merged_into_id} instead.", merged_into=hcp.merged_into_id)
         if hcp.status == "erased":
             raise Conflict(f"HCP {hcp.id} was erased; an erased record cannot be {role}.")
+    conflicts = identifier_conflicts(survivor, loser)
+    override_reason = (override_reason or "").strip() or None
+    if conflicts and not override_identifier_conflict:
+        raise Conflict(
+            f"HCP {survivor.id} and HCP {loser.id} carry different identifiers "
+            f"({describe_conflicts(conflicts, survivor.id, loser.id)}): they look like two people. "
+            "An admin may still merge them with an explicit override and its reason.",
+            conflicting_identifiers=conflicts)
+    if conflicts and override_reason is None:
+        raise Invalid("Overriding an identifier conflict needs its own reason.",
+                      errors={"override_reason": ["Say why records with different identifiers are one person."]})
 
-    result = MergeResult(survivor.id, loser.id)
+    result = MergeResult(survivor.id, loser.id, conflicts_overridden=conflicts)
     for table, columns in hcp_references():
         handler = _HANDLERS.get(table.name)
         if handler is not None:
@@ -109,6 +151,8 @@ def merge_hcps(session: DbSession, actor: Any, survivor: HCP, loser: HCP, reason
         "merged_into": {"before": None, "after": survivor.id},
         "moved": dict(sorted(result.moved.items())),
         "dropped_duplicates": dict(sorted(result.dropped.items())),
+        **({"identifier_conflict_overridden": {"conflicts": conflicts, "override_reason": override_reason}}
+           if conflicts else {}),
     }, reason=reason)
     result.audit_id = rec.id
     # Rows were moved with set-based statements: what the session holds about them is stale now.

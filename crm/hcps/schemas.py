@@ -182,3 +182,32 @@ class HCOOutSchema(Schema):
 class HCOPageSchema(Schema):
     items = fields.List(fields.Nested(HCOOutSchema))
     next_cursor = fields.String(allow_none=True)
+
+
+class MergeSchema(StrictSchema):
+    """Merge the record ``loser_id`` into the one in the path (the survivor)."""
+
+    loser_id = fields.Integer(required=True, strict=True)
+    reason = fields.String(required=True, validate=validate.Length(max=2000),
+                           metadata={"description": "Why the two records are one person (kept in the audit)."})
+    override_identifier_conflict = fields.Boolean(
+        load_default=False, metadata={"description": "Merge although the records carry different national "
+                                                     "identifiers (NPI, national id); needs `override_reason`."})
+    override_reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class IdentifierConflictSchema(Schema):
+    kind = fields.String()
+    survivor = fields.List(fields.String())
+    loser = fields.List(fields.String())
+
+
+class MergeOutSchema(Schema):
+    survivor_id = fields.Integer()
+    loser_id = fields.Integer()
+    moved = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                        metadata={"description": "rows re-pointed to the survivor, per table(.column)"})
+    dropped = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                          metadata={"description": "the loser's rows dropped as duplicates of the survivor's"})
+    identifier_conflicts_overridden = fields.List(fields.Nested(IdentifierConflictSchema))
+    audit_id = fields.Integer()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from flask import Blueprint, request
 
 from crm.auth.context import actor, api_auth, viewer
+from crm.errors import Invalid
 from crm.extensions import db
 from crm.openapi import doc
 from crm.schemas import load_args, load_body, page
@@ -23,6 +27,7 @@ from crm.visits.schemas import (
 bp = Blueprint("visits_api", __name__, url_prefix="/api/v1/visits")
 
 _TAGS = ["visits"]
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def _out(visit: Visit, *, is_read: bool = False) -> dict:
@@ -32,14 +37,30 @@ def _out(visit: Visit, *, is_read: bool = False) -> dict:
 
 @bp.post("")
 @api_auth
-@doc("Create a draft visit", tags=_TAGS, body=VisitCreateSchema, responses={201: VisitOutSchema},
+@doc("Create a draft visit", tags=_TAGS, body=VisitCreateSchema,
+     responses={201: VisitOutSchema, 200: "A repeat with the same Idempotency-Key and body: the visit it created"},
      errors=(400, 401, 403, 404, 413, 415, 422))
 def create():
     """Field force for HCPs (and attendees) in their own territories; Medical Affairs anywhere (a medical
-    visit). Unknown skus are 422; an unknown HCP is 404."""
+    visit). Unknown skus are 422; an unknown HCP is 404. Samples name a sample product, a lot of it that is
+    not expired on the visit's day and a quantity up to the product's per-visit maximum (422 on
+    `samples.N.sku|lot|quantity`); a blank signature pad is 422 on `signature`.
+
+    Send an `Idempotency-Key` header (1 to 200 printable characters, per user) from an outside tool: a
+    repeat of the key with the same body answers 200 with the visit it created; the same key with another
+    body is 422 on `Idempotency-Key`."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
     data = load_body(VisitCreateSchema())
-    visit = services.create_visit(db.session, actor(), viewer(), data)
-    return _out(visit), 201
+    if key is None:
+        return _out(services.create_visit(db.session, actor(), viewer(), data)), 201
+    key = key.strip()
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise Invalid(errors={IDEMPOTENCY_HEADER: ["must be 1 to 200 printable characters"]})
+    fingerprint = hashlib.sha256(json.dumps(request.get_json(), sort_keys=True, separators=(",", ":"))
+                                 .encode()).hexdigest()
+    visit, replayed = services.create_visit_once(db.session, actor(), viewer(), data, idempotency_key=key,
+                                                 request_hash=fingerprint)
+    return _out(visit), 200 if replayed else 201
 
 
 @bp.get("")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.db import Base, TimestampMixin, UTCDateTime
@@ -15,6 +15,8 @@ VISIT_STATUSES = ("draft", "submitted")
 
 class Visit(TimestampMixin, Base):
     __tablename__ = "visits"
+    # An outside tool's Idempotency-Key is unique per user: a repeat finds the visit it created.
+    __table_args__ = (UniqueConstraint("owner_id", "idempotency_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
@@ -37,6 +39,10 @@ class Visit(TimestampMixin, Base):
     amends_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), unique=True)
     amendment_reason: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # The Idempotency-Key the visit was created with (API), and the fingerprint of that request's body,
+    # so the same key with another body is refused instead of answered with this visit.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
     samples: Mapped[list[VisitSample]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="VisitSample.id"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, or_, select
@@ -30,14 +30,15 @@ from crm.db import DbSession, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.products.models import Product
+from crm.products.services import sample_problems
 from crm.schemas import keyset_page
 from crm.timeline.models import Interaction
 from crm.timeline.services import log_sensitive_reads, record_interaction
 from crm.visits.models import VISIT_MODES, Visit, VisitAttendee, VisitSample
 from crm.visits.schemas import MAX_SIGNATURE_CHARS
+from crm.visits.signature import MIN_INK_PIXELS, SignatureImageError, ink_pixels
 
 SIGNATURE_PREFIX = "data:image/png;base64,"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # A visit is logged after it happened; allow for a phone clock that runs a little fast.
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 LOCKED = "submitted visits are locked; amend instead"
@@ -46,7 +47,8 @@ LOCKED = "submitted visits are locked; amend instead"
 # -- validation helpers ---------------------------------------------------------------------------
 
 def check_signature(value: str) -> str:
-    """A PNG data URL of bounded size whose payload is valid base64 of a PNG; else 422 on ``signature``."""
+    """A PNG data URL of bounded size whose payload is valid base64 of a PNG with a signature on it (not a
+    blank pad, not a dot: ``crm.visits.signature``); else 422 on ``signature``."""
     problem = None
     if not isinstance(value, str) or not value.startswith(SIGNATURE_PREFIX):
         problem = f"must be a PNG data URL ({SIGNATURE_PREFIX}...)"
@@ -58,8 +60,11 @@ def check_signature(value: str) -> str:
         except (binascii.Error, ValueError):
             problem = "is not valid base64"
         else:
-            if not raw.startswith(_PNG_MAGIC):
-                problem = "is not a PNG image"
+            try:
+                if ink_pixels(raw) < MIN_INK_PIXELS:
+                    problem = "is blank: the HCP has not signed (too little ink on the pad)"
+            except SignatureImageError as exc:
+                problem = str(exc)
     if problem:
         raise Invalid("The signature is not usable.", errors={"signature": [problem]})
     return value
@@ -140,11 +145,12 @@ def _apply_content(session: DbSession, visit: Visit, data: dict[str, Any]) -> No
     if "products" in data:
         for sku, problem in _check_skus(session, data["products"]).items():
             errors.setdefault("products", []).append(f"{sku}: {problem}")
-    if data.get("samples"):
-        bad = _check_skus(session, (s["sku"] for s in data["samples"]))
-        for i, s in enumerate(data["samples"]):
-            if s["sku"] in bad:
-                errors.setdefault(f"samples.{i}.sku", []).append(f"{s['sku']}: {bad[s['sku']]}")
+    # Samples are checked against the visit's date (a lot must not be expired then): the new one when it
+    # changes, so moving a visit with samples re-checks them too.
+    samples = data["samples"] if "samples" in data else (visit.samples if "occurred_at" in data else [])
+    occurred_at = data.get("occurred_at") or visit.occurred_at
+    if samples and occurred_at is not None and occurred_at.tzinfo is not None:
+        errors.update(sample_problems(session, _sample_tuples(samples), _visit_date(occurred_at)))
     if data.get("signature") is not None:
         try:
             check_signature(data["signature"])
@@ -207,6 +213,11 @@ def _snapshot(visit: Visit) -> dict[str, Any]:
     }
 
 
+def _visit_date(occurred_at: datetime) -> date:
+    """The day a visit took place, for lot expiry: its UTC date."""
+    return occurred_at.astimezone(UTC).date()
+
+
 def _submit_errors(visit: Visit, signed: bool) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if visit.samples and not signed:
@@ -218,12 +229,14 @@ def _submit_errors(visit: Visit, signed: bool) -> dict[str, list[str]]:
 
 # -- writes -----------------------------------------------------------------------------------------
 
-def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Visit:
+def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any], *,
+                 idempotency_key: str | None = None, request_hash: str | None = None) -> Visit:
     """Create a draft visit owned by ``actor``.
 
     Field force may log visits for HCPs in their own territories (the visited HCP and every attendee);
     Medical Affairs anywhere, and their visits are ``medical`` (restricted to Medical Affairs on the
-    timeline). Everyone else: 403 with the rule.
+    timeline). Everyone else: 403 with the rule. ``idempotency_key`` and ``request_hash`` are stored
+    as given; ``create_visit_once`` is the idempotent entry point.
     """
     require_write(viewer, "visit.create")
     hcp, attendees = _participants(session, data["hcp_id"], data.get("attendee_hcp_ids", ()))
@@ -236,6 +249,8 @@ def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str,
         products=[],
         key_messages=[],
         notes="",
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
     _set_participants(visit, hcp, attendees)
     _apply_content(session, visit, {k: v for k, v in data.items() if k not in ("hcp_id", "attendee_hcp_ids")})
@@ -243,6 +258,43 @@ def create_visit(session: DbSession, actor: Any, viewer: Viewer, data: dict[str,
     session.flush()
     audit.record(session, actor, "visit.create", "visit", visit.id, audit.created(_snapshot(visit)))
     return visit
+
+
+def visit_by_idempotency_key(session: DbSession, owner_id: int, key: str) -> Visit | None:
+    return session.scalar(select(Visit).where(Visit.owner_id == owner_id, Visit.idempotency_key == key))
+
+
+def create_visit_once(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any], *,
+                      idempotency_key: str, request_hash: str) -> tuple[Visit, bool]:
+    """``create_visit`` for an outside tool that may send the same request twice. Returns ``(visit, replayed)``.
+
+    Keys are per user. A key ``actor`` used before with the same ``request_hash`` (the fingerprint of the
+    body) returns the visit it created (``replayed``), as it is now, and writes nothing; with another
+    ``request_hash`` it is 422 on ``Idempotency-Key``. Two requests with one key at once: the unique
+    constraint on (owner, key) lets one insert; the other's savepoint rolls back and it answers with the
+    winner's visit.
+    """
+    require_write(viewer, "visit.create")
+
+    def replay(earlier: Visit) -> tuple[Visit, bool]:
+        if earlier.request_hash != request_hash:
+            raise Invalid("This Idempotency-Key was used with another request.",
+                          errors={"Idempotency-Key": [f"already used for visit {earlier.id} with another body"]})
+        return earlier, True
+
+    earlier = visit_by_idempotency_key(session, actor.id, idempotency_key)
+    if earlier is not None:
+        return replay(earlier)
+    try:
+        with session.begin_nested():
+            visit = create_visit(session, actor, viewer, data, idempotency_key=idempotency_key,
+                                 request_hash=request_hash)
+    except IntegrityError:
+        winner = visit_by_idempotency_key(session, actor.id, idempotency_key)
+        if winner is None:
+            raise
+        return replay(winner)
+    return visit, False
 
 
 def update_visit(
@@ -349,6 +401,8 @@ def submit_visit(session: DbSession, actor: Any, viewer: Viewer, visit: Visit, s
     if signature is not None:
         check_signature(signature)
     errors = _submit_errors(visit, signed=had_signature or signature is not None)
+    # Checked again now: since the draft was saved, a product may have stopped being a sample product.
+    errors.update(sample_problems(session, _sample_tuples(visit.samples), _visit_date(visit.occurred_at)))
     if errors:
         raise Invalid("The visit cannot be submitted yet.", errors=errors)
     if signature is not None:

@@ -23,7 +23,7 @@ from crm.db import utcnow
 from crm.errors import Conflict, Invalid, flatten_messages
 from crm.extensions import db
 from crm.hcps.models import HCP
-from crm.products.models import Product
+from crm.products.models import Product, SampleLot
 from crm.visits import services
 from crm.visits.models import Visit
 from crm.visits.schemas import VisitChangesSchema, VisitCreateSchema
@@ -190,6 +190,12 @@ def _payload(state: FormState, *, with_hcp: bool) -> tuple[dict[str, Any], dict[
 def _render(state: FormState, visit: Visit | None, errors: dict[str, list[str]], status: int = 200) -> Any:
     products = list(db.session.scalars(
         select(Product).where(Product.active.is_(True)).order_by(Product.name)))
+    # Samples: only sample products, and the lots not yet expired today, as suggestions.
+    sample_products = [p for p in products if p.is_sample]
+    sample_lots = db.session.execute(
+        select(Product.sku, SampleLot).join(SampleLot, SampleLot.product_id == Product.id)
+        .where(Product.active.is_(True), Product.is_sample.is_(True), SampleLot.expires_on >= utcnow().date())
+        .order_by(Product.sku, SampleLot.expires_on)).all()
     known = {p.sku for p in products}
     extra = [sku for sku in state["products"] if sku not in known]  # an inactive sku already on the draft
     hcp = None
@@ -197,6 +203,7 @@ def _render(state: FormState, visit: Visit | None, errors: dict[str, list[str]],
         hcp = db.session.get(HCP, int(state["hcp_id"]))
     return render_template(
         "visits/form.html", state=state, visit=visit, errors=errors, products=products, extra_products=extra,
+        sample_products=sample_products, sample_lots=sample_lots,
         hcp=hcp, label=field_label, tz_offsets=[(m, offset_label(m)) for m in TZ_OFFSETS],
         consent_pairs=VISIT_CONSENT_PAIRS, notice=_notice_for_form(),
         consent_grant=request.form.getlist("consent_grant"), consent_withdraw=request.form.getlist("consent_withdraw"),

@@ -17,7 +17,7 @@ from crm.errors import DomainError, Invalid, NotFound
 from crm.extensions import db
 from crm.hcps.duplicates import RULES, suspected_duplicates
 from crm.hcps.export import export_hcp
-from crm.hcps.merge import hcp_references, merge_hcps
+from crm.hcps.merge import hcp_references, identifier_conflicts, merge_hcps
 from crm.hcps.models import HCP
 from crm.integrations.masterdata import report
 from crm.integrations.masterdata.importer import import_nppes_file
@@ -122,8 +122,17 @@ def _related_counts(hcp_id: int) -> dict[str, int]:
 def compare():
     a = _hcp_or_404(request.args.get("a", type=int), "a")
     b = _hcp_or_404(request.args.get("b", type=int), "b")
+    return _compare_page(a, b)
+
+
+def _compare_page(a: HCP, b: HCP, error: str | None = None, status: int = 200) -> Any:
+    """Side by side; records with different national identifiers show the conflict, and the form then
+    asks for the explicit override and its reason."""
     sides = [{"hcp": h, "related": _related_counts(h.id)} for h in (a, b)]
-    return render_template("masterdata/compare.html", sides=sides, error=None, reason="")
+    form = request.form if request.method == "POST" else {}
+    return render_template("masterdata/compare.html", sides=sides, error=error, reason=form.get("reason", ""),
+                           conflicts=identifier_conflicts(a, b), override_reason=form.get("override_reason", ""),
+                           ), status
 
 
 @bp.post("/merge")
@@ -136,11 +145,13 @@ def merge():
     loser = _hcp_or_404(int(loser_id), "loser")
     reason = request.form.get("reason", "")
     try:
-        result = merge_hcps(db.session, actor(), survivor, loser, reason)
+        result = merge_hcps(db.session, actor(), survivor, loser, reason,
+                            override_identifier_conflict=request.form.get("override_identifier_conflict") == "1",
+                            override_reason=request.form.get("override_reason"))
     except DomainError as exc:
         db.session.rollback()
-        sides = [{"hcp": h, "related": _related_counts(h.id)} for h in (survivor, loser)]
-        return render_template("masterdata/compare.html", sides=sides, error=exc.detail, reason=reason), exc.status
+        messages = [exc.detail, *(m for msgs in getattr(exc, "errors", {}).values() for m in msgs)]
+        return _compare_page(survivor, loser, " ".join(messages), exc.status)
     flash(f"HCP {result.loser_id} was merged into HCP {result.survivor_id}.")
     return redirect(url_for("masterdata_pages.duplicates"))
 
