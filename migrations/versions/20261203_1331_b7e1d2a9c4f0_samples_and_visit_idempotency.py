@@ -5,7 +5,7 @@ with their expiry dates; visits keep the Idempotency-Key they were created with 
 the fingerprint of that request. Sample-only products (not orderable) become sample products.
 
 Revision ID: b7e1d2a9c4f0
-Revises: 5c978c5c2a31
+Revises: bbda9da93b73
 Create Date: 2026-12-03 13:30:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'b7e1d2a9c4f0'
-down_revision = '5c978c5c2a31'
+down_revision = 'bbda9da93b73'
 branch_labels = None
 depends_on = None
 
