@@ -325,8 +325,8 @@ def test_rotate_while_the_app_writes(committing_app):
 
     from crm.consent import services as consent
     from crm.hcps.models import HCP as HCPModel
-    from tests.consent_support import EVIDENCE
     from tests.conftest import Factory
+    from tests.consent_support import EVIDENCE
 
     app = committing_app
     with app.app_context():
@@ -344,8 +344,8 @@ def test_rotate_while_the_app_writes(committing_app):
     written: dict[tuple[str, int], str] = {}
 
     def writer() -> None:
-        from crm.visits.models import Visit
         from crm.db import utcnow
+        from crm.visits.models import Visit
 
         n = 0
         try:
@@ -363,7 +363,8 @@ def test_rotate_while_the_app_writes(committing_app):
                     s.add(v)
                     s.flush()
                     written.update({("hcps.email", h.id): h.email, ("hcps.phone", h.id): h.phone,
-                                    ("consent_events.evidence", e.id): e.evidence, ("visits.signature", v.id): v.signature})
+                                    ("consent_events.evidence", e.id): e.evidence,
+                                    ("visits.signature", v.id): v.signature})
                     s.commit()
                     s.remove()
                 started.set()
