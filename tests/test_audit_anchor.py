@@ -243,3 +243,14 @@ def test_the_verify_button_anchors_and_reports_truncation(client, auth, db, fact
     client.post("/audit/verify", data={"csrf_token": token})
     page = client.get("/audit").get_data(as_text=True)
     assert f"Broken at record {recs[-1].id}" in page and "truncated" in page
+
+
+def test_an_anchor_file_that_cannot_be_written_fails_the_verification(runner, db, app, tmp_path, monkeypatch):
+    _chain(db, 2)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setitem(app.config, "CRM_AUDIT_ANCHOR_FILE", str(blocker / "audit-anchor.json"))
+    result = runner.invoke(args=["crm", "audit", "verify"])
+    assert result.exit_code == 1
+    assert "the chain is intact, but its head cannot be anchored in" in result.output
+    assert latest_verification(db).signature is None

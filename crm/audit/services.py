@@ -353,6 +353,15 @@ def verify_and_store(session: DbSession, actor: Any) -> tuple[ChainReport, Audit
     report = verify_anchored(session)
     key = audit_key()
     anchor = Anchor(report.head_id, report.head_hash, report.checked, "database") if report.ok else None
+    path = anchor_file()
+    if anchor is not None and path is not None:
+        try:
+            _write_anchor_file(path, anchor, key)
+        except OSError as exc:
+            # An anchor that cannot be kept is a failed verification: the operator must hear of it.
+            report = ChainReport(False, report.checked, None, f"the chain is intact, but its head cannot be "
+                                 f"anchored in {path}: {exc.strerror or exc}", report.head_id, report.head_hash)
+            anchor = None
     row = AuditVerification(
         verified_at=utcnow(),
         actor_id=getattr(actor, "id", None),
@@ -367,9 +376,6 @@ def verify_and_store(session: DbSession, actor: Any) -> tuple[ChainReport, Audit
     )
     session.add(row)
     session.flush()
-    path = anchor_file()
-    if anchor is not None and path is not None:
-        _write_anchor_file(path, anchor, key)
     return report, row
 
 
