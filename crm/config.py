@@ -52,6 +52,8 @@ class Settings:
     secret_key: str = ""
     encryption_keys: list[str] = field(default_factory=list)
     blind_index_key: str = ""
+    audit_key: str = ""  # HMAC key of the audit chain, kept outside the database
+    audit_anchor_file: str = ""  # the audit chain's anchored head outside the database ("" = none)
     email_backend: str = "file"
     smtp_url: str = ""
     outbox_dir: str = ""
@@ -108,6 +110,8 @@ class Settings:
             blind_index_key=secret(
                 "CRM_BLIND_INDEX_KEY", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
             ),
+            audit_key=secret("CRM_AUDIT_KEY", lambda: secrets.token_urlsafe(32)),
+            audit_anchor_file=env.get("CRM_AUDIT_ANCHOR_FILE", str(instance / "audit-anchor.json")).strip(),
             email_backend=backend,
             smtp_url=env.get("CRM_SMTP_URL", ""),
             outbox_dir=env.get("CRM_OUTBOX_DIR", str(instance / "outbox")),
@@ -134,6 +138,8 @@ class Settings:
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self.database_url),
             "CRM_ENCRYPTION_KEYS": self.encryption_keys,
             "CRM_BLIND_INDEX_KEY": self.blind_index_key,
+            "CRM_AUDIT_KEY": self.audit_key,
+            "CRM_AUDIT_ANCHOR_FILE": self.audit_anchor_file,
             "CRM_EMAIL_BACKEND": self.email_backend,
             "CRM_SMTP_URL": self.smtp_url,
             "CRM_OUTBOX_DIR": self.outbox_dir,

@@ -118,6 +118,10 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     # of random keys) are copied into the database once per checkpoint, not once per few batches.
     cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
+    # The flag the consent ledger's trigger reads to let `crm keys rotate` re-encrypt evidence (and nothing
+    # else); off unless crm.security.cli turns it on around its own statements on this connection.
+    flag = _record.info["crm_key_rotation"] = {"on": False}
+    dbapi_conn.create_function("crm_key_rotation", 0, lambda: 1 if flag["on"] else 0)
 
 
 def _sqlite_on_begin(conn: Any) -> None:

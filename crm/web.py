@@ -50,7 +50,9 @@ def register_lifecycle(app: Flask) -> None:
         h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if current_app.config.get("CRM_ENV") == "production":
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.path.startswith("/api/") or request.endpoint in {"auth.login", "auth.password"}:
+        # Pages, API answers and downloads carry contact data, consent evidence or a session's view of them:
+        # no browser or proxy keeps a copy. Only static assets (CSS, JS, images) may be cached.
+        if request.endpoint != "static":
             h.setdefault("Cache-Control", "no-store")
         return response
 

@@ -81,6 +81,10 @@ def make_app(url: str, **extra: Any) -> Flask:
                                       else {"pool_pre_ping": True}),
         "CRM_ENCRYPTION_KEYS": [TEST_KEYS[0]],
         "CRM_BLIND_INDEX_KEY": "test-blind-index-key",
+        # The audit chain's key; no anchor file, since each test's records roll back (tests that anchor in
+        # a file name their own).
+        "CRM_AUDIT_KEY": "test-audit-key",
+        "CRM_AUDIT_ANCHOR_FILE": "",
         "SECRET_KEY": "test-secret",
         "CRM_OUTBOX_DIR": str(_TMP / "outbox"),
         # cheap argon2 in tests only; production uses argon2-cffi's defaults

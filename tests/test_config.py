@@ -14,19 +14,22 @@ def test_development_generates_keys_once_and_reuses_them(tmp_path, monkeypatch):
     assert first.secret_key == second.secret_key
     assert first.encryption_keys == second.encryption_keys
     assert first.blind_index_key == second.blind_index_key
+    assert first.audit_key == second.audit_key and len(first.audit_key) >= 32
+    assert (tmp_path / "crm_audit_key.key").exists()
+    assert first.audit_anchor_file == str(tmp_path / "audit-anchor.json")
     assert (tmp_path / "crm_secret_key.key").exists()
     assert first.database_url == f"sqlite:///{tmp_path / 'crm.sqlite3'}"
     assert first.outbox_dir == str(tmp_path / "outbox")
 
 
 @pytest.mark.parametrize("missing", ["CRM_SECRET_KEY", "CRM_ENCRYPTION_KEYS", "CRM_BLIND_INDEX_KEY",
-                                     "CRM_DATABASE_URL", "CRM_PUBLIC_URL"])
+                                     "CRM_AUDIT_KEY", "CRM_DATABASE_URL", "CRM_PUBLIC_URL"])
 def test_production_refuses_a_missing_secret_with_one_line(missing, tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
     from cryptography.fernet import Fernet
 
     env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
+           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_AUDIT_KEY": "a" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
            "CRM_PUBLIC_URL": "https://crm.pharma.example"}
     del env[missing]
     with pytest.raises(ConfigError) as info:
@@ -52,7 +55,7 @@ def test_max_body_and_secure_cookies_in_production(tmp_path, monkeypatch):
     from cryptography.fernet import Fernet
 
     env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
+           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_AUDIT_KEY": "a" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
            "CRM_MAX_BODY_MB": "2", "CRM_PUBLIC_URL": "https://crm.pharma.example"}
     cfg = Settings.from_env(env).flask_config()
     assert cfg["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024

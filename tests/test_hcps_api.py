@@ -147,7 +147,7 @@ def test_create_is_audited_without_personal_data(api, world, db):
     dumped = json.dumps(rec.changes)
     assert EMAIL not in dumped and "555" not in dumped and "Heart" not in dumped
     assert rec.changes["email"]["after"] == "[personal data withheld]"
-    assert rec.changes["last_name"]["after"] == "Doe"
+    assert rec.changes["last_name"]["after"] == "[personal data withheld]"  # names too (issue 11, item 5)
     assert rec.changes["territory"]["after"] == "NORTH"
 
 
@@ -314,7 +314,7 @@ def test_update_email_and_identifiers(api, world, factory, db):
     rec = db.scalars(select(AuditRecord).where(AuditRecord.action == "hcp.update")).one()
     assert rec.changes["email"] == {"before": "[personal data withheld]", "after": "[personal data withheld]"}
     assert "new@x.org" not in json.dumps(rec.changes) and "old@x.org" not in json.dumps(rec.changes)
-    assert rec.changes["identifiers"]["after"] == {"npi": make_npi(6)}
+    assert rec.changes["identifiers"]["after"] == {"npi": "[personal data withheld]"}  # identifiers too
 
 
 def test_identifier_change_alone_moves_the_version(api, world, factory):

@@ -73,5 +73,5 @@ def test_two_users_patch_the_same_version_at_once(committing_app):
         stored = _db.session.get(HCP, hcp_id)
         assert stored.city == winner and stored.version == 2
         updates = _db.session.scalars(select(AuditRecord).where(AuditRecord.action == "hcp.update")).all()
-        assert [u.changes["city"]["after"] for u in updates] == [winner]
+        assert len(updates) == 1 and set(updates[0].changes) == {"city"}  # one change recorded (value withheld)
         _db.session.remove()

@@ -41,7 +41,7 @@ def _production(**extra):
     from cryptography.fernet import Fernet
 
     env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
+           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_AUDIT_KEY": "a" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
            "CRM_PUBLIC_URL": "https://crm.pharma.example"}
     env.update(extra)
     return env

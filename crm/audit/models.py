@@ -26,12 +26,17 @@ class AuditRecord(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    # 2: HMAC-SHA256 under CRM_AUDIT_KEY (every record written now); 1: plain SHA-256, the records written
+    # before the chain was keyed (the default the migration gives them).
+    hash_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
 
 
 class AuditVerification(Base):
     """The outcome of one walk of the chain (``crm audit verify`` or the button on the audit page).
 
     Walking a long chain is too slow for every page view, so the page shows the latest stored result.
+    An intact chain's head (``head_id``, ``head_hash``, ``checked``) is the anchor the next verification
+    compares with; ``signature`` (HMAC under the audit key) shows that a verification wrote it.
     """
 
     __tablename__ = "audit_verifications"
@@ -44,3 +49,6 @@ class AuditVerification(Base):
     checked: Mapped[int] = mapped_column(Integer, nullable=False)
     broken_id: Mapped[int | None] = mapped_column(Integer)
     problem: Mapped[str | None] = mapped_column(Text)
+    head_id: Mapped[int | None] = mapped_column(Integer)
+    head_hash: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(String(64))

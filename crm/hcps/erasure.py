@@ -15,10 +15,11 @@ from crm.audit import services as audit
 from crm.consent import tokens
 from crm.db import DbSession
 from crm.errors import Conflict, Invalid
-from crm.hcps.models import HCP
+from crm.hcps.models import HCP, HCP_PERSONAL_FIELDS
 
 ERASED_NAME = "Erased"
-_PERSONAL = ("email", "phone", "address_line", "city", "postal_code", "state", "tags")
+_NAMES = ("first_name", "last_name")  # required columns: replaced by a placeholder, not emptied
+_PERSONAL = tuple(f for f in HCP_PERSONAL_FIELDS if f not in _NAMES)
 
 
 def erase_hcp(session: DbSession, actor: Any, hcp: HCP, reason: str) -> HCP:
@@ -31,12 +32,13 @@ def erase_hcp(session: DbSession, actor: Any, hcp: HCP, reason: str) -> HCP:
         raise Invalid("Erasure needs a reason.", errors={"reason": ["must not be empty"]})
     if hcp.status == "erased":
         raise Conflict(f"HCP {hcp.id} is already erased.")
-    # The audit trail is permanent, so it names the fields that were erased, never their values.
-    fields = ["first_name", "last_name", *(f for f in _PERSONAL if getattr(hcp, f) is not None)]
+    # The audit trail is permanent, so it names the fields that were erased, never their values (and it
+    # never held them in clear: crm.audit.services withholds the HCP's personal fields in every record).
+    fields = [*_NAMES, *(f for f in _PERSONAL if getattr(hcp, f) is not None)]
     identifier_kinds = sorted(i.kind for i in hcp.identifiers)
     previous_status = hcp.status
-    hcp.first_name = ERASED_NAME
-    hcp.last_name = ERASED_NAME
+    for name in _NAMES:
+        setattr(hcp, name, ERASED_NAME)
     for name in _PERSONAL:
         setattr(hcp, name, None)
     hcp.email_bidx = None

@@ -9,6 +9,13 @@ from crm.db import Base, TimestampMixin, UTCDateTime, utcnow
 from crm.security.crypto import BLIND_INDEX_TYPE, EncryptedString
 
 HCP_STATUSES = ("active", "inactive", "merged", "erased")
+# The HCP's personal data: the one list that erasure clears and that the audit trail never holds in clear
+# (crm.audit.services withholds these keys in every "hcp" record). A new personal column goes here.
+HCP_PERSONAL_FIELDS = ("first_name", "last_name", "email", "phone", "address_line", "city", "postal_code", "state",
+                       "tags", "email_status_reason")
+# Audited under the "hcp" entity besides the columns: the identifiers (NPI, licences) as a kind -> value map,
+# and the bounce reason of ``hcp.email_invalid``, which mail servers write with the address in it.
+HCP_PERSONAL_AUDIT_KEYS = frozenset({*HCP_PERSONAL_FIELDS, "identifiers", "reason"})
 
 
 class Territory(TimestampMixin, Base):

@@ -5,11 +5,19 @@ context inside each value stays as it is, and ORM side effects (``updated_at``, 
 are not triggered, because no business data changes. Rows go in primary-key order, in small batches
 that each commit on their own, so the app keeps writing between them and a killed run simply starts
 again: values already under the newest key are recognised and skipped.
+
+The consent ledger is append-only; its triggers let through one UPDATE only: the rotation's own
+compare-and-set, with a transaction-local flag set around it (``rotation_allowed``), that changes the
+encrypted column and nothing else. Before a value is written, its plaintext is checked to be unchanged.
+Each batch that rewrote values leaves an audit record: column, counts and key ids, never a value.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +27,7 @@ from flask.cli import AppGroup
 from sqlalchemy import Column, Table, text
 from tqdm import tqdm
 
+from crm.audit import services as audit
 from crm.db import DbSession
 from crm.extensions import db
 from crm.security.crypto import EncryptedString, Keyring, keyring
@@ -65,6 +74,37 @@ class _Sql:
         self.update = text(f"UPDATE {tbl} SET {col} = :new WHERE {match} AND {col} = :old")  # noqa: S608
 
 
+@contextmanager
+def rotation_allowed(session: DbSession) -> Iterator[None]:
+    """Let the statements run inside this block re-encrypt append-only rows (the consent ledger).
+
+    The flag is local to this connection's transaction and switched off again right after: PostgreSQL
+    ``set_config(..., true)`` (undone by the commit or rollback at the latest), SQLite a function the
+    ledger's trigger calls (registered per connection in crm.db).
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT set_config('crm.key_rotation', 'on', true)"))
+        yield
+        # Not reached after an error: the failed transaction is rolled back, and the setting with it.
+        conn.execute(text("SELECT set_config('crm.key_rotation', 'off', true)"))
+        return
+    flag = conn.connection.info.get("crm_key_rotation")
+    if flag is None:
+        raise RuntimeError("this SQLite connection was not prepared by crm.db (no crm_key_rotation flag)")
+    flag["on"] = True
+    try:
+        yield
+    finally:
+        flag["on"] = False
+
+
+def _audit_batch(session: DbSession, name: str, rotated: int, from_keys: Counter[str], ring: Keyring) -> None:
+    audit.record(session, None, "keys.rotate", "encrypted_column", name, {
+        "rows_rotated": rotated, "from_keys": dict(sorted(from_keys.items())), "to_key": ring.key_id(0),
+    }, reason="crm keys rotate")
+
+
 def rotate_column(
     session: DbSession, ring: Keyring, table: Table, column: Column[Any], batch_size: int,
     max_batches: int | None = None, progress: Any = None,
@@ -83,6 +123,7 @@ def rotate_column(
             report.done = True
             break
         updates = []
+        from_keys: Counter[str] = Counter()
         for row in rows:
             token = row.value
             if ring.is_current(token):
@@ -94,15 +135,19 @@ def rotate_column(
                 # Not readable under any configured key: report it, never print it, leave it untouched.
                 report.unreadable += 1
                 continue
+            from_keys[ring.key_id(ring.key_index(token))] += 1
             updates.append({"new": new, "old": token, **{f"k{i}": row[i] for i in range(len(sql.pk))}})
         if updates:
-            result = session.execute(sql.update, updates)
+            with rotation_allowed(session):
+                result = session.execute(sql.update, updates)
             changed = len(updates)
             if session.get_bind().dialect.supports_sane_multi_rowcount:
                 # Rows the app rewrote meanwhile were left alone; the app writes under the newest key.
                 changed = result.rowcount  # type: ignore[attr-defined]
                 report.current += len(updates) - changed
             report.rotated += changed
+            if changed:
+                _audit_batch(session, report.name, changed, from_keys, ring)
         session.commit()  # one short transaction per batch: the app's writers wait milliseconds, not minutes
         batches += 1
         last = tuple(rows[-1][i] for i in range(len(sql.pk)))

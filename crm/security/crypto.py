@@ -29,6 +29,7 @@ class Keyring:
     def __init__(self, keys: list[str]) -> None:
         if not keys:
             raise ValueError("at least one encryption key is required")
+        self.keys = list(keys)
         self.fernets = [Fernet(k.encode()) for k in keys]
         self.multi = MultiFernet(self.fernets)
         self.primary = self.fernets[0]
@@ -55,7 +56,26 @@ class Keyring:
         return True
 
     def rotate(self, token: str) -> str:
-        return self.multi.rotate(token.encode("ascii")).decode("ascii")
+        """``token`` re-encrypted under the newest key; refuses if the plaintext would not be the same."""
+        old = token.encode("ascii")
+        new = self.multi.rotate(old)
+        if self.primary.decrypt(new) != self.multi.decrypt(old):  # pragma: no cover - a cryptography bug
+            raise RuntimeError("re-encryption changed the plaintext; nothing written")
+        return new.decode("ascii")
+
+    def key_index(self, token: str) -> int:
+        """The position in CRM_ENCRYPTION_KEYS of the key ``token`` is encrypted under."""
+        for i, fernet in enumerate(self.fernets):
+            try:
+                fernet.decrypt(token.encode("ascii"))
+            except InvalidToken:
+                continue
+            return i
+        raise InvalidToken
+
+    def key_id(self, index: int) -> str:
+        """A short name of a key for reports and the audit trail: a digest of it, never the key itself."""
+        return hashlib.sha256(self.keys[index].encode()).hexdigest()[:12]
 
 
 def keyring() -> Keyring:
