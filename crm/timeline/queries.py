@@ -12,7 +12,7 @@ the request boundary commits them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -212,7 +212,8 @@ def _shape(session: DbSession, viewer: Viewer, filters: TimelineFilters, cursor:
         dialect=session.get_bind().dialect.name,
         hide_superseded=viewer.role not in SEES_SUPERSEDED,
         channels="channels" in params, kinds="kinds" in params, owner="owner_id" in params,
-        products="products" in params, products_seen="products_seen" in params, since="since" in params, until="until" in params,
+        products="products" in params, products_seen="products_seen" in params,
+        since="since" in params, until="until" in params,
         after=after is not None, territory="territory" in params, profession="profession" in params,
         specialty="specialty" in params,
     )
