@@ -9,6 +9,7 @@ no marker reaches any body. A route it cannot fill fails the test unless ``NOT_W
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -181,3 +182,35 @@ def test_a_product_filter_does_not_confirm_a_hidden_product(api, world, db, role
     assert everything & hidden  # they are there, as existence-level items
     medical = api(world.users["medical"])
     assert {i["id"] for i in medical.get(f"/api/v1/interactions?product={HIDDEN_SKU}").get_json()["items"]} & hidden
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance", "admin"])
+def test_a_medical_event_its_attendance_and_transfers_per_role(api, world, db, role):
+    user = world.users[role]
+    client = api(user)
+    event_id = world.ids["event"][0]
+    may_read = role not in ("field_rep", "marketer")
+    event = client.get(f"/api/v1/events/{event_id}").get_json()
+    listed = next(e for e in client.get("/api/v1/events").get_json()["items"] if e["id"] == event_id)
+    assert listed == event
+    attendance = client.get(f"/api/v1/events/{event_id}/attendance").get_json()["items"]
+    transfers = client.get(f"/api/v1/events/{event_id}/transfers").get_json()["items"]
+    hcp_transfers = client.get(f"/api/v1/hcps/{world.hcp.id}/transfers").get_json()["items"]
+    # who attended and what was paid are shared with everyone; the event's content is not
+    assert {(a["hcp_id"], a["status"]) for a in attendance} == {(world.hcp.id, "attended"), (world.hcp2.id, "no_show")}
+    assert [Decimal(t["amount"]) for t in transfers + hcp_transfers] == [Decimal(25), Decimal(25)]
+    assert event["type"] == "round_table" and event["sensitivity"] == "medical"
+    if may_read:
+        assert event["redacted"] is False and event["name"] == f"{MARK}-event-name"
+        assert event["venue"] == f"{MARK}-event-venue" and event["products"] == ["ZZ-HIDDEN-1"]
+        assert transfers[0]["description"] == f"{MARK}-transfer-note"
+        logged = db.scalars(select(SensitiveRead.what).where(SensitiveRead.viewer_id == user.id)).all()
+        assert set(logged) == {"event"}
+    else:
+        assert event["redacted"] is True and event["redaction_reason"] == "Details restricted to Medical Affairs"
+        assert event["name"] == "Round table (medical, details restricted)"
+        assert event["venue"] is None and event["url"] is None and event["organiser"] == ""
+        assert event["products"] == []
+        assert all(a["redacted"] and a["external_id"] is None for a in attendance)
+        assert transfers[0]["description"] is None and hcp_transfers[0]["description"] is None
+        assert db.scalar(select(SensitiveRead.id).where(SensitiveRead.viewer_id == user.id)) is None
