@@ -157,9 +157,12 @@ def read_records(session: DbSession, viewer: Viewer, records: Sequence[R], shape
     records logged in one insert. ``log=False`` for the echo of a write (the audit trail holds it)."""
     out: list[dict[str, Any]] = []
     reads: list[tuple[int | None, int | None, str]] = []
+    sights: dict[str, Sight] = {}  # a page asks the same few questions fifty times
     for record in records:
         sensitivity = shape.sensitivity(record)
-        seen = sight(viewer, sensitivity)
+        seen = sights.get(sensitivity)
+        if seen is None:
+            seen = sights[sensitivity] = sight(viewer, sensitivity)
         item = shape.redaction.apply(shape.dump(record, seen), record, seen)
         item.update(seen.marks())
         out.append(item)
