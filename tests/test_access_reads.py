@@ -54,3 +54,13 @@ def test_redaction_by_level():
     # a dotted name leaves a missing parent alone
     assert redaction.apply({"follow_up": None}, record, summary) == {"follow_up": None, "notes": None,
                                                                      "summary": "Visit"}
+
+
+def test_a_logged_read_needs_a_session():
+    from crm.access.reads import Shape, read_records
+
+    shape = Shape(what="interaction", sensitivity=lambda r: "pv", dump=lambda r, seen: {"id": r},
+                  redaction=Redaction(), logged=lambda r: ((r, None),))
+    with pytest.raises(ValueError, match="session"):
+        read_records(None, Viewer(1, "medical"), [1], shape)
+    assert read_records(None, Viewer(1, "medical"), [1], shape, log=False)[0]["redacted"] is False

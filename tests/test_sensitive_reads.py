@@ -214,3 +214,11 @@ def test_a_medical_event_its_attendance_and_transfers_per_role(api, world, db, r
         assert all(a["redacted"] and a["external_id"] is None for a in attendance)
         assert transfers[0]["description"] is None and hcp_transfers[0]["description"] is None
         assert db.scalar(select(SensitiveRead.id).where(SensitiveRead.viewer_id == user.id)) is None
+
+
+def test_event_reads_are_on_the_read_log(api, world):
+    """Compliance finds the reads of a medical event in the read-access log, by ``what=event``."""
+    medical = world.users["medical"]
+    assert api(medical).get("/api/v1/events/{}".format(world.ids["event"][0])).status_code == 200
+    log = api(world.users["compliance"]).get("/api/v1/audit/sensitive-reads?what=event").get_json()["items"]
+    assert [(r["viewer"]["id"], r["what"], r["sensitivity"]) for r in log] == [(medical.id, "event", "medical")]

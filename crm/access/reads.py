@@ -151,10 +151,13 @@ class Shape(Generic[R]):
     logged: Callable[[R], Iterable[LogKey]]
 
 
-def read_records(session: DbSession, viewer: Viewer, records: Sequence[R], shape: Shape[R], *,
+def read_records(session: DbSession | None, viewer: Viewer, records: Sequence[R], shape: Shape[R], *,
                  log: bool = True) -> list[dict[str, Any]]:
     """Each record as ``viewer`` may see it, marked with the rule and reason; full reads of medical/pv
-    records logged in one insert. ``log=False`` for the echo of a write (the audit trail holds it)."""
+    records logged in one insert. ``log=False`` for the echo of a write (the audit trail holds it); only
+    then may ``session`` be None."""
+    if log and session is None:
+        raise ValueError("a logged read needs the session to log it in")
     out: list[dict[str, Any]] = []
     reads: list[tuple[int | None, int | None, str]] = []
     sights: dict[str, Sight] = {}  # a page asks the same few questions fifty times
@@ -168,12 +171,13 @@ def read_records(session: DbSession, viewer: Viewer, records: Sequence[R], shape
         out.append(item)
         if log and seen.full and sensitivity in LOGGED_SENSITIVITIES:
             reads.extend((interaction_id, hcp_id, sensitivity) for interaction_id, hcp_id in shape.logged(record))
-    if reads:
+    if reads and session is not None:
         log_reads(session, viewer, reads, what=shape.what)
     return out
 
 
-def read_record(session: DbSession, viewer: Viewer, record: R, shape: Shape[R], *, log: bool = True) -> dict[str, Any]:
+def read_record(session: DbSession | None, viewer: Viewer, record: R, shape: Shape[R], *,
+                log: bool = True) -> dict[str, Any]:
     """``read_records`` for one record."""
     return read_records(session, viewer, [record], shape, log=log)[0]
 

@@ -152,10 +152,8 @@ def _for_hcp(hcp_id: int) -> Shape[ItemRow]:
 
 def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
     """One timeline item as SPEC section 5 describes it, redacted for ``viewer``, without logging the read
-    (for the echo of a write; reads go through ``read_interactions``)."""
-    from crm.extensions import db
-
-    return read_record(db.session, viewer, _row_of(interaction), ITEM_SHAPE, log=False)
+    (reads that show items go through ``read_interactions``, which logs them)."""
+    return read_record(None, viewer, _row_of(interaction), ITEM_SHAPE, log=False)
 
 
 def read_interactions(session: DbSession, viewer: Viewer, interactions: Sequence[Interaction]) -> list[dict[str, Any]]:
