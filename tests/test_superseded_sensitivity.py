@@ -10,6 +10,7 @@ from sqlalchemy import MetaData, Table, select, text
 
 from crm.audit.models import AuditRecord
 from crm.extensions import db as _db
+from crm.timeline.models import Interaction
 from crm.timeline.services import record_interaction
 from tests.conftest import database_url, make_app, utc
 from tests.sensitive_support import MARK, build
@@ -132,3 +133,21 @@ def test_the_migration_raises_chains_already_stored():
             found = dict(conn.execute(text("SELECT id, sensitivity FROM interactions")).all())
         assert found == {1: "pv", 2: "pv", 3: "pv", 4: "medical", 5: "medical", 6: "standard"}
         _db.engine.dispose()
+
+
+def test_an_inquiry_from_a_visit_that_turned_pv_reads_as_pv(api, db, factory):
+    """A rep's visit with a medical question and adverse-event wording: the inquiry points at the visit's
+    first item, which the pv correction raised, so the inquiry's question reads (and is logged) as pv."""
+    from crm.callcentre.models import MedicalInquiry
+    from crm.timeline.models import SensitiveRead
+    from tests.guardrails_support import submit_rep_visit
+
+    world = submit_rep_visit(db, factory, "Dr asked: dose for children under 12? The patient had a rash.")
+    inquiry = db.query(MedicalInquiry).filter_by(visit_id=world.visit.id).one()
+    assert db.get(Interaction, inquiry.interaction_id).sensitivity == "pv"
+    rep = api(world.rep).get(f"/api/v1/medical-inquiries/{inquiry.id}").get_json()
+    assert rep["redacted"] is True and rep["question"] == "" and rep["visibility"]["rule"] == "pv-restricted"
+    medical = api(world.medical).get(f"/api/v1/medical-inquiries/{inquiry.id}").get_json()
+    assert medical["redacted"] is False and "rash" in medical["question"]
+    assert db.scalars(select(SensitiveRead.sensitivity).where(SensitiveRead.viewer_id == world.medical.id)).all() \
+        == ["pv"]

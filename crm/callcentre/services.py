@@ -493,6 +493,7 @@ def contact_dicts(session: DbSession, viewer: Viewer, contacts: Sequence[Contact
 
 
 def contact_dict(session: DbSession, viewer: Viewer, contact: Contact, *, log: bool = True) -> dict[str, Any]:
+    """One contact through ``contact_dicts``."""
     return contact_dicts(session, viewer, [contact], log=log)[0]
 
 
@@ -531,6 +532,7 @@ def inquiry_dicts(session: DbSession, viewer: Viewer, inquiries: Sequence[Medica
 
 
 def inquiry_dict(session: DbSession, viewer: Viewer, inquiry: MedicalInquiry, *, log: bool = True) -> dict[str, Any]:
+    """One medical inquiry through ``inquiry_dicts``."""
     return inquiry_dicts(session, viewer, [inquiry], log=log)[0]
 
 
@@ -563,4 +565,5 @@ def case_dicts(session: DbSession, viewer: Viewer, cases: Sequence[AdverseEventC
 
 
 def case_dict(session: DbSession, viewer: Viewer, case: AdverseEventCase, *, log: bool = True) -> dict[str, Any]:
+    """One adverse-event case through ``case_dicts``."""
     return case_dicts(session, viewer, [case], log=log)[0]

@@ -681,6 +681,7 @@ def visible_events(session: DbSession, viewer: Viewer, events: Sequence[Event], 
 
 
 def visible_event(session: DbSession, viewer: Viewer, event: Event, *, log: bool = True) -> dict[str, Any]:
+    """One event through ``visible_events``."""
     return visible_events(session, viewer, [event], log=log)[0]
 
 
