@@ -16,7 +16,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from crm.timeline.models import Interaction, SensitiveRead
+from crm.access.policy import SEES_SUPERSEDED
+from crm.timeline.models import Interaction, InteractionProduct, SensitiveRead
 from tests.conftest import PASSWORD, AuthActions
 from tests.sensitive_support import HIDDEN_SKU, MARK, build
 
@@ -180,8 +181,18 @@ def test_a_product_filter_does_not_confirm_a_hidden_product(api, world, db, role
         assert {i["id"] for i in client.get(url).get_json()["items"]} & hidden == set()
     everything = {i["id"] for i in client.get(f"/api/v1/hcps/{world.hcp.id}/timeline?limit=200").get_json()["items"]}
     assert everything & hidden  # they are there, as existence-level items
-    medical = api(world.users["medical"])
-    assert {i["id"] for i in medical.get(f"/api/v1/interactions?product={HIDDEN_SKU}").get_json()["items"]} & hidden
+
+
+@pytest.mark.parametrize("role", ["call_centre", "medical", "compliance", "admin"])
+def test_a_product_filter_finds_what_the_viewer_may_read(api, world, db, role):
+    client = api(world.users[role])
+    found = {i["id"] for i in client.get(f"/api/v1/interactions?product={HIDDEN_SKU}").get_json()["items"]}
+    query = select(Interaction.id).join(Interaction.products).where(InteractionProduct.sku == HIDDEN_SKU)
+    if role not in SEES_SUPERSEDED:
+        query = query.where(Interaction.superseded_by_id.is_(None))
+    expected = set(db.scalars(query))
+    assert expected and found == expected
+    assert all(db.get(Interaction, i).sensitivity != "standard" for i in expected)
 
 
 @pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance", "admin"])
