@@ -110,7 +110,8 @@ def test_a_visit_with_ae_wording_becomes_pv_content_on_the_timeline(db, factory)
                                               Interaction.kind == "visit.submitted").one()
     now_item = db.get(Interaction, visit.interaction_id)
     assert visit.sensitivity == "pv" and now_item.sensitivity == "pv" and now_item.supersedes_id == first_item.id
-    assert now_item.details["guardrail_hits"] and first_item.sensitivity == "standard"
+    # issue 11: the superseded original carries the same text, so it is `pv` too (its content unchanged)
+    assert now_item.details["guardrail_hits"] and first_item.sensitivity == "pv"
     assert db.query(AdverseEventCase).filter_by(visit_id=visit.id).one().interaction_id == now_item.id
     # the rep and marketing see that the visit happened, not the adverse-event text
     for role in ("field_rep", "marketer"):

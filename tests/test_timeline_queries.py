@@ -234,8 +234,7 @@ def test_fatigue_strip_counts_30_and_90_days_per_channel_and_department(db, fact
     rec(db, h, now - timedelta(days=29), actor=rep)                         # visit, 30 and 90
     rec(db, h, now - timedelta(days=45), actor=rep)                         # visit, 90 only
     rec(db, h, now - timedelta(days=91), actor=rep)                         # too old for counts
-    rec(db, h, now - timedelta(days=10), channel="email", kind="email.delivered", actor=marketer,
-        source="esp")                                                       # email, 30 and 90
+    rec(db, h, now - timedelta(days=10), channel="email", kind="email.sent", actor=marketer)  # email, 30 and 90
     rec(db, h, now - timedelta(days=60), channel="event", kind="event.attended", source="event_platform")
     rec(db, h, now - timedelta(days=2), channel="consent", kind="consent.granted")  # not a touch
     rec(db, h, now + timedelta(days=3), actor=rep)                          # after now: not counted
@@ -246,8 +245,8 @@ def test_fatigue_strip_counts_30_and_90_days_per_channel_and_department(db, fact
     strip = fatigue_strip(db, h.id, now=now)
     by_channel = {r["channel"]: (r["last_30_days"], r["last_90_days"]) for r in strip["by_channel"]}
     assert by_channel == {"visit": (2, 3), "email": (1, 1), "event": (0, 1), "call_centre": (1, 1),
-                          "order": (0, 0), "survey": (0, 0)}
-    assert "consent" not in by_channel
+                          "survey": (0, 0)}
+    assert "consent" not in by_channel and "order" not in by_channel
     by_department = {r["department"]: (r["last_30_days"], r["last_90_days"]) for r in strip["by_department"]}
     assert by_department == {"field_rep": (2, 3), "marketer": (1, 1), "system": (1, 2)}
     labels = {r["department"]: r["label"] for r in strip["by_department"]}
@@ -259,6 +258,43 @@ def test_fatigue_strip_counts_30_and_90_days_per_channel_and_department(db, fact
     assert last["event"] == "2026-05-01T12:00:00Z"
     assert strip["last_by_channel"][0]["channel"] == "visit"  # most recent first
     assert strip["as_of"] == "2026-06-30T12:00:00Z"
+
+
+# Issue 11: a touch is a contact the company made, not what the HCP (or the ERP) did afterwards.
+TOUCHES = [
+    ("visit", "visit.submitted"), ("email", "email.sent"), ("event", "event.invited"), ("event", "event.attended"),
+    ("call_centre", "call_centre.product_information"), ("call_centre", "call_centre.medical_inquiry"),
+    ("call_centre", "call_centre.medical_answer"), ("survey", "survey.sent"),
+]
+NOT_TOUCHES = [
+    ("email", "email.delivered"), ("email", "email.opened"), ("email", "email.clicked"), ("email", "email.bounced"),
+    ("email", "email.unsubscribed"), ("order", "order.queued"), ("order", "order.sent"), ("order", "order.shipped"),
+    ("order", "order.rejected"), ("event", "event.registered"), ("event", "event.no_show"),
+    ("survey", "survey.answered"), ("consent", "consent.granted"),
+]
+
+
+@pytest.mark.parametrize(("channel", "kind"), TOUCHES)
+def test_fatigue_strip_counts_contacts_the_company_made(db, factory, channel, kind):
+    h = factory.hcp()
+    now = utc(2026, 6, 30, 12)
+    rec(db, h, now - timedelta(days=3), channel=channel, kind=kind)
+    strip = fatigue_strip(db, h.id, now=now)
+    assert strip["touches"] == {"last_30_days": 1, "last_90_days": 1}
+    by_channel = {r["channel"]: r["last_30_days"] for r in strip["by_channel"]}
+    assert by_channel[channel] == 1
+
+
+@pytest.mark.parametrize(("channel", "kind"), NOT_TOUCHES)
+def test_fatigue_strip_does_not_count_what_followed_a_contact(db, factory, channel, kind):
+    h = factory.hcp()
+    now = utc(2026, 6, 30, 12)
+    rec(db, h, now - timedelta(days=3), channel=channel, kind=kind)
+    strip = fatigue_strip(db, h.id, now=now)
+    assert strip["touches"] == {"last_30_days": 0, "last_90_days": 0}
+    assert strip["by_department"] == []
+    # It is still the last thing that happened on its channel.
+    assert [r["channel"] for r in strip["last_by_channel"]] == [channel]
 
 
 def test_fatigue_strip_of_a_quiet_hcp(db, factory):

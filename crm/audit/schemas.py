@@ -11,7 +11,7 @@ from crm.auth.models import User
 from crm.schemas import PageArgs, UTCDateTime
 from crm.timeline.models import SENSITIVITIES, SensitiveRead
 
-SENSITIVE_READ_KINDS = ("interaction", "visit", "consent_evidence", "export")
+SENSITIVE_READ_KINDS = ("interaction", "visit", "consent_evidence", "export", "event")
 
 
 class AuditQuerySchema(PageArgs):
@@ -66,7 +66,7 @@ class SensitiveReadSchema(Schema):
     id = fields.Integer()
     occurred_at = UTCDateTime()
     viewer = fields.Nested(ReaderSchema)
-    what = fields.String(metadata={"description": "interaction, visit, consent_evidence or export"})
+    what = fields.String(metadata={"description": "interaction, visit, consent_evidence, export or event"})
     interaction_id = fields.Integer(allow_none=True)
     hcp_id = fields.Integer(allow_none=True)
     sensitivity = fields.String(allow_none=True)

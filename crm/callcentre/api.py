@@ -39,7 +39,7 @@ TAGS = ["call centre"]
 
 def _created_out(result: services.ContactResult) -> dict[str, Any]:
     contact = result.contact
-    out = services.contact_dict(viewer(), contact)
+    out = services.contact_dict(db.session, viewer(), contact)
     out["guardrail_hits"] = [h.as_dict() for h in result.hits]
     out["ae_case_offer"] = result.ae_case_offer
     out["medical_inquiry_id"] = db.session.scalar(
@@ -65,8 +65,6 @@ def create_contact():
         details=data["details"], products=data["products"], follow_up_date=follow_up.get("date"),
         follow_up_text=follow_up.get("text"), external_id=data["external_id"], adverse_event=data["adverse_event"],
     )
-    services.log_full_reads(db.session, viewer(), [(result.contact.interaction_id, result.contact.hcp_id,
-                                                    result.contact.sensitivity)])
     return _created_out(result), 201 if result.created else 200
 
 
@@ -75,8 +73,7 @@ def create_contact():
 @api_auth
 def get_contact(contact_id: int):
     contact = services.get_contact(db.session, contact_id)
-    services.log_full_reads(db.session, viewer(), [(contact.interaction_id, contact.hcp_id, contact.sensitivity)])
-    return services.contact_dict(viewer(), contact)
+    return services.contact_dict(db.session, viewer(), contact)
 
 
 @bp.post("/call-centre/contacts/<int:contact_id>/adverse-event-case")
@@ -89,7 +86,7 @@ def case_from_contact(contact_id: int):
     data = load_body(CaseFromContactIn())
     contact = services.get_contact(db.session, contact_id)
     case = services.open_case_from_contact(db.session, actor(), viewer(), contact, **data)
-    return services.case_dict(viewer(), case), 201
+    return services.case_dict(db.session, viewer(), case, log=False), 201
 
 
 @bp.get("/medical-inquiries")
@@ -100,8 +97,7 @@ def list_inquiries():
     args = load_args(InquiryArgs())
     rows, nxt = services.inquiry_page(db.session, args["status"], args["limit"], args["cursor"])
     who = viewer()
-    services.log_full_reads(db.session, who, [(r.interaction_id, r.hcp_id, "medical") for r in rows])
-    return page([services.inquiry_dict(who, r) for r in rows], nxt)
+    return page(services.inquiry_dicts(db.session, who, rows), nxt)
 
 
 @bp.get("/medical-inquiries/<int:inquiry_id>")
@@ -109,8 +105,7 @@ def list_inquiries():
 @api_auth
 def get_inquiry(inquiry_id: int):
     inquiry = services.get_inquiry(db.session, inquiry_id)
-    services.log_full_reads(db.session, viewer(), [(inquiry.interaction_id, inquiry.hcp_id, "medical")])
-    return services.inquiry_dict(viewer(), inquiry)
+    return services.inquiry_dict(db.session, viewer(), inquiry)
 
 
 @bp.post("/medical-inquiries/<int:inquiry_id>/answer")
@@ -123,7 +118,7 @@ def answer_inquiry(inquiry_id: int):
     inquiry = services.get_inquiry(db.session, inquiry_id)
     services.answer_inquiry(db.session, actor(), viewer(), inquiry, answer=data["answer"], medium=data["medium"],
                             answered_at=data["answered_at"])
-    return services.inquiry_dict(viewer(), inquiry)
+    return services.inquiry_dict(db.session, viewer(), inquiry, log=False)
 
 
 @bp.get("/adverse-events")
@@ -135,8 +130,7 @@ def list_cases():
     args = load_args(CaseArgs())
     rows, nxt = services.case_page(db.session, args["status"], args["overdue"], args["limit"], args["cursor"])
     who = viewer()
-    services.log_full_reads(db.session, who, [(r.interaction_id, r.hcp_id, "pv") for r in rows])
-    return page([services.case_dict(who, r) for r in rows], nxt)
+    return page(services.case_dicts(db.session, who, rows), nxt)
 
 
 @bp.get("/adverse-events/<int:case_id>")
@@ -144,8 +138,7 @@ def list_cases():
 @api_auth
 def get_case(case_id: int):
     case = services.get_case(db.session, case_id)
-    services.log_full_reads(db.session, viewer(), [(case.interaction_id, case.hcp_id, "pv")])
-    return services.case_dict(viewer(), case)
+    return services.case_dict(db.session, viewer(), case)
 
 
 @bp.post("/adverse-events/<int:case_id>/close")
@@ -158,4 +151,4 @@ def close_case(case_id: int):
     case = services.get_case(db.session, case_id)
     services.close_case(db.session, actor(), viewer(), case, forwarded_by=data["forwarded_by"],
                         forwarded_at=data["forwarded_at"], pv_reference=data["pv_reference"])
-    return services.case_dict(viewer(), case)
+    return services.case_dict(db.session, viewer(), case, log=False)

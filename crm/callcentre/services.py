@@ -7,6 +7,7 @@ makes it `pv` and opens an ``AdverseEventCase`` due 24 hours after receipt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from crm.access.policy import Level, Viewer, item_decision, require_write
+from crm.access.policy import Viewer, require_write
+from crm.access.reads import Redaction, Shape, Sight, interaction_sensitivities, read_records, strictest
 from crm.audit import services as audit
 from crm.callcentre.models import (
     AE_DUE_HOURS,
@@ -32,7 +34,7 @@ from crm.guardrails import services as guardrails
 from crm.hcps.models import HCP
 from crm.schemas import keyset_page
 from crm.timeline.models import Interaction
-from crm.timeline.services import log_sensitive_reads, record_interaction
+from crm.timeline.services import record_interaction
 
 REASON_LABELS = {
     "product_information": "Product information",
@@ -456,72 +458,112 @@ def case_page(session: DbSession, status: str | None, overdue: bool | None, limi
                        newest_first=False)  # a queue: the most urgent first
 
 
-def log_full_reads(session: DbSession, viewer: Viewer, rows: list[tuple[int | None, int, str]]) -> None:
-    """Log full-level reads of `medical`/`pv` records (interaction id, HCP id, sensitivity) for compliance."""
-    log_sensitive_reads(session, viewer, rows)
+# -- reads: through the one read path (crm.access.reads) ------------------------------------------
 
-
-def _visibility(viewer: Viewer, sensitivity: str) -> tuple[bool, dict[str, Any]]:
-    decision = item_decision(viewer, sensitivity)
-    full = decision.level == Level.FULL
-    level = decision.level.value if full else Level.EXISTENCE.value
-    return full, {"redacted": not full, "redaction_reason": None if full else decision.reason,
-                  "visibility": {"level": level, "rule": decision.rule, "reason": decision.reason}}
-
-
-def contact_dict(viewer: Viewer, contact: Contact) -> dict[str, Any]:
-    """A contact for ``viewer``: content only at full level, else the facts every user shares."""
-    full, vis = _visibility(viewer, contact.sensitivity)
-    out: dict[str, Any] = {
+def _dump_contact(contact: Contact, seen: Sight, sensitivity: str) -> dict[str, Any]:
+    return {
         "id": contact.id, "hcp_id": contact.hcp_id, "occurred_at": iso_z(contact.occurred_at),
         "direction": contact.direction, "medium": contact.medium, "reason": contact.reason,
-        "sensitivity": contact.sensitivity, "source": contact.source, "external_id": contact.external_id,
-        "interaction_id": contact.interaction_id, "summary": "", "details": "", "products": [],
-        "follow_up": None, "guardrail_hits": [], **vis,
+        "sensitivity": sensitivity, "source": contact.source, "external_id": contact.external_id,
+        "interaction_id": contact.interaction_id, "summary": contact.summary, "details": contact.details,
+        "products": list(contact.products),
+        "follow_up": ({"date": contact.follow_up_date.isoformat(), "text": contact.follow_up_text}
+                      if contact.follow_up_date else None),
+        "guardrail_hits": list(contact.guardrail_hits or []),
     }
-    if full:
-        out.update({
-            "summary": contact.summary, "details": contact.details, "products": list(contact.products),
-            "follow_up": ({"date": contact.follow_up_date.isoformat(), "text": contact.follow_up_text}
-                          if contact.follow_up_date else None),
-            "guardrail_hits": list(contact.guardrail_hits or []),
-        })
-    return out
 
 
-def inquiry_dict(viewer: Viewer, inquiry: MedicalInquiry, now: datetime | None = None) -> dict[str, Any]:
-    full, vis = _visibility(viewer, "medical")
-    now = now or utcnow()
+# Content only at full level, else the facts every user shares.
+_CONTACT_REDACTION = Redaction(below_full={"summary": "", "details": "", "products": lambda c: [], "follow_up": None,
+                                           "guardrail_hits": lambda c: []})
+
+
+def contact_dicts(session: DbSession, viewer: Viewer, contacts: Sequence[Contact], *,
+                  log: bool = True) -> list[dict[str, Any]]:
+    """Contacts for ``viewer``; the sensitivity read is the strictest of the contact's and its item's."""
+    items = interaction_sensitivities(session, (c.interaction_id for c in contacts))
+    sensitivities = {c.id: strictest(c.sensitivity, items.get(c.interaction_id) if c.interaction_id else None)
+                     for c in contacts}
+    shape: Shape[Contact] = Shape(
+        what="interaction", sensitivity=lambda c: sensitivities[c.id],
+        dump=lambda c, seen: _dump_contact(c, seen, sensitivities[c.id]), redaction=_CONTACT_REDACTION,
+        logged=lambda c: ((c.interaction_id, c.hcp_id),),
+    )
+    return read_records(session, viewer, contacts, shape, log=log)
+
+
+def contact_dict(session: DbSession, viewer: Viewer, contact: Contact, *, log: bool = True) -> dict[str, Any]:
+    """One contact through ``contact_dicts``."""
+    return contact_dicts(session, viewer, [contact], log=log)[0]
+
+
+def _dump_inquiry(inquiry: MedicalInquiry, seen: Sight, now: datetime) -> dict[str, Any]:
     waited = (inquiry.answered_at or now) - inquiry.received_at
-    out: dict[str, Any] = {
+    return {
         "id": inquiry.id, "hcp_id": inquiry.hcp_id, "source": inquiry.source, "received_at": iso_z(inquiry.received_at),
         "status": inquiry.status, "answered_at": iso_z(inquiry.answered_at),
         "response_hours": response_hours(inquiry),
         "late": waited > timedelta(hours=ANSWER_TARGET_HOURS),
         "contact_id": inquiry.contact_id, "visit_id": inquiry.visit_id,
-        "question": "", "answer": None, "answer_medium": None, "products": [], "answered_by": None, **vis,
+        "question": inquiry.question, "answer": inquiry.answer, "answer_medium": inquiry.answer_medium,
+        "products": list(inquiry.products or []),
+        "answered_by": inquiry.answered_by.name if inquiry.answered_by is not None else None,
     }
-    if full:
-        out.update({"question": inquiry.question, "answer": inquiry.answer, "answer_medium": inquiry.answer_medium,
-                    "products": list(inquiry.products or []),
-                    "answered_by": inquiry.answered_by.name if inquiry.answered_by is not None else None})
-    return out
 
 
-def case_dict(viewer: Viewer, case: AdverseEventCase, now: datetime | None = None) -> dict[str, Any]:
-    full, vis = _visibility(viewer, "pv")
-    now = now or utcnow()
+_INQUIRY_REDACTION = Redaction(below_full={"question": "", "answer": None, "answer_medium": None,
+                                           "products": lambda i: [], "answered_by": None})
+
+
+def inquiry_dicts(session: DbSession, viewer: Viewer, inquiries: Sequence[MedicalInquiry], *,
+                  log: bool = True) -> list[dict[str, Any]]:
+    """Medical inquiries for ``viewer``: `medical`, or stricter when the item they came from is (a visit
+    whose notes also reported an adverse event is `pv`)."""
+    items = interaction_sensitivities(session, (i.interaction_id for i in inquiries))
+    sensitivities = {i.id: strictest("medical", items.get(i.interaction_id) if i.interaction_id else None)
+                     for i in inquiries}
+    now = utcnow()
+    shape: Shape[MedicalInquiry] = Shape(
+        what="interaction", sensitivity=lambda i: sensitivities[i.id],
+        dump=lambda i, seen: _dump_inquiry(i, seen, now), redaction=_INQUIRY_REDACTION,
+        logged=lambda i: ((i.interaction_id, i.hcp_id),),
+    )
+    return read_records(session, viewer, inquiries, shape, log=log)
+
+
+def inquiry_dict(session: DbSession, viewer: Viewer, inquiry: MedicalInquiry, *, log: bool = True) -> dict[str, Any]:
+    """One medical inquiry through ``inquiry_dicts``."""
+    return inquiry_dicts(session, viewer, [inquiry], log=log)[0]
+
+
+def _dump_case(case: AdverseEventCase, seen: Sight, now: datetime) -> dict[str, Any]:
     remaining = (case.due_at - now).total_seconds() / 3600 if case.status == "open" else None
-    out: dict[str, Any] = {
+    return {
         "id": case.id, "hcp_id": case.hcp_id, "source": case.source, "received_at": iso_z(case.received_at),
         "due_at": iso_z(case.due_at), "status": case.status, "overdue": case.is_overdue(now),
         "hours_left": round(remaining, 1) if remaining is not None else None,
         "contact_id": case.contact_id, "visit_id": case.visit_id, "closed_at": iso_z(case.closed_at),
-        "reporter": None, "product": None, "description": "", "forwarded_by": None, "forwarded_at": None,
-        "pv_reference": None, **vis,
+        "reporter": case.reporter, "product": case.product, "description": case.description,
+        "forwarded_by": case.forwarded_by, "forwarded_at": iso_z(case.forwarded_at),
+        "pv_reference": case.pv_reference,
     }
-    if full:
-        out.update({"reporter": case.reporter, "product": case.product, "description": case.description,
-                    "forwarded_by": case.forwarded_by, "forwarded_at": iso_z(case.forwarded_at),
-                    "pv_reference": case.pv_reference})
-    return out
+
+
+_CASE_REDACTION = Redaction(below_full={"reporter": None, "product": None, "description": "", "forwarded_by": None,
+                                        "forwarded_at": None, "pv_reference": None})
+
+
+def case_dicts(session: DbSession, viewer: Viewer, cases: Sequence[AdverseEventCase], *,
+               log: bool = True) -> list[dict[str, Any]]:
+    """Adverse-event cases for ``viewer``: always `pv`."""
+    now = utcnow()
+    shape: Shape[AdverseEventCase] = Shape(
+        what="interaction", sensitivity=lambda c: "pv", dump=lambda c, seen: _dump_case(c, seen, now),
+        redaction=_CASE_REDACTION, logged=lambda c: ((c.interaction_id, c.hcp_id),),
+    )
+    return read_records(session, viewer, cases, shape, log=log)
+
+
+def case_dict(session: DbSession, viewer: Viewer, case: AdverseEventCase, *, log: bool = True) -> dict[str, Any]:
+    """One adverse-event case through ``case_dicts``."""
+    return case_dicts(session, viewer, [case], log=log)[0]

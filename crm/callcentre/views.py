@@ -81,8 +81,7 @@ def contact(contact_id: int):
     """The saved contact, its guardrail hits, and what it opened (inquiry, case) or offers to open."""
     record = services.get_contact(db.session, contact_id)
     who = viewer()
-    services.log_full_reads(db.session, who, [(record.interaction_id, record.hcp_id, record.sensitivity)])
-    shown = services.contact_dict(who, record)
+    shown = services.contact_dict(db.session, who, record)
     case_id = db.session.scalar(select(AdverseEventCase.id).where(AdverseEventCase.contact_id == record.id))
     inquiry_id = db.session.scalar(select(MedicalInquiry.id).where(MedicalInquiry.contact_id == record.id))
     offer = (shown["visibility"]["level"] == "full" and case_id is None and record.reason != "adverse_event"
@@ -110,8 +109,7 @@ def inquiries():
     rows, _ = services.inquiry_page(db.session, status if status in ("open", "answered", "closed") else None,
                                     QUEUE_SIZE, None)
     who = viewer()
-    services.log_full_reads(db.session, who, [(r.interaction_id, r.hcp_id, "medical") for r in rows])
-    return render_template("callcentre/inquiries.html", rows=[services.inquiry_dict(who, r) for r in rows],
+    return render_template("callcentre/inquiries.html", rows=services.inquiry_dicts(db.session, who, rows),
                            hcps=_hcps({r.hcp_id for r in rows}), status=status)
 
 
@@ -130,8 +128,7 @@ def inquiry(inquiry_id: int):
         else:
             flash("Answer recorded.")
             return redirect(url_for(".inquiry", inquiry_id=record.id))
-    services.log_full_reads(db.session, who, [(record.interaction_id, record.hcp_id, "medical")])
-    return render_template("callcentre/inquiry.html", i=services.inquiry_dict(who, record),
+    return render_template("callcentre/inquiry.html", i=services.inquiry_dict(db.session, who, record),
                            hcp=db.session.get(HCP, record.hcp_id), errors=errors, media=ANSWER_MEDIA,
                            can_answer=write_decision(who, "medical_inquiry.answer").allowed), 422 if errors else 200
 
@@ -144,8 +141,7 @@ def cases():
     rows, _ = services.case_page(db.session, status if status in ("open", "closed") else None, None, QUEUE_SIZE,
                                  None)
     who = viewer()
-    services.log_full_reads(db.session, who, [(r.interaction_id, r.hcp_id, "pv") for r in rows])
-    shown = [services.case_dict(who, r) for r in rows]
+    shown = services.case_dicts(db.session, who, rows)
     return render_template("callcentre/cases.html", rows=shown, hcps=_hcps({r.hcp_id for r in rows}), status=status,
                            overdue=sum(1 for r in shown if r["overdue"] and r["status"] == "open"))
 
@@ -166,7 +162,6 @@ def case(case_id: int):
         else:
             flash(f"Case {record.id} closed.")
             return redirect(url_for(".case", case_id=record.id))
-    services.log_full_reads(db.session, who, [(record.interaction_id, record.hcp_id, "pv")])
-    return render_template("callcentre/case.html", k=services.case_dict(who, record),
+    return render_template("callcentre/case.html", k=services.case_dict(db.session, who, record),
                            hcp=db.session.get(HCP, record.hcp_id), errors=errors, form=request.form,
                            can_close=write_decision(who, "adverse_event.close").allowed), 422 if errors else 200

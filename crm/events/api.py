@@ -65,7 +65,7 @@ def create_event():
     `external_id` answers 200 with the existing event."""
     data = load_body(EventIn())
     event, created = services.create_event(db.session, actor(), viewer(), data)
-    return EventOut().dump(event), 201 if created else 200
+    return EventOut().dump(services.visible_event(db.session, viewer(), event, log=False)), 201 if created else 200
 
 
 @bp.get("/events")
@@ -78,14 +78,17 @@ def list_events():
         at, last_id = decode_cursor(args["cursor"], (datetime, int))
         after = (at, last_id)
     rows, nxt = services.event_page(db.session, args["limit"], after, upcoming_only=args["upcoming"])
-    return page(EventOut(many=True).dump(rows), encode_cursor(*nxt) if nxt else None)
+    shown = services.visible_events(db.session, viewer(), rows)
+    return page(EventOut(many=True).dump(shown), encode_cursor(*nxt) if nxt else None)
 
 
 @bp.get("/events/<int:event_id>")
 @doc("One event", tags=TAGS, responses={200: EventOut}, errors=(401, 404))
 @api_auth
 def get_event(event_id: int):
-    return EventOut().dump(services.get_event(db.session, event_id))
+    """A `medical` event keeps its type, dates and country for field force and marketing; its name, place,
+    organiser and products are withheld (`redacted`, with the reason), as on the timeline."""
+    return EventOut().dump(services.visible_event(db.session, viewer(), services.get_event(db.session, event_id)))
 
 
 @bp.post("/events/<int:event_id>/invitations")
@@ -154,8 +157,8 @@ def record_attendance(event_id: int):
 @api_auth
 def list_attendance(event_id: int):
     event = services.get_event(db.session, event_id)
-    return {"items": [_attendance_out(a, event.attendance_interaction_id)
-                      for a in services.attendance_list(db.session, event)]}
+    shown = services.visible_attendance(db.session, viewer(), event, services.attendance_list(db.session, event))
+    return {"items": AttendanceOut(many=True).dump(shown)}
 
 
 @bp.post("/events/<int:event_id>/transfers")
@@ -179,7 +182,8 @@ def record_transfer(event_id: int):
 @api_auth
 def list_transfers(event_id: int):
     event = services.get_event(db.session, event_id)
-    return {"items": TransferOut(many=True).dump(services.transfers_for_event(db.session, event))}
+    shown = services.visible_transfers(db.session, viewer(), services.transfers_for_event(db.session, event))
+    return {"items": TransferOut(many=True).dump(shown)}
 
 
 @bp.get("/hcps/<int:hcp_id>/transfers")
@@ -195,7 +199,8 @@ def hcp_transfers(hcp_id: int):
     year = args["year"] or utcnow().year
     return {"hcp_id": hcp.id, "year": year,
             "annual": services.cap_statuses(db.session, [hcp], year)[hcp.id],
-            "items": TransferOut(many=True).dump(services.transfers_for_hcp(db.session, hcp.id, year))}
+            "items": TransferOut(many=True).dump(
+                services.visible_transfers(db.session, viewer(), services.transfers_for_hcp(db.session, hcp.id, year)))}
 
 
 @bp.post("/hcps/<int:hcp_id>/disclosure-consent")

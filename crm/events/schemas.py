@@ -34,6 +34,12 @@ class EventIn(StrictSchema):
                                 metadata={"description": "the event platform's id; a repeat answers 200"})
 
 
+class ReadVisibilityOut(Schema):
+    level = fields.String()
+    rule = fields.String()
+    reason = fields.String()
+
+
 class EventOut(Schema):
     id = fields.Integer()
     name = fields.String()
@@ -48,6 +54,10 @@ class EventOut(Schema):
     country = fields.String()
     external_id = fields.String(allow_none=True)
     attendance_interaction_id = fields.Integer(allow_none=True)
+    redacted = fields.Boolean(metadata={"description": "a medical event read by field force or marketing: its "
+                                                      "name, place, organiser and products are withheld"})
+    redaction_reason = fields.String(allow_none=True)
+    visibility = fields.Nested(ReadVisibilityOut)
 
 
 class EventPage(Schema):
@@ -128,6 +138,8 @@ class AttendanceOut(Schema):
     recorded_at = UTCDateTime()
     no_show_interaction_id = fields.Integer(allow_none=True)
     attended_interaction_id = fields.Integer(allow_none=True)
+    redacted = fields.Boolean()
+    redaction_reason = fields.String(allow_none=True)
 
 
 class TransferIn(StrictSchema):
@@ -173,6 +185,9 @@ class TransferOut(Schema):
     date = fields.Date(attribute="paid_on")
     description = fields.String(allow_none=True)
     recorded_at = UTCDateTime()
+    redacted = fields.Boolean(metadata={"description": "the note of a transfer at a medical event is withheld "
+                                                      "from field force and marketing"})
+    redaction_reason = fields.String(allow_none=True)
 
 
 class TransferResultOut(TransferOut):

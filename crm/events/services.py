@@ -9,7 +9,7 @@ item. Services flush and audit; the request (or the import command) commits.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -20,6 +20,7 @@ from sqlalchemy import extract, func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm.access.policy import Viewer, require_write
+from crm.access.reads import Redaction, Shape, Sight, read_records
 from crm.audit import services as audit
 from crm.db import DbSession, on_commit, utcnow
 from crm.errors import Conflict, Invalid, NotFound
@@ -644,3 +645,77 @@ def named_disclosure(session: DbSession, hcp_ids: Iterable[int], at: datetime) -
     for hcp_id, granted in rows:
         out[hcp_id] = bool(granted)
     return out
+
+
+# -- reads: through the one read path (crm.access.reads) ------------------------------------------
+
+def _dump_event(event: Event, seen: Sight) -> dict[str, Any]:
+    """The event's columns as they are (times stay datetimes: pages format them, schemas dump them)."""
+    return {
+        "id": event.id, "name": event.name, "type": event.type, "starts_at": event.starts_at,
+        "ends_at": event.ends_at, "venue": event.venue, "url": event.url, "products": list(event.products),
+        "organiser": event.organiser, "sensitivity": event.sensitivity, "country": event.country,
+        "external_id": event.external_id, "attendance_interaction_id": event.attendance_interaction_id,
+    }
+
+
+# A medical event keeps, for those who may not read it, what every internal user shares about a contact:
+# its type, its dates, its country and that it is restricted. Its name, place, organiser and products
+# are its content.
+_EVENT_REDACTION = Redaction(
+    below_full={"name": lambda e: f"{TYPE_LABELS[e.type]} ({e.sensitivity}, details restricted)", "venue": None,
+                "url": None, "organiser": ""},
+    below_summary={"products": lambda e: []},
+)
+EVENT_SHAPE: Shape[Event] = Shape(
+    what="event", sensitivity=lambda e: e.sensitivity, dump=_dump_event, redaction=_EVENT_REDACTION,
+    logged=lambda e: ((e.attendance_interaction_id, None),),
+)
+
+
+def visible_events(session: DbSession, viewer: Viewer, events: Sequence[Event], *,
+                   log: bool = True) -> list[dict[str, Any]]:
+    """Events as ``viewer`` may see them (a `medical` event: type and dates only for field force and
+    marketing); full reads of medical events are logged."""
+    return read_records(session, viewer, events, EVENT_SHAPE, log=log)
+
+
+def visible_event(session: DbSession, viewer: Viewer, event: Event, *, log: bool = True) -> dict[str, Any]:
+    """One event through ``visible_events``."""
+    return visible_events(session, viewer, [event], log=log)[0]
+
+
+def visible_attendance(session: DbSession, viewer: Viewer, event: Event,
+                       rows: Sequence[Attendance]) -> list[dict[str, Any]]:
+    """An event's attendance marks: who was marked, how and when is shared like the timeline items they
+    are; the platform's attendee ids only with the event's content. Full reads of a medical event's
+    attendance are logged per attendee."""
+    def dump(row: Attendance, seen: Sight) -> dict[str, Any]:
+        return {"id": row.id, "event_id": row.event_id, "hcp_id": row.hcp_id, "status": row.status,
+                "source": row.source, "external_id": row.external_id, "recorded_at": row.recorded_at,
+                "no_show_interaction_id": row.no_show_interaction_id,
+                "attended_interaction_id": event.attendance_interaction_id if row.status == "attended" else None}
+
+    shape: Shape[Attendance] = Shape(
+        what="event", sensitivity=lambda row: event.sensitivity, dump=dump,
+        redaction=Redaction(below_full={"external_id": None}),
+        logged=lambda row: ((event.attendance_interaction_id if row.status == "attended"
+                             else row.no_show_interaction_id, row.hcp_id),),
+    )
+    return read_records(session, viewer, rows, shape)
+
+
+def visible_transfers(session: DbSession, viewer: Viewer, transfers: Sequence[TransferOfValue]) -> list[dict[str, Any]]:
+    """Transfers of value: amounts are transparency data everyone shares; the note of a transfer made at
+    a medical event is its content."""
+    def dump(t: TransferOfValue, seen: Sight) -> dict[str, Any]:
+        return {"id": t.id, "event_id": t.event_id, "hcp_id": t.hcp_id, "kind": t.kind, "amount": t.amount,
+                "currency": t.currency, "paid_on": t.paid_on, "description": t.description,
+                "recorded_at": t.recorded_at}
+
+    shape: Shape[TransferOfValue] = Shape(
+        what="event", sensitivity=lambda t: t.event.sensitivity, dump=dump,
+        redaction=Redaction(below_full={"description": None}),
+        logged=lambda t: ((t.event.attendance_interaction_id, t.hcp_id),),
+    )
+    return read_records(session, viewer, transfers, shape)

@@ -58,10 +58,11 @@ def _names(ids: set[int]) -> dict[int, HCP]:
 @page_auth()
 def index():
     """Upcoming events first; past ones follow."""
-    events, _ = services.event_page(db.session, 200, None)
+    rows, _ = services.event_page(db.session, 200, None)
+    events = services.visible_events(db.session, viewer(), rows)
     now = utcnow()
-    upcoming = sorted((e for e in events if e.ends_at >= now), key=lambda e: e.starts_at)
-    past = [e for e in events if e.ends_at < now]
+    upcoming = sorted((e for e in events if e["ends_at"] >= now), key=lambda e: e["starts_at"])
+    past = [e for e in events if e["ends_at"] < now]
     return render_template("events/index.html", upcoming=upcoming, past=past, can_write=_can("event.write"))
 
 
@@ -108,11 +109,11 @@ def _invitation_context(event: Any) -> dict[str, Any]:
 @page_auth()
 def show(event_id: int):
     event = services.get_event(db.session, event_id)
-    transfers = services.transfers_for_event(db.session, event)
+    transfers = services.visible_transfers(db.session, viewer(), services.transfers_for_event(db.session, event))
     tick = services.tick_list(db.session, event)
     return render_template(
-        "events/show.html", event=event, transfers=transfers, tick=tick,
-        transfer_hcps=_names({t.hcp_id for t in transfers}),
+        "events/show.html", event=services.visible_event(db.session, viewer(), event), transfers=transfers, tick=tick,
+        transfer_hcps=_names({t["hcp_id"] for t in transfers}),
         attended=sum(1 for t in tick if t["status"] == "attended"),
         no_show=sum(1 for t in tick if t["status"] == "no_show"),
         can_write=_can("event.write"), can_transfer=_can("transfer.write"), kinds=TRANSFER_KINDS,
@@ -127,7 +128,8 @@ def invite(event_id: int):
     ids = form_int_list("hcp_ids")
     result = services.invite(db.session, actor(), viewer(), event, ids, request.form.get("channel", "email"))
     names = _names({*result.sent, *(s["hcp_id"] for s in result.skipped)})
-    return render_template("events/invited.html", event=event, result=result, names=names)
+    shown = services.visible_event(db.session, viewer(), event, log=False)
+    return render_template("events/invited.html", event=shown, result=result, names=names)
 
 
 @bp.route("/events/<int:event_id>/attendance", methods=["GET", "POST"])
@@ -147,7 +149,8 @@ def attendance(event_id: int):
                 changed += services.record_attendance(db.session, actor(), viewer(), event, hcp_id, "no_show").changed
         flash(f"Attendance saved: {changed} change(s).")
         return redirect(url_for(".attendance", event_id=event.id))
-    return render_template("events/attendance.html", event=event, tick=services.tick_list(db.session, event))
+    return render_template("events/attendance.html", event=services.visible_event(db.session, viewer(), event),
+                           tick=services.tick_list(db.session, event))
 
 
 @bp.route("/events/<int:event_id>/attendance/import", methods=["GET", "POST"])
@@ -167,7 +170,8 @@ def attendance_import_page(event_id: int):
                 errors = exc.errors or {"file": [exc.detail]}
     rows = attendance_import.unmatched_rows(db.session, event)
     status = 422 if errors else 200
-    return render_template("events/import.html", event=event, report=report, errors=errors, unmatched=rows,
+    return render_template("events/import.html", event=services.visible_event(db.session, viewer(), event),
+                           report=report, errors=errors, unmatched=rows,
                            shown=MAX_UPLOAD_ROWS_SHOWN), status
 
 

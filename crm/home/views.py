@@ -25,10 +25,9 @@ from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.navigation import url_if_known
 from crm.timeline.models import Interaction
-from crm.timeline.queries import TimelineFilters, feed_channel_counts, feed_page, serialize_item
-from crm.timeline.services import log_sensitive_reads
+from crm.timeline.queries import TimelineFilters, feed_channel_counts, feed_page, read_interactions
 from crm.visits.models import Visit
-from crm.visits.services import follow_ups_due
+from crm.visits.services import follow_ups_due, follow_ups_shown
 
 bp = Blueprint("home", __name__)
 
@@ -79,7 +78,8 @@ def _field_rep(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     return {
         "hcps": hcps,
         "hcp_total": total,
-        "follow_ups": follow_ups_due(session, user, today + timedelta(days=FOLLOW_UP_HORIZON_DAYS)),
+        "follow_ups": follow_ups_shown(session, who,
+                                       follow_ups_due(session, user, today + timedelta(days=FOLLOW_UP_HORIZON_DAYS))),
         "today": today,
         "drafts": drafts,
     }
@@ -114,8 +114,7 @@ def _clinical(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
         .limit(SENSITIVE_SHOWN)
         .options(joinedload(Interaction.owner).load_only(User.id, User.name))
     ).unique().all()
-    items = [serialize_item(who, row) for row in rows]
-    _log_full_reads(session, who, items)
+    items = read_interactions(session, who, rows)
     return {
         "items": items,
         "sensitive_days": SENSITIVE_DAYS,
@@ -164,9 +163,3 @@ def _hcp_names(session: DbSession, ids: Iterable[int]) -> dict[int, str]:
         return {}
     rows = session.execute(select(HCP.id, HCP.first_name, HCP.last_name).where(HCP.id.in_(wanted)))
     return {r.id: f"{r.first_name} {r.last_name}" for r in rows}
-
-
-def _log_full_reads(session: DbSession, who: Viewer, items: list[dict[str, Any]]) -> None:
-    """A SensitiveRead row per (item, HCP) shown in full, as every timeline read does; one bulk insert."""
-    log_sensitive_reads(session, who, ((item["id"], hcp_id, item["sensitivity"])
-                                       for item in items for hcp_id in item["hcp_ids"]))

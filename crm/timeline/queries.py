@@ -12,7 +12,7 @@ the request boundary commits them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -33,19 +33,28 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from crm.access.policy import ROLE_LABELS, SEES_SUPERSEDED, Level, Viewer, item_decision
+from crm.access.policy import ROLE_LABELS, SEES_SUPERSEDED, Viewer
+from crm.access.reads import SENSITIVITIES, Redaction, Shape, Sight, read_record, read_records, visible_content
 from crm.auth.models import User
 from crm.db import DbSession, iso_z, utcnow
 from crm.errors import NotFound
 from crm.hcps.models import HCP, Territory
 from crm.schemas import decode_cursor, encode_cursor
 from crm.timeline.models import CHANNELS, Interaction, InteractionParticipant, InteractionProduct
-from crm.timeline.services import log_sensitive_reads
 
 FATIGUE_WINDOWS = (30, 90)
-# Consent changes are timeline facts, but not contacts that tire an HCP.
-NOT_A_TOUCH = ("consent",)
-TOUCH_CHANNELS = tuple(c for c in CHANNELS if c not in NOT_A_TOUCH)
+# A touch is a contact the company made with the HCP: a mail sent (campaign mail, event invitation,
+# survey), a visit, a call-centre contact (every kind: calls and answers), an event attended. What the
+# HCP did with a mail (delivered, opened, clicked, bounced...), registrations, no-shows, order status
+# changes and consent changes are timeline facts but not touches.
+TOUCH_KINDS: dict[str, tuple[str, ...]] = {
+    "visit": ("visit.submitted",),
+    "email": ("email.sent",),
+    "event": ("event.invited", "event.attended"),
+    "survey": ("survey.sent",),
+}
+EVERY_KIND_TOUCHES = ("call_centre",)
+TOUCH_CHANNELS = tuple(c for c in CHANNELS if c in TOUCH_KINDS or c in EVERY_KIND_TOUCHES)
 
 
 @dataclass
@@ -91,41 +100,18 @@ class ItemRow(NamedTuple):
     skus: list[str]
 
 
-def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
-    """One timeline item as SPEC section 5 describes it, with what the viewer may not see withheld.
-
-    ``existence`` keeps the facts every internal user shares (when, which channel and kind, which
-    department) and says why the rest is withheld; ``summary`` shows the safe summary only; ``full``
-    shows everything. ``visibility`` answers "why can I see this?".
-    """
+def _row_of(interaction: Interaction) -> ItemRow:
     i = interaction
     owner = i.owner
-    return _serialize(viewer, ItemRow(
+    return ItemRow(
         i.id, i.occurred_at, i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details, i.sensitivity,
         i.owner_id, owner.name if owner is not None else None, i.owner_role, i.supersedes_id, i.superseded_by_id,
         i.consent_gap, sorted(p.hcp_id for p in i.participants), sorted(p.sku for p in i.products),
-    ))
+    )
 
 
-def _view(viewer: Viewer, sensitivity: str) -> tuple[bool, bool, str, str, str]:
-    """``item_decision`` in the form ``_serialize`` uses: full?, summary shown?, the level shown, the
-    rule, the reason."""
-    decision = item_decision(viewer, sensitivity)
-    full = decision.level == Level.FULL
-    shown = full or decision.level == Level.SUMMARY
-    level = str(decision.level if shown else Level.EXISTENCE)
-    return full, shown, level, decision.rule, decision.reason
-
-
-def _serialize(viewer: Viewer, row: ItemRow, views: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One item for ``viewer``; ``views`` memoises the decision per sensitivity across one page (a
-    page asks the same few questions fifty times)."""
-    view = views.get(row.sensitivity) if views is not None else None
-    if view is None:
-        view = _view(viewer, row.sensitivity)
-        if views is not None:
-            views[row.sensitivity] = view
-    full, shown, level, rule, reason = view
+def _dump_item(row: ItemRow, seen: Sight) -> dict[str, Any]:
+    """One item in full; ``ITEM_SHAPE``'s redaction withholds what the viewer may not see."""
     return {
         "id": row.id,
         "hcp_ids": row.hcp_ids,
@@ -134,26 +120,45 @@ def _serialize(viewer: Viewer, row: ItemRow, views: dict[str, Any] | None = None
         "channel": row.channel,
         "kind": row.kind,
         "source": row.source,
-        "summary": row.summary if full else row.safe_summary if shown else "",
+        "summary": row.summary,
         # Who made the contact is shared with everyone, whatever its content.
         "owner": {"id": row.owner_id, "name": row.owner_name, "role": row.owner_role},
-        "products": row.skus if shown else [],
-        "details": dict(row.details or {}) if full else {},
+        "products": row.skus,
+        "details": dict(row.details or {}),
         "sensitivity": row.sensitivity,
-        "redacted": not full,
-        "redaction_reason": None if full else reason,
         "consent_gap": row.consent_gap,
         "supersedes": row.supersedes_id,
         "superseded_by": row.superseded_by_id,
-        # Anything stricter than summary is shown as existence: a contact that happened stays visible.
-        "visibility": {"level": level, "rule": rule, "reason": reason},
     }
 
 
-def _log_sensitive_reads(session: DbSession, viewer: Viewer, reads: Iterable[tuple[ItemRow, Sequence[int]]]) -> None:
-    """A row per (item, HCP) read at full level that compliance tracks; one bulk insert for the page."""
-    log_sensitive_reads(session, viewer, ((item.id, hcp_id, item.sensitivity)
-                                          for item, hcp_ids in reads for hcp_id in hcp_ids))
+# ``existence`` keeps the facts every internal user shares (when, which channel and kind, which
+# department) and says why the rest is withheld; ``summary`` shows the safe summary and the products;
+# ``full`` shows everything. ``visibility`` answers "why can I see this?".
+ITEM_SHAPE: Shape[ItemRow] = Shape(
+    what="interaction",
+    sensitivity=lambda row: row.sensitivity,
+    dump=_dump_item,
+    redaction=Redaction(below_full={"summary": lambda row: row.safe_summary, "details": lambda row: {}},
+                        below_summary={"summary": "", "products": lambda row: []}),
+    logged=lambda row: ((row.id, hcp_id) for hcp_id in row.hcp_ids),
+)
+
+
+def _for_hcp(hcp_id: int) -> Shape[ItemRow]:
+    """Items read on one HCP's timeline are logged against that HCP only."""
+    return replace(ITEM_SHAPE, logged=lambda row: ((row.id, hcp_id),))
+
+
+def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
+    """One timeline item as SPEC section 5 describes it, redacted for ``viewer``, without logging the read
+    (reads that show items go through ``read_interactions``, which logs them)."""
+    return read_record(None, viewer, _row_of(interaction), ITEM_SHAPE, log=False)
+
+
+def read_interactions(session: DbSession, viewer: Viewer, interactions: Sequence[Interaction]) -> list[dict[str, Any]]:
+    """Loaded interactions as timeline items, redacted for ``viewer``, full reads of medical/pv logged."""
+    return read_records(session, viewer, [_row_of(i) for i in interactions], ITEM_SHAPE)
 
 
 # A separator no sku or id contains, for the participants and skus aggregated into one column each.
@@ -171,6 +176,8 @@ class _Shape:
     kinds: bool = False
     owner: bool = False
     products: bool = False
+    # The viewer does not see the products of every sensitivity: ``products`` matches only where it does.
+    products_seen: bool = False
     since: bool = False
     until: bool = False
     after: bool = False
@@ -194,11 +201,17 @@ def _shape(session: DbSession, viewer: Viewer, filters: TimelineFilters, cursor:
         "specialty": filters.specialty.strip().lower() if filters.specialty else None,
     }
     params.update({k: v for k, v in values.items() if v not in (None, [])})
+    seen = visible_content(viewer)
+    if "products" in params and len(seen) < len(SENSITIVITIES):
+        # A filter on withheld content must not confirm it: an item whose products the viewer may not
+        # see is not matched through them (it stays on the unfiltered timeline, redacted).
+        params["products_seen"] = seen
     shape = _Shape(
         dialect=session.get_bind().dialect.name,
         hide_superseded=viewer.role not in SEES_SUPERSEDED,
         channels="channels" in params, kinds="kinds" in params, owner="owner_id" in params,
-        products="products" in params, since="since" in params, until="until" in params,
+        products="products" in params, products_seen="products_seen" in params,
+        since="since" in params, until="until" in params,
         after=after is not None, territory="territory" in params, profession="profession" in params,
         specialty="specialty" in params,
     )
@@ -268,6 +281,8 @@ def _conditions(shape: _Shape, occurred: Any, interaction_id: Any) -> list[Colum
     if shape.products:
         conds.append(exists().where(InteractionProduct.interaction_id == interaction_id,
                                     InteractionProduct.sku.in_(bindparam("products", expanding=True))))
+    if shape.products_seen:
+        conds.append(Interaction.sensitivity.in_(bindparam("products_seen", expanding=True)))
     if shape.since:
         conds.append(occurred >= bindparam("since"))
     if shape.until:
@@ -332,9 +347,7 @@ def timeline_page(
                            cursor, limit)
     params["hcp_id"] = hcp_id
     rows, next_cursor = _page(_fetch_items(session, _timeline_statement(shape), params), limit)
-    _log_sensitive_reads(session, viewer, ((row, (hcp_id,)) for row in rows))
-    views: dict[str, Any] = {}
-    return [_serialize(viewer, row, views) for row in rows], next_cursor
+    return read_records(session, viewer, rows, _for_hcp(hcp_id)), next_cursor
 
 
 # -- the feed across HCPs -----------------------------------------------------------------------
@@ -356,9 +369,7 @@ def feed_page(
     """One page of the interaction feed across all HCPs, newest first, redacted like the timeline."""
     shape, params = _shape(session, viewer, filters, cursor, limit)
     rows, next_cursor = _page(_fetch_items(session, _feed_statement(shape), params), limit)
-    _log_sensitive_reads(session, viewer, ((row, row.hcp_ids) for row in rows))
-    views: dict[str, Any] = {}
-    return [_serialize(viewer, row, views) for row in rows], next_cursor
+    return read_records(session, viewer, rows, ITEM_SHAPE), next_cursor
 
 
 def feed_channel_counts(session: DbSession, viewer: Viewer, filters: TimelineFilters) -> dict[str, int]:
@@ -394,8 +405,7 @@ def get_item(session: DbSession, viewer: Viewer, interaction_id: int) -> dict[st
     rows = _fetch_items(session, stmt, {"interaction_id": interaction_id})
     if not rows:
         raise NotFound(f"There is no interaction with id {interaction_id}.")
-    _log_sensitive_reads(session, viewer, [(rows[0], rows[0].hcp_ids)])
-    return _serialize(viewer, rows[0])
+    return read_record(session, viewer, rows[0], ITEM_SHAPE)
 
 
 # -- the contact-fatigue strip ------------------------------------------------------------------
@@ -403,8 +413,8 @@ def get_item(session: DbSession, viewer: Viewer, interaction_id: int) -> dict[st
 def fatigue_strip(session: DbSession, hcp_id: int, now: datetime | None = None) -> dict[str, Any]:
     """Touches in the last 30 and 90 days per channel and per department, and the last item per channel.
 
-    Two aggregate queries. Consent changes are not touches; a superseded item is counted once, through
-    its correction. Items dated after ``now`` are not counted.
+    Two aggregate queries. Only contacts the company made are touches (``TOUCH_KINDS``); a superseded
+    item is counted once, through its correction. Items dated after ``now`` are not counted.
     """
     now = now or utcnow()
     short, long_ = (now - timedelta(days=d) for d in FATIGUE_WINDOWS)
@@ -414,7 +424,9 @@ def fatigue_strip(session: DbSession, hcp_id: int, now: datetime | None = None) 
         select(i.channel, i.owner_role, in_short, func.count())
         .select_from(p).join(i, i.id == p.interaction_id)
         .where(p.hcp_id == hcp_id, p.occurred_at >= long_, p.occurred_at <= now,
-               i.channel.not_in(NOT_A_TOUCH), i.superseded_by_id.is_(None))
+               or_(i.channel.in_(EVERY_KIND_TOUCHES),
+                   i.kind.in_([k for kinds in TOUCH_KINDS.values() for k in kinds])),
+               i.superseded_by_id.is_(None))
         .group_by(i.channel, i.owner_role)
     )
     by_channel = {c: [0, 0] for c in TOUCH_CHANNELS}

@@ -1,6 +1,6 @@
 """Query and output schemas of the timeline, the feed and the contact-fatigue strip.
 
-The items themselves are built (and redacted) by ``crm.timeline.queries.serialize_item``; the output
+The items themselves are built and redacted by the one read path (``crm.access.reads``, ``ITEM_SHAPE``); the output
 schemas here describe that shape for the OpenAPI document.
 """
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from crm import signals
+from crm.access.reads import log_reads, strictest
 from crm.audit import services as audit
 from crm.db import DbSession, among, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid, NotFound
@@ -84,6 +85,9 @@ def record_interaction(
         raise NotFound("One or more HCPs do not exist.")
     if supersedes is not None and supersedes.superseded_by_id is not None:
         raise Conflict("That item has already been corrected; correct the latest version instead.")
+    if supersedes is not None:
+        # A correction is read at least as strictly as what it corrects (it carries the same facts).
+        sensitivity = strictest(sensitivity, supersedes.sensitivity)
 
     item = Interaction(
         occurred_at=occurred_at,
@@ -117,6 +121,7 @@ def record_interaction(
             return winner, False
     if supersedes is not None:
         supersedes.superseded_by_id = item.id
+        _raise_superseded(session, actor, supersedes, item)
     if audit_changes:
         audit.record(
             session, actor, "interaction.create", "interaction", item.id,
@@ -125,6 +130,30 @@ def record_interaction(
         )
     signals.interaction_recorded.send(item, actor=actor, created=True)
     return item, True
+
+
+def _raise_superseded(session: DbSession, actor: Any, superseded: Interaction, correction: Interaction) -> None:
+    """Every item that ``correction`` supersedes, directly or down the chain, takes its sensitivity when
+    that is stricter (adverse-event wording turned a visit into `pv`: the original carries the same text).
+
+    Only the sensitivity changes; the original's content stays as it was submitted. Each raise is an
+    audit record naming the correction, so the trail says why an old item reads differently now.
+    """
+    old: Interaction | None = superseded
+    seen: set[int] = set()
+    while old is not None and old.id not in seen:
+        seen.add(old.id)
+        target = strictest(old.sensitivity, correction.sensitivity)
+        if target != old.sensitivity:
+            before = old.sensitivity
+            old.sensitivity = target
+            audit.record(
+                session, actor, "interaction.reclassify", "interaction", old.id,
+                audit.diff({"sensitivity": before}, {"sensitivity": target}),
+                reason=f"Superseded by item {correction.id} ({target}): a corrected item is read as strictly "
+                       "as its correction",
+            )
+        old = session.get(Interaction, old.supersedes_id) if old.supersedes_id is not None else None
 
 
 @dataclass(frozen=True)
@@ -214,24 +243,5 @@ def log_sensitive_reads(
     reads: Iterable[tuple[int | None, int | None, str]],
     what: str = "interaction",
 ) -> int:
-    """Log, for compliance, every read of a `medical`/`pv` record the viewer saw at full level (SPEC section 4).
-
-    ``reads`` are ``(interaction_id, hcp_id, sensitivity)``; standard records and records the viewer saw only at
-    existence level are not logged. One bulk insert, whatever the number. Returns how many rows were written.
-    """
-    from sqlalchemy import insert
-
-    from crm.access.policy import LOGGED_SENSITIVITIES, Level, item_decision
-    from crm.db import utcnow
-    from crm.timeline.models import SensitiveRead
-
-    now = utcnow()
-    rows = [
-        {"viewer_id": viewer.user_id, "what": what, "interaction_id": interaction_id, "hcp_id": hcp_id,
-         "sensitivity": sensitivity, "occurred_at": now}
-        for interaction_id, hcp_id, sensitivity in reads
-        if sensitivity in LOGGED_SENSITIVITIES and item_decision(viewer, sensitivity).level == Level.FULL
-    ]
-    if rows:
-        session.execute(insert(SensitiveRead), rows)
-    return len(rows)
+    """``crm.access.reads.log_reads`` (kept under this name for the writers that log their own reads)."""
+    return log_reads(session, viewer, reads, what=what)

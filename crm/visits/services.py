@@ -18,13 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from crm import signals
-from crm.access.policy import (
-    Level,
-    Viewer,
-    item_decision,
-    require_owner,
-    require_write,
-)
+from crm.access.policy import Viewer, require_owner, require_write
+from crm.access.reads import Redaction, Shape, Sight, interaction_sensitivities, read_records, strictest
 from crm.audit import services as audit
 from crm.db import DbSession, utcnow
 from crm.errors import Conflict, Invalid, NotFound
@@ -33,7 +28,7 @@ from crm.products.models import Product
 from crm.products.services import sample_problems
 from crm.schemas import keyset_page
 from crm.timeline.models import Interaction
-from crm.timeline.services import log_sensitive_reads, record_interaction
+from crm.timeline.services import record_interaction
 from crm.visits.models import VISIT_MODES, Visit, VisitAttendee, VisitSample
 from crm.visits.schemas import MAX_SIGNATURE_CHARS
 from crm.visits.signature import MIN_INK_PIXELS, SignatureImageError, ink_pixels
@@ -513,17 +508,9 @@ def amended_by(session: DbSession, visit_ids: Iterable[int]) -> dict[int, int]:
     return {old: new for old, new in rows if old is not None}
 
 
-def visible_visit(
-    session: DbSession, viewer: Viewer, visit: Visit, amended_by_id: int | None = None, *, is_read: bool = True
-) -> dict[str, Any]:
-    """The visit as ``viewer`` may see it, by the timeline's rule (``item_decision`` on its sensitivity).
-
-    ``full``: everything but the signature image. ``summary``: no free text. ``existence``: who, when,
-    which HCPs, and why the rest is withheld. Full reads of medical/pv visits are logged for compliance;
-    ``is_read=False`` for the echo of a write (the audit trail already holds the write).
-    """
-    decision = item_decision(viewer, visit.sensitivity)
-    out: dict[str, Any] = {
+def _dump_visit(visit: Visit, seen: Sight, sensitivity: str, amended_by_id: int | None) -> dict[str, Any]:
+    """The visit in full (but for the signature image); ``_VISIT_REDACTION`` withholds the rest."""
+    return {
         "id": visit.id,
         "status": visit.status,
         "hcp_id": visit.hcp_id,
@@ -531,7 +518,7 @@ def visible_visit(
         "occurred_at": visit.occurred_at,
         "duration_minutes": visit.duration_minutes,
         "mode": visit.mode,
-        "sensitivity": visit.sensitivity,
+        "sensitivity": sensitivity,
         "products": list(visit.products),
         "key_messages": list(visit.key_messages),
         "samples": [{"sku": s.sku, "quantity": s.quantity, "lot": s.lot} for s in visit.samples],
@@ -549,27 +536,52 @@ def visible_visit(
         "version": visit.version,
         "created_at": visit.created_at,
         "updated_at": visit.updated_at,
-        "redacted": decision.level != Level.FULL,
-        "redaction_reason": None if decision.level == Level.FULL else decision.reason,
-        "rule": decision.rule,
-        "why": decision.reason,
+        "rule": seen.rule,
+        "why": seen.reason,
     }
-    if decision.level != Level.FULL:
-        out.update(key_messages=[], notes=None, amendment_reason=None,
-                   follow_up=({"date": visit.follow_up_date, "text": ""} if visit.follow_up_date else None))
-    if decision.level not in (Level.FULL, Level.SUMMARY):
-        out.update(duration_minutes=None, mode=None, products=[], samples=[], follow_up=None)
-    if is_read:
-        log_sensitive_reads(session, viewer, [(visit.interaction_id, visit.hcp_id, visit.sensitivity)], what="visit")
-    return out
 
 
-def visible_visits(session: DbSession, viewer: Viewer, visits: Sequence[Visit],
-                   amended_by: dict[int, int]) -> list[dict[str, Any]]:
-    """``visible_visit`` for a page of visits, with one bulk log of the full reads of medical/pv visits."""
-    out = [visible_visit(session, viewer, v, amended_by.get(v.id), is_read=False) for v in visits]
-    log_sensitive_reads(session, viewer, [(v.interaction_id, v.hcp_id, v.sensitivity) for v in visits], what="visit")
-    return out
+# ``summary``: no free text. ``existence``: who, when, which HCPs, and why the rest is withheld.
+_VISIT_REDACTION = Redaction(
+    below_full={"key_messages": lambda v: [], "notes": None, "amendment_reason": None, "follow_up.text": ""},
+    below_summary={"duration_minutes": None, "mode": None, "products": lambda v: [], "samples": lambda v: [],
+                   "follow_up": None},
+)
+
+
+def visit_sensitivities(session: DbSession, visits: Sequence[Visit]) -> dict[int, str]:
+    """Each visit's sensitivity as it is read: the strictest of the visit's own and its timeline item's
+    (an item is raised when a stricter correction supersedes it, e.g. adverse-event wording)."""
+    items = interaction_sensitivities(session, (v.interaction_id for v in visits))
+    return {v.id: strictest(v.sensitivity, items.get(v.interaction_id) if v.interaction_id else None)
+            for v in visits}
+
+
+def visible_visits(session: DbSession, viewer: Viewer, visits: Sequence[Visit], amended_by: dict[int, int],
+                   *, is_read: bool = True) -> list[dict[str, Any]]:
+    """The visits as ``viewer`` may see them, through the one read path (``crm.access.reads``).
+
+    ``full``: everything but the signature image. ``summary``: no free text. ``existence``: who, when,
+    which HCPs, and why the rest is withheld. Full reads of medical/pv visits are logged for compliance,
+    one insert per page; ``is_read=False`` for the echo of a write (the audit trail already holds it).
+    """
+    sensitivities = visit_sensitivities(session, visits)
+    shape: Shape[Visit] = Shape(
+        what="visit",
+        sensitivity=lambda v: sensitivities[v.id],
+        dump=lambda v, seen: _dump_visit(v, seen, sensitivities[v.id], amended_by.get(v.id)),
+        redaction=_VISIT_REDACTION,
+        logged=lambda v: ((v.interaction_id, v.hcp_id),),
+    )
+    return read_records(session, viewer, visits, shape, log=is_read)
+
+
+def visible_visit(
+    session: DbSession, viewer: Viewer, visit: Visit, amended_by_id: int | None = None, *, is_read: bool = True
+) -> dict[str, Any]:
+    """``visible_visits`` for one visit."""
+    amended = {visit.id: amended_by_id} if amended_by_id is not None else {}
+    return visible_visits(session, viewer, [visit], amended, is_read=is_read)[0]
 
 
 def list_visits(
@@ -621,3 +633,13 @@ def follow_ups_due(session: DbSession, user: Any, until_date: date) -> list[Visi
         .order_by(Visit.follow_up_date, Visit.id)
     )
     return list(session.scalars(query))
+
+
+def follow_ups_shown(session: DbSession, viewer: Viewer, visits: Sequence[Visit]) -> list[dict[str, Any]]:
+    """Follow-ups (``follow_ups_due``) for a list: date, HCP, and the text only where the viewer may read
+    the visit in full (a visit that turned out to be an adverse-event report is `pv`, also for its owner).
+    """
+    shown = visible_visits(session, viewer, visits, {})
+    return [{"id": v.id, "hcp_id": v.hcp_id, "hcp": v.hcp, "follow_up_date": v.follow_up_date,
+             "follow_up_text": (s["follow_up"] or {}).get("text") or None, "redacted": s["redacted"]}
+            for v, s in zip(visits, shown, strict=True)]

@@ -335,5 +335,6 @@ def mine():
     drafts, _ = services.list_visits(db.session, owner_id=actor().id, status="draft", limit=200)
     recent, _ = services.list_visits(db.session, owner_id=actor().id, status="submitted", limit=20)
     today = utcnow().date()
-    due = services.follow_ups_due(db.session, actor(), today + timedelta(days=7))
+    due = services.follow_ups_shown(db.session, viewer(),
+                                    services.follow_ups_due(db.session, actor(), today + timedelta(days=7)))
     return render_template("visits/mine.html", drafts=drafts, recent=recent, due=due, today=today)
