@@ -41,6 +41,9 @@ NOT_WALKED = {
     "/consent/confirm/<token>": "signed public link, no role",
     "/consent/unsubscribe/<token>": "signed public link, no role",
     "/consent/preferences/<token>": "signed public link, no role",
+    # The data-subject download: a single-use link mailed to the HCP's own address; what it holds (no medical or
+    # pv text, no staff) is asserted in tests/test_consent_pages.py.
+    "/consent/my-data/<token>": "signed single-use link mailed to the HCP, no role",
     # Marketing and ordering records: campaigns, templates, audiences, orders, HCOs, notices and master-data
     # runs are never medical or pv and carry no interaction content.
     "/api/v1/audiences/<int:audience_id>/preview": "campaign audience (HCP list), no interaction content",
@@ -50,6 +53,8 @@ NOT_WALKED = {
     "/api/v1/hcos/<int:hco_id>": "HCO master data",
     "/api/v1/notices/<int:notice_id>": "consent notice text",
     "/api/v1/orders/<int:order_id>": "order lines, standard",
+    "/api/v1/products/<sku>": "catalogue product and its sample settings, standard",
+    "/api/v1/products/<sku>/lots": "sample lots of a product, standard",
     "/campaigns/<int:campaign_id>": "campaign, standard by definition",
     "/campaigns/audiences/<int:audience_id>": "campaign audience (HCP list)",
     "/campaigns/templates/<int:template_id>": "email template, standard",
