@@ -94,6 +94,7 @@ class Settings:
             max_body = float(env.get("CRM_MAX_BODY_MB", "10"))
         except ValueError as exc:
             raise ConfigError("CRM_MAX_BODY_MB must be a number of megabytes") from exc
+        _check_adapters_named(env, production)
         backend = env.get("CRM_EMAIL_BACKEND", "file")
         if backend not in ("file", "smtp"):
             raise ConfigError("CRM_EMAIL_BACKEND must be 'file' or 'smtp'")
@@ -174,6 +175,21 @@ def _flag(env: dict[str, str], name: str, default: str) -> bool:
     if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         raise ConfigError(f"{name} must be true or false")
     return value in ("1", "true", "yes", "on")
+
+
+def _check_adapters_named(env: dict[str, str], production: bool) -> None:
+    """Production names its adapters: a default that silently writes mail to a folder or sends orders to
+    the simulator is how a site loses both. The simulator is refused outright (orders would be confirmed
+    that no warehouse ships); the file outbox only when named (a relay may pick the files up)."""
+    if not production:
+        return
+    for name, choices in (("CRM_EMAIL_BACKEND", "'smtp' (or 'file' for a pickup-folder relay)"),
+                          ("CRM_ERP_ADAPTER", "'http'")):
+        if not env.get(name, "").strip():
+            raise ConfigError(f"{name} is not set; when CRM_ENV=production name the adapter explicitly: {choices}")
+    if env["CRM_ERP_ADAPTER"].strip() == "stub":
+        raise ConfigError("CRM_ERP_ADAPTER=stub is the ERP simulator and is refused when CRM_ENV=production; "
+                          "use 'http' with an ERP gateway")
 
 
 def _consent_settings(env: dict[str, str], production: bool) -> dict[str, Any]:
