@@ -1,18 +1,18 @@
 """The email adapter listens to consent: the double opt-in confirmation mail (no advertising in it).
 
 Consent does not import integrations; it sends ``consent_confirmation_requested`` and the mail is
-built here and handed over after the commit.
+built here and put in the mail outbox (``crm.mail``), which hands it over after the commit.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, render_template
+from flask import render_template
 
 from crm import signals
-from crm.db import on_commit
-from crm.integrations.email import EmailMessage, get_sender
+from crm.integrations.email import EmailMessage
+from crm.mail.services import enqueue
 
 PAIR_LABELS = {
     ("email", "promotional"): "information about our products by email",
@@ -30,18 +30,10 @@ def send_confirmation(event: Any, *, session: Any, to: str, name: str, confirm_u
         html=render_template("consent/mail/confirm.html", **context),
         headers={"Auto-Submitted": "auto-generated"},
     )
-    sender = get_sender(current_app._get_current_object())  # type: ignore[attr-defined]
-    logger = current_app.logger
-
-    def deliver() -> None:
-        # The data is committed: a failed hand-over must not turn the request into an error. The
-        # request stays `pending`; granting again sends a fresh link.
-        try:
-            sender.send(message)
-        except Exception:
-            logger.exception("double opt-in confirmation mail for consent event %s was not handed over", event.id)
-
-    on_commit(session, deliver)
+    # Into the mail outbox with the request: handed over after the commit, retried when refused. The
+    # request stays `pending` until the HCP confirms; granting again sends a fresh link.
+    enqueue(session, message, key=f"double_opt_in:{event.id}", kind="double_opt_in", hcp_id=event.hcp_id,
+            consent_event_id=event.id)
 
 
 signals.consent_confirmation_requested.connect(send_confirmation)
