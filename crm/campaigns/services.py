@@ -437,6 +437,7 @@ def _enqueue(session: DbSession, campaign_id: int, mails: list[tuple[CampaignMes
                                   for message, mail in mails], kind="campaign")
     for (message, _mail), row in zip(mails, rows, strict=True):
         message.message_id = row.message_id  # a mail tried before keeps its Message-ID
+    session.flush()
 
 
 # -- the funnel --------------------------------------------------------------------------------------

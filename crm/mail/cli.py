@@ -54,8 +54,7 @@ def retry_command(outbox_ids: tuple[int, ...]) -> None:
     session = db.session
     try:
         rows = retry(session, None, list(outbox_ids) or None)
-    except DomainError as exc:
-        session.rollback()
+    except DomainError as exc:  # refused before anything was written
         raise click.ClickException(exc.detail) from exc
     ids = [r.id for r in rows]
     session.commit()
@@ -79,4 +78,3 @@ def status_command() -> None:
     for row in session.scalars(select(MailOutbox).where(MailOutbox.state == "failed").order_by(MailOutbox.id)
                                .limit(50)):
         click.echo(f"failed #{row.id} {row.kind} {row.message_id} after {row.attempts} attempt(s): {row.last_error}")
-    session.rollback()
