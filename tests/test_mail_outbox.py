@@ -20,7 +20,7 @@ from crm.integrations.email import EmailError, EmailMessage
 from crm.mail import services as mail
 from crm.mail.models import MailOutbox
 from tests.campaigns_support import email_consent, make_campaign, make_template, viewer_of
-from tests.consent_support import grant
+from tests.consent_support import grant, withdraw
 from tests.events_support import make_event
 
 
@@ -173,6 +173,33 @@ def test_crm_mail_retry_arms_failed_mails_and_hands_them_over(app, db, factory, 
     refused = runner.invoke(args=["crm", "mail", "retry", "--id", str(row.id)])
     assert refused.exit_code == 1 and "Only failed mails" in refused.output
     assert runner.invoke(args=["crm", "mail", "send"]).output.strip() == "mail: nothing due"
+
+
+def test_a_mail_waiting_for_a_retry_never_reaches_an_hcp_who_unsubscribed_meanwhile(app, db, factory, people,
+                                                                                    sender):
+    sender.refuse = 1
+    campaign, (hcp,) = _campaign(db, factory, people)
+    now = utcnow()
+    assert mail.deliver_pending(app, now=now) == {"retry": 1}
+    withdraw(db, hcp, channel="email", purpose="promotional", source="email_link")
+    assert mail.deliver_pending(app, now=now + timedelta(hours=1)) == {"failed": 1}
+    assert sender.taken == []
+    row = _rows(db)[0]
+    assert row.state == "failed" and "consent-withdrawn" in row.last_error and row.message is None
+    recipient = _recipient(db, campaign, hcp)
+    assert recipient.status == "failed" and "consent-withdrawn" in recipient.detail
+
+
+def test_a_queued_mail_of_an_erased_hcp_never_leaves_and_keeps_no_address(app, db, factory, people, sender):
+    from crm.hcps.erasure import erase_hcp
+
+    campaign, (hcp,) = _campaign(db, factory, people)
+    address = hcp.email
+    erase_hcp(db, factory.user("admin"), hcp, reason="Art. 17 request")
+    assert mail.deliver_pending(app) == {"failed": 1}
+    assert sender.taken == []
+    row = _rows(db)[0]
+    assert row.recipient != address and row.message is None and "hcp-erased" in row.last_error
 
 
 def test_a_resend_of_the_campaign_never_queues_a_second_mail(app, db, factory, people, sender):

@@ -13,6 +13,9 @@ consent request it belongs to; ``deliver_pending`` takes it from there:
    exponential backoff, or ``failed`` after ``CRM_MAIL_MAX_ATTEMPTS``. The business row follows (the campaign
    recipient's or invitation's ``queued`` -> ``sent`` | ``failed``).
 
+Consent is checked again before a campaign mail or an invitation is handed over: one that waited for a
+retry while the HCP unsubscribed (or was erased) is ``failed`` with the rule and never leaves.
+
 Never twice: a worker that dies between the hand-over and step 3 leaves its claimed rows ``sending``; when
 the lease runs out they are claimed again, so at worst the one message in flight is handed over a second
 time. It carries the same Message-ID (fixed when the row was written), so receivers can drop the repeat.
@@ -187,17 +190,40 @@ def claim(app: Flask, now: datetime, limit: int, ids: Sequence[int] | None = Non
     return claimed
 
 
-def _load(outbox_id: int) -> EmailMessage | None:
+def _purpose(s: DbSession, row: MailOutbox) -> str | None:
+    """The consent purpose a promotional mail needs (campaign: its template's; invitation: events)."""
+    from crm.campaigns.models import Campaign, CampaignMessage, EmailTemplate
+
+    if row.campaign_message_id is not None:
+        return s.scalar(select(EmailTemplate.purpose).join(Campaign, Campaign.template_id == EmailTemplate.id)
+                        .join(CampaignMessage, CampaignMessage.campaign_id == Campaign.id)
+                        .where(CampaignMessage.id == row.campaign_message_id))
+    if row.invitation_id is not None:
+        return "events"
+    return None
+
+
+def _load(outbox_id: int, now: datetime) -> tuple[EmailMessage | None, str | None]:
+    """The message to hand over, or why it must not leave: consent is checked again at the hand-over, so a
+    mail waiting for a retry never reaches an HCP who unsubscribed (or was erased) meanwhile."""
+    from crm.consent.services import can_contact_many
+
     with fresh_session() as s:
         row = s.get(MailOutbox, outbox_id)
         if row is None or row.message is None:
             s.rollback()
-            return None
+            return None, "the message is gone"
+        purpose = _purpose(s, row)
+        if purpose is not None and row.hcp_id is not None:
+            decision = can_contact_many(s, [row.hcp_id], "email", purpose, now)[row.hcp_id]
+            if not decision.allowed:
+                s.rollback()
+                return None, f"not sent: {decision.rule} (consent checked again at the hand-over)"
         data = json.loads(row.message)
         message = EmailMessage(to=row.recipient, subject=data["subject"], text=data["text"], html=data.get("html"),
                                headers=dict(data.get("headers") or {}), message_id=row.message_id)
         s.rollback()
-    return message
+    return message, None
 
 
 def _follow(s: DbSession, row: MailOutbox, state: str, when: datetime, error: str | None) -> None:
@@ -219,9 +245,10 @@ def _follow(s: DbSession, row: MailOutbox, state: str, when: datetime, error: st
             invitation.reason = None if problem is None else f"mail not delivered: {problem}"[:300]
 
 
-def _record(app: Flask, outbox_id: int, attempt: int, error: str | None, now: datetime) -> str:
+def _record(app: Flask, outbox_id: int, attempt: int, error: str | None, now: datetime, *,
+            final: bool = False) -> str:
     """Step 3 for one row; returns ``sent``, ``retry``, ``failed`` or ``lost`` (another worker took the row
-    over after this one's lease ran out: it decides)."""
+    over after this one's lease ran out: it decides). ``final``: the error is not worth a retry."""
     with fresh_session() as s:
         row = s.get(MailOutbox, outbox_id, with_for_update=True, populate_existing=True)
         if row is None or row.state != "sending" or row.attempts != attempt:
@@ -234,8 +261,12 @@ def _record(app: Flask, outbox_id: int, attempt: int, error: str | None, now: da
             outcome = "sent"
         else:
             row.last_error = error[:1000]
-            if attempt >= int(_setting(app, "CRM_MAIL_MAX_ATTEMPTS", 8)):
+            if final or attempt >= int(_setting(app, "CRM_MAIL_MAX_ATTEMPTS", 8)):
                 row.state, outcome = "failed", "failed"
+                if final:  # it will never leave: keep no body, and no address of an erased HCP
+                    row.message = None
+                    if "hcp-erased" in error:
+                        row.recipient = "(erased)"
             else:
                 row.state, row.next_attempt_at, outcome = "queued", now + backoff(attempt, app), "retry"
         if outcome != "retry":
@@ -262,17 +293,17 @@ def deliver_pending(app: Flask, *, ids: Iterable[int] | None = None, now: dateti
             break
         done += len(batch)
         for outbox_id, attempt in batch:
-            message = _load(outbox_id)
-            error: str | None = None
+            message, error = _load(outbox_id, utcnow())
             if message is None:
-                error = "the message is gone"
-            else:
-                try:
-                    sender.send(message)
-                except Exception as exc:  # any refusal is a failed attempt of this mail only
-                    error = f"{type(exc).__name__}: {exc}"
-                    app.logger.warning("mail %s (outbox %s, %s) not handed over, attempt %s: %s",
-                                       message.message_id, outbox_id, trigger, attempt, error)
+                app.logger.warning("mail (outbox %s) dropped: %s", outbox_id, error)
+                counts[_record(app, outbox_id, attempt, error, now, final=True)] += 1
+                continue
+            try:
+                sender.send(message)
+            except Exception as exc:  # any refusal is a failed attempt of this mail only
+                error = f"{type(exc).__name__}: {exc}"
+                app.logger.warning("mail %s (outbox %s, %s) not handed over, attempt %s: %s",
+                                   message.message_id, outbox_id, trigger, attempt, error)
             counts[_record(app, outbox_id, attempt, error, now)] += 1
     return counts
 
