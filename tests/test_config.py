@@ -162,3 +162,16 @@ def test_production_app_refuses_to_start_on_default_adapters(tmp_path, monkeypat
     with pytest.raises(ConfigError) as info:
         create_app()
     assert "CRM_EMAIL_BACKEND" in str(info.value)
+
+
+def test_mail_outbox_settings_have_defaults_and_refuse_nonsense(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    cfg = Settings.from_env({}).flask_config()
+    assert (cfg["CRM_MAIL_MAX_ATTEMPTS"], cfg["CRM_MAIL_RETRY_BASE_SECONDS"], cfg["CRM_MAIL_RETRY_MAX_SECONDS"],
+            cfg["CRM_MAIL_SEND_AFTER_COMMIT"]) == (8, 60.0, 21600.0, True)
+    tuned = Settings.from_env({"CRM_MAIL_MAX_ATTEMPTS": "3", "CRM_MAIL_SEND_AFTER_COMMIT": "0"}).flask_config()
+    assert tuned["CRM_MAIL_MAX_ATTEMPTS"] == 3 and tuned["CRM_MAIL_SEND_AFTER_COMMIT"] is False
+    for bad in ({"CRM_MAIL_MAX_ATTEMPTS": "0"}, {"CRM_MAIL_MAX_ATTEMPTS": "many"},
+                {"CRM_MAIL_RETRY_BASE_SECONDS": "-1"}, {"CRM_MAIL_SEND_AFTER_COMMIT": "maybe"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
