@@ -118,7 +118,8 @@ def enqueue_many(session: DbSession, mails: Sequence[OutgoingMail], *, kind: str
     insert_ignoring_conflicts(session, MailOutbox.__table__, rows, ["idempotency_key"], ["id"])
     keys = [m.key for m in mails]
     found = {row.idempotency_key: row for row in session.scalars(
-        select(MailOutbox).where(among(session, MailOutbox.idempotency_key, keys)))}
+        select(MailOutbox).where(among(session, MailOutbox.idempotency_key, keys))
+        .execution_options(populate_existing=True))}  # a worker may have moved a row this session holds
     by_key = {r["idempotency_key"]: r for r in rows}
     for key, row in found.items():
         if row.state == "failed":  # asked again for a mail that never left: try again with the new message
