@@ -97,6 +97,16 @@ def _row(mail: OutgoingMail, kind: str, now: datetime) -> dict[str, Any]:
             "sent_at": None}
 
 
+@dataclass(frozen=True)
+class Queued:
+    """What ``enqueue_many`` tells about each mail: its outbox row, state and (fixed) Message-ID."""
+
+    id: int
+    key: str
+    state: str
+    message_id: str
+
+
 def enqueue(session: DbSession, message: EmailMessage, *, key: str, kind: str = "other", hcp_id: int | None = None,
             campaign_message_id: int | None = None, invitation_id: int | None = None,
             consent_event_id: int | None = None) -> MailOutbox:
@@ -105,30 +115,35 @@ def enqueue(session: DbSession, message: EmailMessage, *, key: str, kind: str = 
     ``key`` makes it idempotent: the same key again returns the row already there (a ``failed`` one is
     armed again with this message). ``message.message_id``, when set, is kept; otherwise one is made.
     """
-    return enqueue_many(session, [OutgoingMail(message, key, hcp_id, campaign_message_id, invitation_id,
-                                               consent_event_id)], kind=kind)[0]
+    queued = enqueue_many(session, [OutgoingMail(message, key, hcp_id, campaign_message_id, invitation_id,
+                                                 consent_event_id)], kind=kind)[0]
+    return session.get_one(MailOutbox, queued.id)
 
 
-def enqueue_many(session: DbSession, mails: Sequence[OutgoingMail], *, kind: str) -> list[MailOutbox]:
-    """``enqueue`` for many mails of one kind in a few statements (a campaign send); rows in input order."""
+def enqueue_many(session: DbSession, mails: Sequence[OutgoingMail], *, kind: str) -> list[Queued]:
+    """``enqueue`` for many mails of one kind in a few statements (a campaign send); results in input order.
+    Nothing is decrypted on the way: only the rows of failed mails armed again are loaded."""
     if not mails:
         return []
     now = utcnow()
     rows = [_row(m, kind, now) for m in mails]
     insert_ignoring_conflicts(session, MailOutbox.__table__, rows, ["idempotency_key"], ["id"])
     keys = [m.key for m in mails]
-    found = {row.idempotency_key: row for row in session.scalars(
-        select(MailOutbox).where(among(session, MailOutbox.idempotency_key, keys))
-        .execution_options(populate_existing=True))}  # a worker may have moved a row this session holds
-    by_key = {r["idempotency_key"]: r for r in rows}
-    for key, row in found.items():
-        if row.state == "failed":  # asked again for a mail that never left: try again with the new message
-            fresh = by_key[key]
+    found = {key: Queued(row_id, key, state, message_id) for row_id, key, state, message_id in session.execute(
+        select(MailOutbox.id, MailOutbox.idempotency_key, MailOutbox.state, MailOutbox.message_id)
+        .where(among(session, MailOutbox.idempotency_key, keys)))}
+    failed = [q.id for q in found.values() if q.state == "failed"]
+    if failed:  # asked again for mails that never left: try again with the new message
+        by_key = {r["idempotency_key"]: r for r in rows}
+        for row in session.scalars(select(MailOutbox).where(MailOutbox.id.in_(failed))
+                                   .execution_options(populate_existing=True)):
+            fresh = by_key[row.idempotency_key]
             # The Message-ID stays: the earlier attempts may have reached someone after all.
             row.recipient, row.message = fresh["recipient"], fresh["message"]
             row.state, row.attempts, row.next_attempt_at, row.locked_until = "queued", 0, now, None
-    session.flush()
-    _deliver_after_commit(session, [found[k].id for k in keys if found[k].state == "queued"])
+            found[row.idempotency_key] = Queued(row.id, row.idempotency_key, "queued", row.message_id)
+        session.flush()
+    _deliver_after_commit(session, list(dict.fromkeys(found[k].id for k in keys if found[k].state == "queued")))
     return [found[k] for k in keys]
 
 
