@@ -50,5 +50,9 @@ def _register() -> None:
 
     crm_cli.add_command(campaigns_cli)
 
+    from crm.mail.cli import mail_cli
+
+    crm_cli.add_command(mail_cli)
+
 
 _register()

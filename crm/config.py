@@ -60,6 +60,7 @@ class Settings:
     esp_webhook_public_key: str = ""
     erp_adapter: str = "stub"
     erp: dict[str, Any] = field(default_factory=dict)  # the other CRM_ERP_* settings (issue 6)
+    mail: dict[str, Any] = field(default_factory=dict)  # the mail outbox's retries (CRM_MAIL_*)
     consent: dict[str, Any] = field(default_factory=dict)  # CRM_DOUBLE_OPT_IN, validity, links (issue 3)
     reporting: dict[str, Any] = field(default_factory=dict)  # CRM_COMPANY_NAME, webhook tolerance
     max_body_mb: float = 10.0
@@ -97,6 +98,7 @@ class Settings:
             max_body = float(env.get("CRM_MAX_BODY_MB", "10"))
         except ValueError as exc:
             raise ConfigError("CRM_MAX_BODY_MB must be a number of megabytes") from exc
+        _check_adapters_named(env, production)
         backend = env.get("CRM_EMAIL_BACKEND", "file")
         if backend not in ("file", "smtp"):
             raise ConfigError("CRM_EMAIL_BACKEND must be 'file' or 'smtp'")
@@ -118,6 +120,7 @@ class Settings:
             esp_webhook_public_key=env.get("CRM_ESP_WEBHOOK_PUBLIC_KEY", ""),
             erp_adapter=env.get("CRM_ERP_ADAPTER", "stub"),
             erp=_erp_settings(env, production, secret),
+            mail=_mail_settings(env),
             consent=_consent_settings(env, production),
             reporting={
                 # the reporting entity named in the transparency reports (Open Payments, EFPIA)
@@ -146,6 +149,7 @@ class Settings:
             "CRM_ESP_WEBHOOK_PUBLIC_KEY": self.esp_webhook_public_key,
             "CRM_ERP_ADAPTER": self.erp_adapter,
             **self.erp,
+            **self.mail,
             "MAX_CONTENT_LENGTH": int(self.max_body_mb * 1024 * 1024),
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
@@ -186,6 +190,34 @@ def _flag(env: dict[str, str], name: str, default: str) -> bool:
     if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         raise ConfigError(f"{name} must be true or false")
     return value in ("1", "true", "yes", "on")
+
+
+def _check_adapters_named(env: dict[str, str], production: bool) -> None:
+    """Production names its adapters: a default that silently writes mail to a folder or sends orders to
+    the simulator is how a site loses both. The simulator is refused outright (orders would be confirmed
+    that no warehouse ships); the file outbox only when named (a relay may pick the files up)."""
+    if not production:
+        return
+    for name, choices in (("CRM_EMAIL_BACKEND", "'smtp' (or 'file' for a pickup-folder relay)"),
+                          ("CRM_ERP_ADAPTER", "'http'")):
+        if not env.get(name, "").strip():
+            raise ConfigError(f"{name} is not set; when CRM_ENV=production name the adapter explicitly: {choices}")
+    if env["CRM_ERP_ADAPTER"].strip() == "stub":
+        raise ConfigError("CRM_ERP_ADAPTER=stub is the ERP simulator and is refused when CRM_ENV=production; "
+                          "use 'http' with an ERP gateway")
+
+
+def _mail_settings(env: dict[str, str]) -> dict[str, Any]:
+    """The mail outbox (docs/campaigns.md): hand-over after the commit, retries with backoff."""
+    attempts = _number(env, "CRM_MAIL_MAX_ATTEMPTS", "8", int)
+    if attempts < 1:
+        raise ConfigError("CRM_MAIL_MAX_ATTEMPTS must be at least 1")
+    return {
+        "CRM_MAIL_SEND_AFTER_COMMIT": _flag(env, "CRM_MAIL_SEND_AFTER_COMMIT", "true"),
+        "CRM_MAIL_MAX_ATTEMPTS": attempts,
+        "CRM_MAIL_RETRY_BASE_SECONDS": _number(env, "CRM_MAIL_RETRY_BASE_SECONDS", "60"),
+        "CRM_MAIL_RETRY_MAX_SECONDS": _number(env, "CRM_MAIL_RETRY_MAX_SECONDS", "21600"),
+    }
 
 
 def _consent_settings(env: dict[str, str], production: bool) -> dict[str, Any]:

@@ -351,8 +351,8 @@ def test_campaign_with_a_saved_audience_and_its_funnel(api, db, factory, people)
         {"sg_event_id": "f-3", "event": "open", "timestamp": 1767000200, **tied},
     ])
     funnel = api(people["field_rep"]).get(f"/api/v1/campaigns/{campaign_id}").get_json()["funnel"]
-    assert funnel == {"audience": 2, "skipped": {"no-consent": 1}, "sent": 1, "delivered": 1, "opened": 1,
-                      "clicked": 0, "bounced": 0, "unsubscribed": 0, "spam_reports": 0}
+    assert funnel == {"audience": 2, "skipped": {"no-consent": 1}, "queued": 0, "sent": 1, "failed": 0,
+                      "delivered": 1, "opened": 1, "clicked": 0, "bounced": 0, "unsubscribed": 0, "spam_reports": 0}
     recipients = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign_id}/recipients?limit=1").get_json()
     assert recipients["items"][0]["hcp_id"] == a.id and recipients["items"][0]["events"] == ["delivered", "open"]
     more = api(people["marketer"]).get(f"/api/v1/campaigns/{campaign_id}/recipients?limit=1&cursor="

@@ -23,8 +23,9 @@ def test_campaign_demo_builds_two_campaigns_with_event_streams_once(db):
     campaigns = db.scalars(select(Campaign).order_by(Campaign.id)).all()
     for campaign in campaigns:
         funnel = services.funnel(db, campaign)
-        assert funnel["sent"] > 0 and funnel["delivered"] > 0
-        assert funnel["audience"] == funnel["sent"] + sum(funnel["skipped"].values())
+        # (the demo's mails are queued in the outbox; they leave once `crm demo` commits)
+        assert funnel["queued"] > 0 and funnel["sent"] == funnel["failed"] == 0 and funnel["delivered"] > 0
+        assert funnel["audience"] == funnel["queued"] + sum(funnel["skipped"].values())
     # a page of campaigns is counted in one go, with the same figures each campaign has on its own
     assert services.funnels(db, [c.id for c in campaigns]) == {c.id: services.funnel(db, c) for c in campaigns}
     by_hand = {c.id: len(services.audience_hcp_ids(db, c.audience)) for c in campaigns}

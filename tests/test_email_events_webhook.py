@@ -147,30 +147,91 @@ def test_body_that_is_not_an_array_is_422(client, db):
     assert stored(db) == 0
 
 
-def test_event_without_sg_event_id_fails_the_whole_batch(client, db, factory):
+def test_event_without_sg_event_id_is_rejected_alone_and_the_good_ones_are_recorded(client, db, factory, caplog):
     hcp = factory.hcp()
     good = event("sg-good-in-bad-batch", "delivered", email=hcp.email)
     bad = {"event": "open", "timestamp": 1700000000, "email": hcp.email}
     resp = post(client, [good, bad])
-    assert resp.status_code == 422
-    problem = resp.get_json()
-    assert "1.sg_event_id" in problem["errors"]
-    assert "nothing" in problem["detail"]
-    assert stored(db) == 0 and items_of(db, hcp.id) == []
+    assert resp.status_code == 200, resp.get_json()
+    answer = resp.get_json()
+    assert answer["received"] == 2 and answer["recorded"] == 1
+    assert len(answer["rejected"]) == 1
+    rejected = answer["rejected"][0]
+    assert rejected["index"] == 1 and rejected["sg_event_id"] is None and "sg_event_id" in rejected["reason"]
+    assert stored(db) == 1 and [i.kind for i in items_of(db, hcp.id)] == ["email.delivered"]
+    logged = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(logged) == 1 and "event 1" in logged[0]
+    assert hcp.email not in logged[0]  # the address is personal data: not in the log
 
 
 @pytest.mark.parametrize("timestamp", ["1700000000", "yesterday", None, True, [1], 1e30, -5])
-def test_timestamp_that_is_not_a_usable_number_is_a_per_event_error(client, db, timestamp):
+def test_timestamp_that_is_not_a_usable_number_is_a_per_event_rejection(client, db, timestamp):
     resp = post(client, [event("sg-ts-ok", "delivered"), {**event("sg-ts-bad", "open"), "timestamp": timestamp}])
-    assert resp.status_code == 422
-    assert list(resp.get_json()["errors"]) == ["1.timestamp"]
-    assert stored(db) == 0
+    assert resp.status_code == 200
+    assert resp.get_json()["rejected"] == [
+        {"index": 1, "sg_event_id": "sg-ts-bad", "reason": resp.get_json()["rejected"][0]["reason"]}]
+    assert resp.get_json()["rejected"][0]["reason"].startswith("timestamp: ")
+    assert stored(db) == 1
+    assert db.scalar(select(EmailEvent.sg_event_id)) == "sg-ts-ok"
 
 
 def test_event_that_is_not_an_object_and_event_without_type(client, db):
-    resp = post(client, ["just a string", {"sg_event_id": "sg-no-type", "timestamp": 1700000000}])
-    assert resp.status_code == 422
-    assert set(resp.get_json()["errors"]) == {"0._schema", "1.event"}
+    resp = post(client, ["just a string", {"sg_event_id": "sg-no-type", "timestamp": 1700000000}, None])
+    assert resp.status_code == 200
+    answer = resp.get_json()
+    assert [(r["index"], r["sg_event_id"]) for r in answer["rejected"]] == [(0, None), (1, "sg-no-type"),
+                                                                           (2, None)]
+    assert answer["rejected"][0]["reason"] == "Expected a JSON object."
+    assert answer["rejected"][1]["reason"].startswith("event: ")
+    assert answer["received"] == 3 and answer["recorded"] == 0 and stored(db) == 0
+
+
+def test_unsubscribes_in_a_batch_with_a_bad_event_are_applied_once_and_the_resend_changes_nothing(
+        client, db, factory):
+    marketer, compliance = factory.user("marketer"), factory.user("compliance")
+    hcp, other = factory.hcp(), factory.hcp()
+    email_consent(db, hcp, "promotional")
+    email_consent(db, other, "promotional")
+    campaign = make_campaign(db, marketer, make_template(db, marketer, compliance), [hcp.id])
+    batch = [
+        event("sg-unsub-in-bad", "unsubscribe", email=hcp.email, hcp_id=str(hcp.id), campaign_id=str(campaign.id),
+              timestamp=time.time() + 1),
+        {**event("sg-broken", "open", email=hcp.email), "timestamp": "not a time"},
+        event("sg-spam-in-bad", "spamreport", email=other.email, timestamp=time.time() + 1),
+    ]
+    first = post(client, batch)
+    assert first.status_code == 200
+    assert first.get_json()["consent_withdrawals"] == 2
+    assert [r["sg_event_id"] for r in first.get_json()["rejected"]] == ["sg-broken"]
+    assert not consent.can_contact(db, hcp.id, "email", "promotional").allowed
+    assert not consent.can_contact(db, other.id, "email", "promotional").allowed
+    # The platform may still send the same bytes again: nothing is doubled.
+    again = post(client, batch).get_json()
+    assert (again["recorded"], again["duplicates"], again["consent_withdrawals"]) == (0, 2, 0)
+    assert len(again["rejected"]) == 1
+    assert stored(db) == 2
+    assert db.scalar(select(func.count()).select_from(ConsentEvent).where(
+        ConsentEvent.external_id.in_(["sg-unsub-in-bad", "sg-spam-in-bad"]))) == 2
+
+
+def test_a_batch_of_only_bad_events_is_answered_200_with_every_one_reported(client, db):
+    resp = post(client, [{"event": "open"}, {"sg_event_id": "x" * 500, "event": "open", "timestamp": 1700000000}])
+    assert resp.status_code == 200
+    rejected = resp.get_json()["rejected"]
+    assert [r["index"] for r in rejected] == [0, 1]
+    assert rejected[1]["sg_event_id"] == "x" * 100 and "sg_event_id" in rejected[1]["reason"]
+    assert stored(db) == 0
+
+
+def test_a_bad_event_in_a_signed_batch_is_reported_but_a_bad_signature_still_refuses_it_whole(
+        client, db, factory, key):
+    raw = body(event("sg-signed-good", "delivered"), {"event": "open"})
+    ok = client.post(URL, data=raw, headers=signed(key, raw))
+    assert ok.status_code == 200 and ok.get_json()["recorded"] == 1 and len(ok.get_json()["rejected"]) == 1
+    tampered = raw.replace(b"sg-signed-good", b"sg-signed-evil")
+    refused = client.post(URL, data=tampered, headers=signed(key, raw))
+    assert refused.status_code == 403
+    assert stored(db) == 1
 
 
 def test_body_of_20_mb_is_413_and_nothing_stored(client, db):
@@ -184,7 +245,7 @@ def test_body_of_20_mb_is_413_and_nothing_stored(client, db):
 def test_empty_array_is_fine(client, db):
     resp = post(client, [])
     assert resp.status_code == 200
-    assert resp.get_json()["received"] == 0
+    assert resp.get_json()["received"] == 0 and resp.get_json()["rejected"] == []
 
 
 # -- matching, kinds, unknown types -------------------------------------------------------------------
@@ -437,3 +498,10 @@ def test_openapi_documents_the_webhook_without_auth(client):
     op = spec["paths"]["/api/v1/integrations/email/events"]["post"]
     assert "security" not in op
     assert {"400", "401", "403", "413", "422"} <= set(op["responses"])
+    answer = op["responses"]["200"]["content"]["application/json"]["schema"]
+    ref = answer["$ref"].rsplit("/", 1)[-1]
+    properties = spec["components"]["schemas"][ref]["properties"]
+    assert properties["rejected"]["type"] == "array"
+    item = properties["rejected"]["items"]
+    item = spec["components"]["schemas"][item["$ref"].rsplit("/", 1)[-1]] if "$ref" in item else item
+    assert set(item["properties"]) == {"index", "sg_event_id", "reason"}

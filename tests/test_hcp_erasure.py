@@ -84,3 +84,29 @@ def test_expire_cli_is_idempotent(runner, db, factory):
     assert first.exit_code == second.exit_code == 0
     assert "expired: 1" in first.output and "expired: 0" in second.output
     assert db.query(ConsentEvent).filter_by(hcp_id=hcp.id, event_type="expired").count() == 1
+
+
+def test_erasure_clears_the_mail_outbox_of_the_hcp(db, factory):
+    """A mail to the HCP keeps neither the address nor the message, and one not yet handed over never leaves."""
+    from sqlalchemy import text
+
+    from crm.hcps.erasure import erase_hcp
+    from crm.integrations.email import EmailMessage
+    from crm.mail.models import MailOutbox
+    from crm.mail.services import enqueue
+
+    hcp = factory.hcp()
+    other = factory.hcp()
+    mine = enqueue(db, EmailMessage(to="dr.erase@clinic.example", subject="s", text="t"), key="erase-1",
+                   hcp_id=hcp.id)
+    theirs = enqueue(db, EmailMessage(to="dr.keep@clinic.example", subject="s", text="t"), key="erase-2",
+                     hcp_id=other.id)
+    erase_hcp(db, None, hcp, "data-subject request")
+    db.flush()
+    db.expire_all()
+    row = db.get(MailOutbox, mine.id)
+    assert row.recipient == "Erased" and row.message is None and row.state == "failed"
+    raw = db.execute(text("SELECT recipient, message FROM mail_outbox WHERE id = :i"), {"i": mine.id}).one()
+    assert raw.message is None and "dr.erase" not in (raw.recipient or "")
+    kept = db.get(MailOutbox, theirs.id)
+    assert kept.recipient == "dr.keep@clinic.example" and kept.state == "queued"

@@ -191,6 +191,7 @@ def _every_encrypted_column(db, factory):
     from crm.campaigns.models import EmailEvent
     from crm.db import utcnow
     from crm.integrations.eventplatform.models import UnmatchedAttendanceRow
+    from crm.mail.models import MailOutbox
     from crm.visits.models import Visit
     from tests.consent_support import grant
     from tests.events_support import make_event
@@ -206,14 +207,16 @@ def _every_encrypted_column(db, factory):
                                        attendance_status="attended", data='{"name": "Unknown Person"}')
     email_event = EmailEvent(sg_event_id="sg-rot-1", event_type="bounce", platform_type="bounce",
                              occurred_at=utcnow(), email="nobody@unknown.example")
-    db.add_all([visit, unmatched, email_event])
+    mail = MailOutbox(kind="other", idempotency_key="rot-1", hcp_id=hcps[0].id, recipient="dr.rot@clinic.example",
+                      message='{"subject": "s", "text": "t"}', message_id="<rot-1@crm.example>")
+    db.add_all([visit, unmatched, email_event, mail])
     db.flush()
     clear: dict[tuple[str, int], str] = {}
     for obj, table, columns in [(u, "users", ["email"]) for u in (rep, marketer)] + [
             (h, "hcps", ["email", "phone", "address_line"]) for h in hcps] + [
             (e, "consent_events", ["evidence"]) for e in events] + [
             (visit, "visits", ["signature"]), (unmatched, "unmatched_attendance_rows", ["data"]),
-            (email_event, "email_events", ["email"])]:
+            (email_event, "email_events", ["email"]), (mail, "mail_outbox", ["recipient", "message"])]:
         for column in columns:
             clear[(f"{table}.{column}", obj.id)] = getattr(obj, column)
     return clear

@@ -41,22 +41,23 @@ def _production(**extra):
     from cryptography.fernet import Fernet
 
     env = {"CRM_ENV": "production", "CRM_SECRET_KEY": "s" * 40, "CRM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_AUDIT_KEY": "a" * 40, "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
-           "CRM_PUBLIC_URL": "https://crm.pharma.example"}
+           "CRM_BLIND_INDEX_KEY": "b" * 40, "CRM_AUDIT_KEY": "a" * 40,
+           "CRM_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1/x",
+           "CRM_PUBLIC_URL": "https://crm.pharma.example", "CRM_EMAIL_BACKEND": "smtp",
+           "CRM_SMTP_URL": "smtp://relay.pharma.example:587"}
     env.update(extra)
     return env
 
 
-def test_production_needs_the_http_secret_only_with_the_http_adapter(tmp_path, monkeypatch):
+def test_production_needs_the_http_secret_with_the_http_adapter(tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
-    stub_cfg = Settings.from_env(_production()).flask_config()
-    assert stub_cfg["CRM_ERP_HTTP_SECRET"] == "" and stub_cfg["CRM_ERP_CALLBACK_SECRET"] == ""
     with pytest.raises(ConfigError) as info:
         Settings.from_env(_production(CRM_ERP_ADAPTER="http", CRM_ERP_HTTP_URL="https://erp.example/api"))
     assert "CRM_ERP_HTTP_SECRET" in str(info.value)
     ok = Settings.from_env(_production(CRM_ERP_ADAPTER="http", CRM_ERP_HTTP_URL="https://erp.example/api",
                                        CRM_ERP_HTTP_SECRET="x" * 32)).flask_config()
     assert ok["CRM_ERP_HTTP_URL"] == "https://erp.example/api"
+    assert ok["CRM_ERP_CALLBACK_SECRET"] == ""  # not generated: every callback is refused until it is set
     assert not list(tmp_path.glob("*.key")), "production must not generate keys"
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from crm.db import utcnow
 from crm.extensions import db as _db
-from crm.integrations.erp import ErpCustomer, ErpLine
+from crm.integrations.erp import ErpCustomer, ErpLine, ErpReceipt, ErpStatus
 from crm.orders import outbox as sender
 from crm.orders import services
 from crm.orders.models import Order, OrderAttempt, OrderOutbox
@@ -283,3 +283,114 @@ def test_the_submit_endpoint_called_twice_at_once_makes_one_outbox_row_and_one_e
         assert _db.session.scalar(select(func.count()).select_from(Interaction).where(
             Interaction.kind == "order.queued")) == 1
         _db.session.remove()
+
+
+def _misbehaving(erp, monkeypatch, bad_key, fault):
+    """The adapter fails for one order key only, in a way that is not an ``ErpError``."""
+    real = erp.submit_order
+
+    def submit_order(order_key, lines, customer):
+        if order_key == bad_key:
+            return fault(real, order_key, lines, customer)
+        return real(order_key, lines, customer)
+
+    monkeypatch.setattr(erp, "submit_order", submit_order)
+
+
+def _raise(exc):
+    def fault(real, *args):
+        raise exc
+    return fault
+
+
+def _malformed_receipt(real, order_key, lines, customer):
+    real(order_key, lines, customer)  # the ERP took it, but the answer is broken
+    return ErpReceipt(order_key=order_key, erp_order_id="", status="received")  # no ERP order id
+
+
+def _not_a_receipt(real, order_key, lines, customer):
+    return {"status": "received"}
+
+
+def _odd_status(real, order_key, lines, customer):
+    receipt = real(order_key, lines, customer)
+    return ErpReceipt(order_key=order_key, erp_order_id=receipt.erp_order_id, status="teleported")
+
+
+@pytest.mark.parametrize("fault", [_raise(ValueError("bad decimal")), _raise(KeyError("erp_order_id")),
+                                   _raise(TypeError("NoneType")), _malformed_receipt, _not_a_receipt, _odd_status],
+                         ids=["ValueError", "KeyError", "TypeError", "empty-id", "not-a-receipt", "unknown-status"])
+def test_one_order_that_breaks_the_adapter_is_retried_with_backoff_and_the_others_go_out(
+        app, db, w, rep_api, erp, monkeypatch, fault):
+    monkeypatch.setitem(app.config, "CRM_ERP_SEND_AFTER_COMMIT", False)
+    # The bad order is the oldest, so it comes first in every run.
+    bad = _submit(rep_api, w.hcp.id)
+    good = [_submit(rep_api, w.hcp.id), _submit(rep_api, w.hcp.id)]
+    _misbehaving(erp, monkeypatch, db.get(Order, bad).order_key, fault)
+
+    now = utcnow()
+    assert sender.send_due(app, now=now) == {"error": 1, "delivered": 2}
+    assert [db.get(Order, g).status for g in good] == ["sent", "sent"]
+    box = _outbox(db, bad)
+    assert box.state == "pending" and box.attempts == 1 and box.locked_until is None
+    assert box.last_error.startswith("error: ")
+    assert box.next_attempt_at >= now + timedelta(seconds=29)  # backoff, not first in line again at once
+    assert db.get(Order, bad).status == "queued"
+    assert _outcomes(db, bad) == ["error"]
+
+    # An order submitted later is not blocked behind it either.
+    late = _submit(rep_api, w.hcp.id)
+    assert sender.send_due(app, now=now + timedelta(seconds=1)) == {"delivered": 1}
+    assert db.get(Order, late).status == "sent"
+
+    # Once the adapter behaves, the retry delivers it, once.
+    monkeypatch.undo()
+    monkeypatch.setitem(app.config, "CRM_ERP_SEND_AFTER_COMMIT", False)
+    assert sender.send_due(app, now=box.next_attempt_at) in ({"delivered": 1}, {"duplicate": 1})
+    assert db.get(Order, bad).status == "sent"
+    assert erp.simulator.order_count() == 4
+
+
+def test_an_adapter_that_keeps_breaking_ends_failed_and_waits_for_an_admin(app, db, w, rep_api, erp, monkeypatch):
+    monkeypatch.setitem(app.config, "CRM_ERP_SEND_AFTER_COMMIT", False)
+    monkeypatch.setitem(app.config, "CRM_ERP_MAX_ATTEMPTS", 2)
+    bad = _submit(rep_api, w.hcp.id)
+    _misbehaving(erp, monkeypatch, db.get(Order, bad).order_key, _raise(ValueError("not JSON")))
+    sender.send_due(app, now=utcnow())
+    sender.send_due(app, now=utcnow() + timedelta(hours=1))
+    box = _outbox(db, bad)
+    assert box.state == "failed" and box.attempts == 2 and "ValueError: not JSON" in box.last_error
+
+
+def test_sync_goes_on_and_exits_1_when_one_order_breaks_the_adapter(app, db, w, rep_api, erp, monkeypatch, runner):
+    monkeypatch.setitem(app.config, "CRM_ERP_SEND_AFTER_COMMIT", False)
+    bad, good = _submit(rep_api, w.hcp.id), _submit(rep_api, w.hcp.id)
+    _misbehaving(erp, monkeypatch, db.get(Order, bad).order_key, _raise(KeyError("status")))
+    result = runner.invoke(args=["crm", "erp", "sync"])
+    assert result.exit_code == 1, result.output
+    assert "1 delivered" in result.output and "1 error" in result.output
+    assert db.get(Order, good).status in ("sent", "accepted", "backordered", "shipped")
+
+
+def test_a_status_answer_that_cannot_be_read_does_not_stop_the_poll_of_the_others(app, db, w, rep_api, erp,
+                                                                                 monkeypatch):
+    first, second = _submit(rep_api, w.hcp.id), _submit(rep_api, w.hcp.id)
+    bad_key = db.get(Order, first).order_key
+    real = erp.order_status
+
+    def order_status(order_key):
+        if order_key == bad_key:
+            raise KeyError("status")
+        return real(order_key)
+
+    monkeypatch.setattr(erp, "order_status", order_status)
+    assert sender.pull_statuses(app) == {"malformed": 1, "updated": 1}
+    db.expire_all()
+    assert db.get(Order, first).status == "sent" and db.get(Order, second).status != "sent"
+
+    def odd(order_key):
+        status = real(order_key)
+        return ErpStatus(order_key, status.erp_order_id, "lost-in-space")
+
+    monkeypatch.setattr(erp, "order_status", odd)
+    assert sender.pull_statuses(app)["malformed"] == 2

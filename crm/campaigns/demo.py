@@ -148,7 +148,7 @@ def load_campaign_demo(session: DbSession, users: Mapping[str, Any], hcps: Seque
         counts["campaigns"] += 1
         counts["messages"] += len(result.sent)
         sent = session.scalars(select(CampaignMessage.hcp_id).where(
-            CampaignMessage.campaign_id == campaign.id, CampaignMessage.status == "sent")
+            CampaignMessage.campaign_id == campaign.id, CampaignMessage.status.in_(("queued", "sent")))
             .order_by(CampaignMessage.hcp_id)).all()
         events = [e for hcp_id in sent for e in _stream(campaign.id, hcp_id, sent_at, rnd, now)]
         # forwarded mail and an old address: the platform reports addresses that match no HCP

@@ -19,7 +19,8 @@ from crm.security.crypto import BLIND_INDEX_TYPE, EncryptedString
 
 TEMPLATE_STATUSES = ("draft", "approved")
 CAMPAIGN_STATUSES = ("draft", "sent")
-MESSAGE_STATUSES = ("sent", "skipped")
+# queued: in the mail outbox; sent: the email adapter took it; failed: not handed over after the retries
+MESSAGE_STATUSES = ("queued", "sent", "failed", "skipped")
 # The platform's event types we know; anything else is kept with type ``unknown``.
 EMAIL_EVENT_TYPES = ("processed", "delivered", "open", "click", "bounce", "dropped", "deferred", "spamreport",
                      "unsubscribe", "group_unsubscribe", "unknown")
@@ -88,7 +89,8 @@ class Campaign(Base):
 
 
 class CampaignMessage(Base):
-    """The outcome of a send for one recipient: sent (with its Message-ID) or skipped with the rule."""
+    """The outcome of a send for one recipient: queued, sent or failed (following its mail in the outbox,
+    with its Message-ID), or skipped with the rule."""
 
     __tablename__ = "campaign_messages"
     __table_args__ = (

@@ -117,9 +117,11 @@ class TemplateRef(Schema):
 
 
 class FunnelOut(Schema):
-    audience = fields.Integer(metadata={"description": "recipients evaluated (sent + skipped)"})
+    audience = fields.Integer(metadata={"description": "recipients evaluated (queued + sent + failed + skipped)"})
     skipped = fields.Dict(keys=fields.String(), values=fields.Integer())
-    sent = fields.Integer()
+    queued = fields.Integer(metadata={"description": "mails in the outbox, not yet taken by the email adapter"})
+    sent = fields.Integer(metadata={"description": "mails the email adapter took (the mail server or outbox folder)"})
+    failed = fields.Integer(metadata={"description": "mails not handed over after every retry"})
     delivered = fields.Integer()
     opened = fields.Integer()
     clicked = fields.Integer()
@@ -152,14 +154,16 @@ class SkippedOut(Schema):
 
 
 class SendOut(Schema):
-    sent = fields.Integer()
+    sent = fields.Integer(metadata={"description": "mails put in the outbox (queued); each recipient's status "
+                                                   "says when it left (GET /campaigns/{id}/recipients)"})
     skipped = fields.List(fields.Nested(SkippedOut))
 
 
 class RecipientOut(Schema):
     hcp_id = fields.Integer()
     name = fields.String()
-    status = fields.String()
+    status = fields.String(metadata={"description": "queued, sent (the email adapter took the mail), failed "
+                                                     "(not handed over after every retry; detail says why) or skipped"})
     reason = fields.String(allow_none=True)
     detail = fields.String(allow_none=True)
     message_id = fields.String(allow_none=True)

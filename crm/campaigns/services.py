@@ -7,9 +7,11 @@ Rules (SPEC section 6, issue 4):
 - At the send instant consent (email, the template's purpose) is evaluated for the whole audience at
   once (``can_contact_many``); each recipient gets one ``CampaignMessage``: sent, or skipped with the
   rule. A recipient already sent to is never mailed again, however often the campaign is sent.
-- Each sent message is an ``email.sent`` timeline item (external id ``campaign:<id>:<hcp>``), and the
-  mails leave only after the commit, each with RFC 8058 one-click unsubscribe headers and the
-  platform's custom arguments (``hcp_id``, ``campaign_id``) so that its events come back tied to them.
+- Each mail is an ``email.sent`` timeline item (external id ``campaign:<id>:<hcp>``) and a row in the mail
+  outbox (``crm.mail``), written in the send's transaction; it is handed over after the commit, each with
+  RFC 8058 one-click unsubscribe headers and the platform's custom arguments (``hcp_id``,
+  ``campaign_id``) so that its events come back tied to them. The recipient's status follows the
+  outbox: ``queued`` until the email adapter took the mail, then ``sent``, or ``failed`` after the retries.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from crm.audit import services as audit
 from crm.campaigns.models import Audience, Campaign, CampaignMessage, EmailEvent, EmailTemplate
 from crm.campaigns.rendering import CompiledTemplate, hcp_context, template_errors
 from crm.consent.models import PURPOSES
-from crm.db import DbSession, among, on_commit, utcnow
+from crm.db import DbSession, among, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP, Territory
 from crm.hcps.professions import PROFESSIONS
@@ -354,7 +356,8 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
     ids = audience_hcp_ids(session, campaign.audience)
     messages = {m.hcp_id: m for m in session.scalars(
         select(CampaignMessage).where(CampaignMessage.campaign_id == campaign.id))}
-    already = frozenset(h for h, m in messages.items() if m.status == "sent")
+    # Queued or handed over: never mailed again. A failed mail (it never left) is evaluated again.
+    already = frozenset(h for h, m in messages.items() if m.status in ("queued", "sent"))
     evaluation = evaluate(session, ids, template.purpose, now, already)
     result = SendResult()
     for hcp_id, rule in evaluation.skipped:
@@ -377,8 +380,8 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
         if message is None:
             message = messages[hcp_id] = CampaignMessage(campaign_id=campaign.id, hcp_id=hcp_id)
             session.add(message)
-        message.status, message.reason, message.detail = "sent", None, None
-        message.message_id, message.sent_at = mail.message_id, now
+        message.status, message.reason, message.detail = "queued", None, None
+        message.message_id, message.sent_at = mail.message_id, None
         result.sent.append(hcp_id)
         facts.append(Fact(
             hcp_id=hcp_id, occurred_at=now, kind="email.sent", external_id=f"campaign:{campaign.id}:{hcp_id}",
@@ -398,7 +401,7 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
         "template_id": template.id, "template_version": template.version, "purpose": template.purpose,
         "audience": len(ids), "sent": len(result.sent), "skipped": dict(sorted(skipped_by_rule.items())),
     }))
-    _deliver_after_commit(session, campaign.id, outgoing)
+    _enqueue(session, campaign.id, [(messages[h], mail) for h, mail in zip(evaluation.send, outgoing, strict=True)])
     return result
 
 
@@ -424,24 +427,16 @@ def _build_mails(session: DbSession, campaign: Campaign, template: EmailTemplate
     return out
 
 
-def _deliver_after_commit(session: DbSession, campaign_id: int, mails: list[Any]) -> None:
-    if not mails:
-        return
-    from crm.integrations.email import get_sender
+def _enqueue(session: DbSession, campaign_id: int, mails: list[tuple[CampaignMessage, Any]]) -> None:
+    """Each mail into the outbox, tied to its recipient row; handed over after the commit."""
+    from crm.mail.services import OutgoingMail, enqueue_many
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def deliver() -> None:
-        sender = get_sender(app)
-        for mail in mails:
-            try:
-                sender.send(mail)
-            except Exception:
-                # The message is recorded as sent to the adapter; a hand-over failure is logged with its
-                # Message-ID so an operator can resend from the log (the data is already committed).
-                app.logger.exception("campaign %s: mail %s could not be handed over", campaign_id, mail.message_id)
-
-    on_commit(session, deliver)
+    rows = enqueue_many(session, [OutgoingMail(mail, f"campaign:{campaign_id}:{message.hcp_id}",
+                                               hcp_id=message.hcp_id, campaign_message_id=message.id)
+                                  for message, mail in mails], kind="campaign")
+    for (message, _mail), row in zip(mails, rows, strict=True):
+        message.message_id = row.message_id  # a mail tried before keeps its Message-ID
+    session.flush()
 
 
 # -- the funnel --------------------------------------------------------------------------------------
@@ -485,7 +480,9 @@ def funnels(session: DbSession, campaign_ids: Sequence[int]) -> dict[int, dict[s
     out: dict[int, dict[str, Any]] = {}
     for cid in ids:
         sent, skips = statuses[cid].get("sent", 0), statuses[cid].get("skipped", 0)
-        out[cid] = {"audience": sent + skips, "skipped": dict(sorted(skipped[cid].items())), "sent": sent,
+        queued, failed = statuses[cid].get("queued", 0), statuses[cid].get("failed", 0)
+        out[cid] = {"audience": sent + skips + queued + failed, "skipped": dict(sorted(skipped[cid].items())),
+                    "queued": queued, "sent": sent, "failed": failed,
                     **{step: steps[cid].get(step, 0) for step in FUNNEL_EVENTS}}
     return out
 

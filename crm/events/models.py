@@ -25,7 +25,10 @@ EVENT_TYPES = ("congress", "webinar", "speaker_programme", "round_table")
 # A medical round table is `medical`; events never carry pharmacovigilance content.
 EVENT_SENSITIVITIES = ("standard", "medical")
 INVITATION_CHANNELS = ("email", "other")
-INVITATION_STATUSES = ("sent", "skipped")
+# sent: the mail left (or, channel other, the invitation was handed over); queued: its mail waits in the
+# outbox; failed: the mail could not be handed over after every retry; skipped: not invited (the rule says why)
+INVITATION_STATUSES = ("queued", "sent", "failed", "skipped")
+INVITED = ("queued", "sent")  # invited already: no second invitation
 ATTENDANCE_STATUSES = ("attended", "no_show")
 TRANSFER_KINDS = ("meal", "travel", "accommodation", "speaker_fee", "registration_fee")
 CAP_ACTIONS = ("warn", "block")

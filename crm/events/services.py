@@ -15,14 +15,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app, render_template
+from flask import render_template
 from sqlalchemy import extract, func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm.access.policy import Viewer, require_write
 from crm.access.reads import Redaction, Shape, Sight, read_records
 from crm.audit import services as audit
-from crm.db import DbSession, on_commit, utcnow
+from crm.db import DbSession, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.events.currencies import CURRENCIES, amount_problem
 from crm.events.models import (
@@ -31,6 +31,7 @@ from crm.events.models import (
     EVENT_SENSITIVITIES,
     EVENT_TYPES,
     INVITATION_CHANNELS,
+    INVITED,
     TRANSFER_KINDS,
     Attendance,
     DisclosureConsent,
@@ -214,7 +215,7 @@ def invite(session: DbSession, actor: Any, viewer: Viewer, event: Event, hcp_ids
     for hcp_id in ids:
         hcp = hcps[hcp_id]
         inv = existing.get(hcp_id)
-        if inv is not None and inv.status == "sent":
+        if inv is not None and inv.status in INVITED:
             result.skipped.append({"hcp_id": hcp_id, "reason": f"already invited on {inv.invited_at:%Y-%m-%d}",
                                    "rule": "already-invited"})
             continue
@@ -227,7 +228,8 @@ def invite(session: DbSession, actor: Any, viewer: Viewer, event: Event, hcp_ids
             inv.status, inv.reason, inv.rule = "skipped", reason, rule
             result.skipped.append({"hcp_id": hcp_id, "reason": reason, "rule": rule})
             continue
-        inv.status, inv.reason = "sent", None
+        # By email the invitation is queued until its mail has left (the outbox moves it to sent or failed).
+        inv.status, inv.reason = ("queued" if channel == "email" else "sent"), None
         inv.rule = decisions[hcp_id].rule if hcp_id in decisions else "invitation-recorded"
         item, _ = record_interaction(
             session, actor, hcp_ids=[hcp_id], occurred_at=now, channel="event", kind="event.invited",
@@ -265,32 +267,24 @@ def _skip_reason(hcp: HCP, channel: str, decision: Any) -> tuple[str | None, str
 
 
 def _send_invitations(session: DbSession, event: Event, mails: list[tuple[HCP, Invitation]]) -> None:
-    """Build each mail now (inside the request, with its unsubscribe link) and hand it over after commit."""
+    """Build each mail now (inside the request, with its unsubscribe link) and put it in the mail outbox;
+    it is handed over after the commit and the invitation follows its mail (queued -> sent | failed)."""
     from crm.consent.services import unsubscribe_headers
-    from crm.integrations.email import EmailMessage, get_sender
+    from crm.integrations.email import EmailMessage
+    from crm.mail.services import OutgoingMail, enqueue_many
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    messages = []
+    outgoing = []
     for hcp, inv in mails:
         context = {"hcp": hcp, "event": event, "type_label": TYPE_LABELS[event.type]}
-        messages.append(EmailMessage(
+        message = EmailMessage(
             to=hcp.email or "",
             subject=f"Invitation: {event.name}",
             text=render_template("events/mail/invitation.txt", **context),
             html=render_template("events/mail/invitation.html", **context),
             headers=unsubscribe_headers(session, hcp.id, "events", f"event-invitation:{inv.id}"),
-        ))
-
-    def deliver() -> None:
-        sender = get_sender(app)
-        for message in messages:
-            try:
-                sender.send(message)
-            except Exception:
-                # The invitation is recorded; a mail that could not be handed over is logged for a resend.
-                app.logger.exception("event %s: invitation mail could not be handed over", event.id)
-
-    on_commit(session, deliver)
+        )
+        outgoing.append(OutgoingMail(message, f"invitation:{inv.id}", hcp_id=hcp.id, invitation_id=inv.id))
+    enqueue_many(session, outgoing, kind="invitation")
 
 
 # -- registrations ---------------------------------------------------------------------------------
@@ -441,7 +435,7 @@ def attendance_list(session: DbSession, event: Event) -> list[Attendance]:
 
 def tick_list(session: DbSession, event: Event) -> list[dict[str, Any]]:
     """Everyone expected at the event (invited and sent, registered, or already marked), by name."""
-    invited = select(Invitation.hcp_id).where(Invitation.event_id == event.id, Invitation.status == "sent")
+    invited = select(Invitation.hcp_id).where(Invitation.event_id == event.id, Invitation.status.in_(INVITED))
     registered = select(Registration.hcp_id).where(Registration.event_id == event.id)
     marked = {a.hcp_id: a.status for a in attendance_list(session, event)}
     ids = set(session.scalars(invited)) | set(session.scalars(registered)) | set(marked)

@@ -16,7 +16,7 @@ from crm.db import utcnow
 from crm.errors import Invalid
 from crm.events import reports, services
 from crm.events.currencies import CURRENCIES
-from crm.events.models import EVENT_TYPES, TRANSFER_KINDS, Invitation
+from crm.events.models import EVENT_TYPES, INVITED, TRANSFER_KINDS, Invitation
 from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.hcps.services import search_hcps
@@ -102,7 +102,7 @@ def _invitation_context(event: Any) -> dict[str, Any]:
     year = utcnow().year
     statuses = services.cap_statuses(db.session, list(everyone.values()), year)
     return {"q": q, "candidates": candidates, "invitations": invitations, "invited_hcps": invited_hcps,
-            "statuses": statuses, "year": year, "invited_ids": {i.hcp_id for i in invitations if i.status == "sent"}}
+            "statuses": statuses, "year": year, "invited_ids": {i.hcp_id for i in invitations if i.status in INVITED}}
 
 
 @bp.get("/events/<int:event_id>")

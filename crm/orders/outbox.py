@@ -29,11 +29,13 @@ from crm.db import DbSession, utcnow
 from crm.extensions import db
 from crm.hcps.models import HCPIdentifier
 from crm.integrations.erp import (
+    ERP_STATUSES,
     ErpCustomer,
     ErpError,
     ErpLine,
     ErpReceipt,
     ErpRejected,
+    ErpStatus,
     ErpTimeout,
     ErpUnavailable,
     ErpUnknownOrder,
@@ -99,7 +101,7 @@ def deliver(app: Flask, outbox_id: int, trigger: str, now: datetime | None = Non
     receipt: ErpReceipt | None = None
     error: str | None = None
     try:
-        receipt = get_adapter(app).submit_order(order_key, lines, customer)
+        receipt = _checked_receipt(get_adapter(app).submit_order(order_key, lines, customer), order_key)
         outcome = "duplicate" if receipt.duplicate else "delivered"
     except ErpRejected as exc:
         outcome, error = "rejected", exc.reason
@@ -109,6 +111,13 @@ def deliver(app: Flask, outbox_id: int, trigger: str, now: datetime | None = Non
         outcome, error = "unavailable", str(exc)
     except ErpError as exc:
         outcome, error = "error", str(exc)
+    except Exception as exc:
+        # Anything else (a malformed answer, a bug in an adapter) is a failed attempt of this order only:
+        # it is retried with backoff like any other failure and the sender goes on with the next order.
+        # Left to propagate, it would stop every run at the same message, which never moves back in line.
+        receipt, outcome, error = None, "error", f"{type(exc).__name__}: {exc}"[:1000]
+        app.logger.warning("ERP submit of order %s (outbox %s) failed unexpectedly", order_key, outbox_id,
+                           exc_info=True)
     finished = utcnow()
 
     # 3. Record the attempt and what it means for the order.
@@ -140,6 +149,19 @@ def deliver(app: Flask, outbox_id: int, trigger: str, now: datetime | None = Non
     return outcome
 
 
+def _checked_receipt(receipt: object, order_key: str) -> ErpReceipt:
+    """The adapter's answer, if it is one the order can be moved on by; ``ValueError`` otherwise."""
+    if not isinstance(receipt, ErpReceipt):
+        raise ValueError(f"the ERP adapter answered {type(receipt).__name__}, not a receipt")
+    if receipt.status not in ERP_STATUSES or receipt.status == "rejected":
+        raise ValueError(f"the ERP answered an unknown receipt status {receipt.status!r}")
+    if not isinstance(receipt.erp_order_id, str) or not receipt.erp_order_id.strip():
+        raise ValueError("the ERP's receipt has no order id")
+    if receipt.order_key != order_key:
+        raise ValueError(f"the ERP's receipt is for another order key ({receipt.order_key!r})")
+    return receipt
+
+
 def _mark_delivered(outbox: OrderOutbox, when: datetime, note: str | None) -> None:
     outbox.state = "delivered"
     outbox.delivered_at = outbox.delivered_at or when
@@ -162,7 +184,16 @@ def send_due(app: Flask, now: datetime | None = None, limit: int = 200) -> Count
         ids = list(s.scalars(select(OrderOutbox.id).where(*_due(now))
                              .order_by(OrderOutbox.next_attempt_at, OrderOutbox.id).limit(limit)))
         s.rollback()
-    return Counter(deliver(app, outbox_id, "sync", now) for outbox_id in ids)
+    counts: Counter[str] = Counter()
+    for outbox_id in ids:
+        try:
+            counts[deliver(app, outbox_id, "sync", now)] += 1
+        except Exception:
+            # Recording the outcome failed (the database, not the ERP): the lease runs out and the message
+            # is sent again later, deduplicated by the ERP. The other messages must still go out.
+            app.logger.exception("ERP outbox message %s could not be processed; it is retried later", outbox_id)
+            counts["error"] += 1
+    return counts
 
 
 def pull_statuses(app: Flask) -> Counter[str]:
@@ -184,6 +215,17 @@ def pull_statuses(app: Flask) -> Counter[str]:
             app.logger.warning("status poll stopped: %s", exc)
             counts["error"] += 1
             break
+        except Exception:
+            # One order's answer that cannot be read does not stop the poll of the others.
+            app.logger.warning("status poll of order %s (%s) failed unexpectedly", order_id, order_key,
+                               exc_info=True)
+            counts["malformed"] += 1
+            continue
+        if not isinstance(status, ErpStatus) or status.status not in ERP_STATUSES:
+            app.logger.warning("the ERP answered a malformed status for order %s (%s): %r", order_id, order_key,
+                               status)
+            counts["malformed"] += 1
+            continue
         with fresh_session() as s:
             order = services.lock_order(s, order_id)
             moved = services.apply_status(
@@ -226,6 +268,8 @@ def run_sync(app: Flask, catalogue: bool = True) -> SyncReport:
     report.statuses = pull_statuses(app)
     if report.statuses["error"]:
         report.problems.append("the ERP did not answer a status query")
+    if report.statuses["malformed"]:
+        report.problems.append(f"{report.statuses['malformed']} status answer(s) could not be read")
     if catalogue:
         try:
             report.catalogue = pull_catalogue(app)

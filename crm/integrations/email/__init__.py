@@ -1,7 +1,9 @@
 """Email sending behind one interface; the backend is chosen by ``CRM_EMAIL_BACKEND``.
 
-``get_sender(app).send(EmailMessage(...))``. Application code hands mail over only after the
-database commit: ``crm.db.on_commit(session, lambda: sender.send(message))``.
+``get_sender(app).send(EmailMessage(...))`` returns once the mail is handed over (raises otherwise).
+Application code does not call it directly: it puts the mail in the mail outbox with
+``crm.mail.services.enqueue(session, message, key=..., kind=...)``, which hands it over after the commit
+and retries a refusal.
 """
 
 from __future__ import annotations

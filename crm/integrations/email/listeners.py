@@ -2,18 +2,18 @@
 the data-subject download link mailed to the HCP's address on file.
 
 Consent does not import integrations; it sends ``consent_confirmation_requested`` and the mail is
-built here and handed over after the commit.
+built here and put in the mail outbox (``crm.mail``), which hands it over after the commit.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, render_template
+from flask import render_template
 
 from crm import signals
-from crm.db import on_commit
-from crm.integrations.email import EmailMessage, get_sender
+from crm.integrations.email import EmailMessage
+from crm.mail.services import enqueue
 
 PAIR_LABELS = {
     ("email", "promotional"): "information about our products by email",
@@ -31,18 +31,10 @@ def send_confirmation(event: Any, *, session: Any, to: str, name: str, confirm_u
         html=render_template("consent/mail/confirm.html", **context),
         headers={"Auto-Submitted": "auto-generated"},
     )
-    sender = get_sender(current_app._get_current_object())  # type: ignore[attr-defined]
-    logger = current_app.logger
-
-    def deliver() -> None:
-        # The data is committed: a failed hand-over must not turn the request into an error. The
-        # request stays `pending`; granting again sends a fresh link.
-        try:
-            sender.send(message)
-        except Exception:
-            logger.exception("double opt-in confirmation mail for consent event %s was not handed over", event.id)
-
-    on_commit(session, deliver)
+    # Into the mail outbox with the request: handed over after the commit, retried when refused. The
+    # request stays `pending` until the HCP confirms; granting again sends a fresh link.
+    enqueue(session, message, key=f"double_opt_in:{event.id}", kind="double_opt_in", hcp_id=event.hcp_id,
+            consent_event_id=event.id)
 
 
 signals.consent_confirmation_requested.connect(send_confirmation)
@@ -50,7 +42,7 @@ signals.consent_confirmation_requested.connect(send_confirmation)
 
 def send_data_export_link(hcp_id: Any, *, session: Any, to: str, name: str, download_url: str, expires_at: Any,
                           **_: Any) -> None:
-    """The one place the data-subject download link is mailed (to the address on file, after the commit)."""
+    """The one place the data-subject download link is mailed (to the address on file, through the outbox)."""
     context = {"name": name, "download_url": download_url,
                "expires": expires_at.strftime("%Y-%m-%d %H:%M UTC")}
     message = EmailMessage(
@@ -60,17 +52,9 @@ def send_data_export_link(hcp_id: Any, *, session: Any, to: str, name: str, down
         html=render_template("consent/mail/data_export.html", **context),
         headers={"Auto-Submitted": "auto-generated"},
     )
-    sender = get_sender(current_app._get_current_object())  # type: ignore[attr-defined]
-    logger = current_app.logger
-
-    def deliver() -> None:
-        # Committed already: a failed hand-over is logged; asking again once the link expired sends a new one.
-        try:
-            sender.send(message)
-        except Exception:
-            logger.exception("data-subject download link for HCP %s was not handed over", hcp_id)
-
-    on_commit(session, deliver)
+    # Into the mail outbox like every other mail: handed over after the commit, retried when refused. One
+    # link is open at a time per HCP, so its expiry names the request.
+    enqueue(session, message, key=f"data_export:{hcp_id}:{expires_at.isoformat()}", kind="other", hcp_id=hcp_id)
 
 
 signals.data_export_requested.connect(send_data_export_link)

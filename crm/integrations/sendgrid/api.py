@@ -38,21 +38,32 @@ class SendGridEventDoc(Schema):
     url = fields.String()
 
 
+class RejectedEventOut(Schema):
+    index = fields.Integer(metadata={"description": "position of the event in the array, from 0"})
+    sg_event_id = fields.String(allow_none=True, metadata={"description": "the event's id, when it had one"})
+    reason = fields.String(metadata={"description": "why the event cannot be used"})
+
+
 class IngestOut(Schema):
-    received = fields.Integer()
+    received = fields.Integer(metadata={"description": "events in the array, rejected ones included"})
     recorded = fields.Integer(metadata={"description": "new events stored"})
     duplicates = fields.Integer(metadata={"description": "events already stored (replays)"})
     unmatched = fields.Integer(metadata={"description": "new events that match no HCP (kept in the unmatched list)"})
     timeline_items = fields.Integer()
     consent_withdrawals = fields.Integer()
     emails_invalid = fields.Integer()
+    rejected = fields.List(fields.Nested(RejectedEventOut), metadata={
+        "description": "events that cannot be used and were not stored (the others are); sending them again "
+                       "does not help"})
 
 
 @bp.post("/events")
 @doc("Receive the email platform's events (SendGrid Event Webhook)", tags=["campaigns"],
      body=SendGridEventDoc(many=True), responses={200: IngestOut}, errors=(400, 401, 403, 413, 422), auth=False)
 def receive_events():
-    """All or nothing: any unusable event makes the answer 422 with per-event errors and nothing is stored.
+    """Each event on its own: the usable events are recorded (exactly once, by sg_event_id) and the answer is
+    200 even when some events cannot be used; those are listed in ``rejected`` (index, sg_event_id when
+    there is one, reason), logged, and not stored. A body that is not JSON is 400, not an array 422.
     Signed requests only when CRM_ESP_WEBHOOK_PUBLIC_KEY is set (401 unsigned, 403 bad signature or a
     timestamp outside the tolerance)."""
     body = request.get_data(cache=False)
@@ -64,6 +75,12 @@ def receive_events():
     elif current_app.config.get("CRM_ENV") == "production":
         raise Forbidden("The email event webhook is not configured: set CRM_ESP_WEBHOOK_PUBLIC_KEY.",
                         rule="esp-webhook:not-configured")
-    events = parse_batch(body, utcnow())
-    result = ingest_events(db.session, events)
-    return IngestOut().dump(result), 200
+    batch = parse_batch(body, utcnow())
+    for rejected in batch.rejected:
+        current_app.logger.warning("email event webhook: event %d (sg_event_id %r) rejected: %s",
+                                   rejected.index, rejected.sg_event_id, rejected.reason)
+    result = ingest_events(db.session, batch.events)
+    out = IngestOut().dump(result)
+    out["received"] = batch.received
+    out["rejected"] = RejectedEventOut(many=True).dump(batch.rejected)
+    return out, 200

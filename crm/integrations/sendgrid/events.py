@@ -1,9 +1,11 @@
 """Reading a SendGrid Event Webhook body: a JSON array of event objects.
 
-Batch semantics: all or nothing. The whole array is checked before anything is stored; if any event is
-unusable (no ``sg_event_id``, no ``event``, a ``timestamp`` that is not a number...), the answer is 422
-with the errors per event (``"3.sg_event_id"``) and nothing of the batch is stored. The platform then
-retries the batch, and its well-formed events are still recorded exactly once when it comes back.
+Batch semantics: each event on its own. Every event is checked; the usable ones are returned to be
+recorded (idempotently, by ``sg_event_id``) and the unusable ones (no ``sg_event_id``, no ``event``, a
+``timestamp`` that is not a number...) are reported back with their index and reason. Refusing the whole
+batch would not help: the platform re-sends the same bytes, which fail the same way, and the good events
+in it (unsubscribes among them) would never be recorded. A body that is not JSON (400) or not an array
+(422) is still refused whole.
 
 Custom arguments (``hcp_id``, ``campaign_id``) come back as top-level fields of each event. They are
 hints, not requirements: one that is not a number is ignored (the event is then tied by its address).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,8 +88,32 @@ def parse_event(item: Any, now: datetime) -> tuple[IncomingEmailEvent | None, di
     ), {}
 
 
-def parse_batch(body: bytes, now: datetime) -> list[IncomingEmailEvent]:
-    """The events of a webhook body; 400 when it is not JSON, 422 (nothing stored) when any event is bad."""
+@dataclass(frozen=True)
+class RejectedEvent:
+    """An event of the array that cannot be used: where it was, its id when it had a usable one, why."""
+
+    index: int
+    sg_event_id: str | None
+    reason: str
+
+
+@dataclass
+class ParsedBatch:
+    events: list[IncomingEmailEvent] = field(default_factory=list)
+    rejected: list[RejectedEvent] = field(default_factory=list)
+    received: int = 0
+
+
+def _id_of(item: Any) -> str | None:
+    value = item.get("sg_event_id") if isinstance(item, dict) else None
+    if isinstance(value, str) and value.strip() and value.isprintable():
+        return value.strip()[:MAX_ID_LENGTH]
+    return None
+
+
+def parse_batch(body: bytes, now: datetime) -> ParsedBatch:
+    """The usable events of a webhook body and the rejected ones; 400 when it is not JSON, 422 when it is
+    not an array (nothing of such a body can be used)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -94,15 +121,13 @@ def parse_batch(body: bytes, now: datetime) -> list[IncomingEmailEvent]:
     if not isinstance(data, list):
         raise Invalid("The body must be a JSON array of events; nothing was stored.",
                       errors={"_schema": ["Expected a JSON array."]})
-    events: list[IncomingEmailEvent] = []
-    errors: dict[str, list[str]] = {}
+    batch = ParsedBatch(received=len(data))
     for index, item in enumerate(data):
         event, problems = parse_event(item, now)
         if event is not None:
-            events.append(event)
-        for name, messages in problems.items():
-            errors[f"{index}.{name}"] = messages
-    if errors:
-        raise Invalid(f"{len({k.split('.')[0] for k in errors})} of {len(data)} events cannot be used; "
-                      "nothing of this batch was stored.", errors=errors)
-    return events
+            batch.events.append(event)
+            continue
+        reason = "; ".join(f"{name}: {' '.join(messages)}" if name != "_schema" else " ".join(messages)
+                           for name, messages in problems.items())
+        batch.rejected.append(RejectedEvent(index=index, sg_event_id=_id_of(item), reason=reason))
+    return batch
