@@ -48,11 +48,18 @@ def _implied_errors(meta: dict[str, Any], method: str, has_path_params: bool) ->
     return implied
 
 
-def _decimal_as_string(self: Any, field: Any, **kwargs: Any) -> dict[str, Any]:
-    """``fields.Decimal(as_string=True)`` is a decimal string ("48.500") on the wire, never a number."""
-    if isinstance(field, ma_fields.Decimal) and field.as_string:
-        return {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
-    return {}
+def _decimal_as_string(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """``fields.Decimal(as_string=True)`` is a decimal string ("48.500") on the wire, never a number; its
+    range (a JSON Schema keyword for numbers only) goes into the description instead."""
+    if not (isinstance(field, ma_fields.Decimal) and field.as_string):
+        return {}
+    low, high = ret.pop("minimum", None), ret.pop("maximum", None)
+    update = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+    if low is not None or high is not None:
+        bounds = f"from {low} to {high}" if low is not None and high is not None else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        update["description"] = " ".join(filter(None, [ret.get("description"), f"(a decimal {bounds})"]))
+    return update
 
 
 _DEFAULT_ERRORS = (400, 401, 403, 404, 422)

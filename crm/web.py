@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestURITooLarge
+from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, RequestURITooLarge
 from werkzeug.routing import IntegerConverter, UnicodeConverter, ValidationError
 
 from crm.extensions import db
@@ -88,11 +88,16 @@ class StrictJSONProvider(DefaultJSONProvider):
 
 class IdConverter(IntegerConverter):
     """``<int:...>`` for every route: ids beyond the Integer columns' range are unknown ids (404), not a
-    database overflow (a 500 on PostgreSQL, and on SQLite beyond 2**63)."""
+    database overflow (a 500 on PostgreSQL, and on SQLite beyond 2**63).
 
-    def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002 - werkzeug's names
-                 max: int | None = ID_MAX, signed: bool = False) -> None:  # noqa: A002
-        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+    It raises ``NotFound`` rather than werkzeug's ``ValidationError``: with the latter the router goes on
+    to the rule of another method for the same path and answers 405 (GET on a path with a POST rule)."""
+
+    def to_python(self, value: str) -> Any:
+        digits = value.lstrip("0")  # werkzeug takes leading zeros; only the size of the number counts
+        if len(digits) > len(str(ID_MAX)) or (digits and int(digits) > ID_MAX):
+            raise NotFound(f"No such object: ids are at most {ID_MAX}.")
+        return super().to_python(value)
 
 
 class PathSegmentConverter(UnicodeConverter):
