@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.seed is not None:
             cmd += ["--seed", str(args.seed)]
-        if subprocess.run(cmd, cwd=ROOT).returncode != 0:  # noqa: S603
+        if subprocess.run(cmd, cwd=workdir).returncode != 0:  # noqa: S603 - its cache and reports stay there
             failed = True
     print(f"schemathesis: {'FAILED' if failed else 'no failures'} (reports under {workdir})")
     return 1 if failed else 0

@@ -200,13 +200,48 @@ def test_nul_in_a_body_string_is_422_on_the_field(world, field, value):
     assert "NUL" in " ".join(m for ms in errors.values() for m in ms)
 
 
-def test_nul_in_a_dict_key_or_free_form_value_is_422(world):
+def _messages(body):
+    return " ".join(m for ms in body["errors"].values() for m in ms)
+
+
+def test_nul_in_a_dict_value_or_free_form_value_is_422(world):
     admin = world["client"]["admin"]
-    body = {"first_name": "Ada", "last_name": "Byron", "profession": "gp", "identifiers": {"npi\x00": "1"}}
-    _problem(admin.post("/api/v1/hcps", json=body), 422)
+    body = {"first_name": "Ada", "last_name": "Byron", "profession": "gp", "identifiers": {"npi": "12\x00"}}
+    assert "NUL" in _messages(_problem(admin.post("/api/v1/hcps", json=body), 422))
     consent = {"channel": "email", "purpose": "promotional", "action": "grant", "source": "paper_form",
-               "evidence": {"note": ["fine", {"deep": "x\x00"}]}}
-    _problem(admin.post(f"/api/v1/hcps/{world['hcp'].id}/consents", json=consent), 422)
+               "notice_version": "v1"}
+    for evidence in ({"note": "x\x00"}, {"signature": "\x00"}):
+        problem = _problem(admin.post(f"/api/v1/hcps/{world['hcp'].id}/consents",
+                                      json={**consent, "evidence": evidence}), 422)
+        assert "NUL" in _messages(problem), problem
+
+
+@pytest.mark.parametrize("value", [{"a": ["ok", {"deep": "x\x00"}]}, {"ke\x00y": 1}, ["\x00"]])
+def test_every_input_schema_refuses_nul_in_free_form_json(value):
+    # The rule sits in the base classes, so a schema written tomorrow inherits it.
+    from marshmallow import ValidationError, fields
+
+    from crm.schemas import QuerySchema, StrictSchema
+
+    class Body(StrictSchema):
+        raw = fields.Raw()
+        loose = fields.Dict()
+        nested = fields.List(fields.List(fields.String()))
+
+    class Args(QuerySchema):
+        raw = fields.Raw()
+
+    for schema, field in ((Body(), "raw"), (Body(), "loose"), (Args(), "raw")):
+        if field == "loose" and not isinstance(value, dict):
+            continue
+        with pytest.raises(ValidationError) as err:
+            schema.load({field: value})
+        assert err.value.messages == {field: ["Must not contain a NUL character."]}
+    with pytest.raises(ValidationError) as err:
+        Body().load({"nested": [["ok"], ["a\x00"]]})
+    assert err.value.messages == {"nested": {1: {0: ["Must not contain a NUL character."]}}}
+    assert Body().load({"raw": {"fine": ["text"]}, "nested": [["ok"]]}) == {"raw": {"fine": ["text"]},
+                                                                           "nested": [["ok"]]}
 
 
 @pytest.mark.parametrize("url", ["/api/v1/hcps?q=a%00b", "/api/v1/interactions?kind=visit%00",
@@ -268,3 +303,78 @@ def test_an_amount_beyond_the_money_column_is_422(world, amount):
     assert "amount" in body["errors"]
     cap = admin.put("/api/v1/transfer-caps/US", json={"currency": "USD", "annual_cap": amount, "action": "warn"})
     assert "annual_cap" in _problem(cap, 422)["errors"]
+
+
+# -- CSV importers: a bad row is a row error in the report, never a traceback ---------------------
+
+CONTACTS_HEADER = "Contact ID;HCP ID;Occurred At;Direction;Medium;Reason;Summary;Follow Up Date\r\n"
+
+
+def _contact(ext, hcp_id, when="2026-11-02T09:30:00Z", summary="Asked for SmPC", follow_up=""):
+    return f"{ext};{hcp_id};{when};inbound;phone;product_information;{summary};{follow_up}\r\n"
+
+
+def test_the_call_centre_import_makes_bad_values_row_errors(db, factory):
+    from crm.callcentre.models import Contact
+    from crm.integrations.callcentre.contacts import import_rows, read_rows
+
+    hcp = factory.hcp()
+    rows = [
+        _contact("HUGE", 2**63),
+        _contact("BIG", 2**31),
+        _contact("SUPER", "²"),
+        _contact("NUL", hcp.id, summary="rash\x00"),
+        _contact("NUL\x00ID", hcp.id),
+        _contact("YEAR1", hcp.id, when="0001-01-01T00:00:00+01:00"),
+        _contact("YEAR9999", hcp.id, when="9999-12-31T23:59:59-01:00"),
+        _contact("OLD", hcp.id, when="1800-01-01T00:00:00Z"),
+        _contact("FOLLOW", hcp.id, follow_up="9999-12-31"),
+        _contact("LONG", hcp.id, summary="x" * 2001),
+        _contact("E" * 201, hcp.id),
+        _contact("OK", hcp.id),
+    ]
+    outcomes = list(import_rows(db, None, read_rows((CONTACTS_HEADER + "".join(rows)).encode())))
+    by_ext = {o.external_id: o for o in outcomes}
+    assert [o.outcome for o in outcomes] == ["error"] * 11 + ["created"], outcomes
+    assert "not a number from 1 to 2147483647" in by_ext["HUGE"].message
+    assert "not a number" in by_ext["BIG"].message and "not a number" in by_ext["SUPER"].message
+    assert "NUL" in by_ext["NUL"].message and "NUL" in by_ext["NULID"].message
+    for ext in ("YEAR1", "YEAR9999", "OLD"):
+        assert "outside the years 1900 to 2200" in by_ext[ext].message, by_ext[ext]
+    assert "follow_up_date" in by_ext["FOLLOW"].message
+    assert "summary" in by_ext["LONG"].message and "external_id" in by_ext["E" * 201].message
+    assert [c.external_id for c in db.query(Contact).all()] == ["OK"]
+
+
+def test_the_attendance_import_makes_a_nul_a_row_error(db, factory):
+    from crm.integrations.eventplatform.attendance import import_attendance
+    from tests.events_support import make_event, viewer_of
+
+    marketer = factory.user("marketer")
+    event = make_event(db, marketer)
+    factory.hcp(email="ada@clinic.example")
+    text = ("Attendee ID,First Name,Last Name,Email,NPI,Status\n"
+            "A1,Ada\x00,L,ada@clinic.example,,yes\n"
+            "A\x002,Ada,L,ada@clinic.example,,yes\n"
+            "A3,Ada,L,ada@clinic.example\x00,,yes\n"
+            "A4,Ada,L,ada@clinic.example,,yes\n")
+    report = import_attendance(db, marketer, viewer_of(marketer), event, text.encode())
+    assert [r.outcome for r in report.rows] == ["error", "error", "error", "attended"], report.rows
+    assert all("NUL" in r.message for r in report.rows[:3])
+
+
+def test_the_nppes_import_makes_nul_and_extreme_dates_row_errors(db, tmp_path):
+    from crm.integrations.masterdata.importer import import_nppes_file
+    from crm.integrations.masterdata.models import ImportRowError
+    from tests.masterdata_helpers import row, write_file
+
+    bad_npi = row(1)
+    bad_npi[0] = bad_npi[0][:5] + "\x00" + bad_npi[0][5:]
+    rows = [bad_npi, row(2, **{"Provider First Name": "AN\x00A"}),
+            row(3, **{"Provider Enumeration Date": "01/01/0001"}),
+            row(4, **{"Last Update Date": "12/31/9999"}), row(5)]
+    run = import_nppes_file(db, None, write_file(tmp_path / "bad.csv", rows))
+    assert (run.status, run.created, run.rejected) == ("completed", 1, 4)
+    reasons = {e.row_number: e.reason for e in db.query(ImportRowError).filter_by(run_id=run.id)}
+    assert reasons[1] == reasons[2] == "contains a NUL character"
+    assert "outside the years 1900 to 2200" in reasons[3] and "outside the years 1900 to 2200" in reasons[4]
