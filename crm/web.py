@@ -10,9 +10,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, RequestURITooLarge
-from werkzeug.routing import IntegerConverter, UnicodeConverter, ValidationError
+from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from crm.extensions import db
+from crm.schemas import DB_INT_MAX
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -25,8 +26,8 @@ CSP = (
 MAX_JSON_DEPTH = 64
 # Path and query together; longer is 414 (gunicorn refuses request lines over 4094 bytes itself).
 MAX_URI_BYTES = 8192
-# The range of the Integer id columns (see crm.schemas.DB_INT_MAX): a larger id matches no route (404).
-ID_MAX = 2**31 - 1
+# The range of the Integer id columns: a larger id in a path is an unknown id (404).
+ID_MAX = DB_INT_MAX
 
 
 class JSONRefused(ValueError):
@@ -101,11 +102,12 @@ class IdConverter(IntegerConverter):
 
 
 class PathSegmentConverter(UnicodeConverter):
-    """The default converter, refusing a NUL (``%00``) that PostgreSQL cannot compare with: 404."""
+    """The default converter, refusing a NUL (``%00``) that PostgreSQL cannot compare with: 404 (raised
+    as ``NotFound`` for the reason given in ``IdConverter``)."""
 
     def to_python(self, value: str) -> Any:
         if "\x00" in value:
-            raise ValidationError()
+            raise NotFound("No such object: a path segment holds a NUL character.")
         return value
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from crm.errors import Invalid
 from crm.reports import FORMULA_START
+from crm.schemas import DB_INT_MAX, MAX_YEAR, MIN_YEAR
 
 SEPARATORS = (",", ";", "\t", "|")
 _NOT_NAME = re.compile(r"[\s_\-.]+")
@@ -72,8 +73,7 @@ def sniff_separator(text: str) -> str:
 
 # What the database columns can hold: no NUL in text (PostgreSQL refuses it), ids within the Integer
 # columns, dates and times in the years both engines and the app's arithmetic handle.
-ID_MAX = 2**31 - 1
-MIN_YEAR, MAX_YEAR = 1900, 2200
+ID_MAX = DB_INT_MAX
 
 
 def nul_problem(values: dict[str, str]) -> str | None:
