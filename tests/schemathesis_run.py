@@ -1,6 +1,6 @@
 """Fuzz the JSON API with schemathesis against a throwaway database filled with the demo data.
 
-    python -m tests.schemathesis_run [--database-url URL] [--max-time SECONDS] [--roles admin,field_rep]
+    python -m tests.schemathesis_run [--database-url URL] [--max-time SECONDS] [--roles admin,marketer]
 
 Starts the app on a fresh SQLite file (or, given ``--database-url``, on an emptied PostgreSQL database),
 migrates it, loads ``crm demo``, serves it on a loopback port, takes a bearer token per role and runs
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="PostgreSQL URL of a throwaway database (emptied first)")
     parser.add_argument("--max-time", type=int, default=60, help="seconds of fuzzing per role")
-    parser.add_argument("--roles", default="admin,field_rep", help="comma-separated demo roles to fuzz as")
+    parser.add_argument("--roles", default="admin,field_rep,marketer,call_centre",
+                        help="comma-separated demo roles to fuzz as (each with its own time budget)")
     parser.add_argument("--max-examples", type=int, default=30, help="test cases per operation and phase")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
