@@ -378,3 +378,12 @@ def test_the_nppes_import_makes_nul_and_extreme_dates_row_errors(db, tmp_path):
     reasons = {e.row_number: e.reason for e in db.query(ImportRowError).filter_by(run_id=run.id)}
     assert reasons[1] == reasons[2] == "contains a NUL character"
     assert "outside the years 1900 to 2200" in reasons[3] and "outside the years 1900 to 2200" in reasons[4]
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63, 10**30])
+def test_the_steward_pages_treat_a_huge_id_as_unknown(client, auth, factory, number):
+    auth.login(factory.user("admin"))
+    other = factory.hcp()
+    assert client.get(f"/admin/masterdata/duplicates/compare?a={number}&b={other.id}").status_code == 404
+    assert client.get(f"/admin/masterdata/export/go?hcp_id={number}").status_code == 404
+    assert client.get(f"/admin/masterdata/?before={number}").status_code == 200
