@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
 
-.PHONY: run test lint bench bench-import bench-email venv dev-venv clean
+.PHONY: run test lint fuzz bench bench-import bench-email venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: dev-venv
 lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# schemathesis against a throwaway database with the demo data (FUZZ_ARGS="--database-url postgresql+psycopg://...")
+fuzz: dev-venv
+	$(BIN)/python -m tests.schemathesis_run $(FUZZ_ARGS)
 
 bench: dev-venv
 	$(BIN)/python -m benchmarks.timeline $(BENCH_ARGS)

@@ -1,18 +1,102 @@
-"""Schema building blocks shared by every feature: UTC times, cursors, list envelopes, query args."""
+"""Schema building blocks shared by every feature: UTC times, cursors, list envelopes, query args.
+
+Every input schema derives from ``StrictSchema`` (bodies) or ``QuerySchema`` (query strings), and both
+bound their fields to what the databases can hold (``bound_field``): integers to the 32-bit range of the
+``Integer`` columns (every id is one, on PostgreSQL and SQLite alike), dates and times to years
+1900..2200, and no string may carry a NUL character (PostgreSQL cannot store one). Out of range is a 422
+on the field, never a database error.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import request
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from crm.db import iso_z
+
+# The range of the ``Integer`` columns (INTEGER on PostgreSQL; SQLite would take 64 bits, but the
+# column type and so the contract is 32-bit on both engines). Every id column is an Integer.
+DB_INT_MIN = -(2**31)
+DB_INT_MAX = 2**31 - 1
+# Dates and times both engines store and Python can still shift by a day or a time zone.
+MIN_YEAR = 1900
+MAX_YEAR = 2200
+
+
+def _int_in_range(value: Any) -> None:
+    if isinstance(value, int) and not DB_INT_MIN <= value <= DB_INT_MAX:
+        raise ValidationError(f"Must be between {DB_INT_MIN} and {DB_INT_MAX} (the integer range of the database).")
+
+
+def _time_in_range(value: Any) -> None:
+    if isinstance(value, date) and not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValidationError(f"Must be in the years {MIN_YEAR} to {MAX_YEAR}.")
+
+
+def _no_nul(value: Any) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationError("Must not contain a NUL character.")
+
+
+def has_nul(value: Any) -> bool:
+    """True when a NUL character is in a string anywhere inside a JSON value (keys included)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _no_nul_inside(value: Any) -> None:
+    """Free-form JSON values (``fields.Raw``, ``fields.Dict`` without typed values): no NUL anywhere."""
+    if has_nul(value):
+        raise ValidationError("Must not contain a NUL character.")
+
+
+def bound_field(field: fields.Field) -> None:
+    """Add the database bounds to one field and to the fields inside it (list items, dict keys/values)."""
+    extra: list[Any] = []
+    if isinstance(field, fields.Integer):
+        extra.append(_int_in_range)
+    elif isinstance(field, fields.Date | fields.DateTime):
+        extra.append(_time_in_range)
+    elif isinstance(field, fields.String):
+        extra.append(_no_nul)
+    elif isinstance(field, fields.List):
+        bound_field(field.inner)
+    elif isinstance(field, fields.Tuple):
+        for inner in field.tuple_fields:
+            bound_field(inner)
+    elif isinstance(field, fields.Dict):
+        for sub in (field.key_field, field.value_field):
+            if sub is not None:
+                bound_field(sub)
+        if field.value_field is None:
+            extra.append(_no_nul_inside)
+    elif type(field) is fields.Raw:
+        extra.append(_no_nul_inside)
+    if extra and not getattr(field, "_crm_bounded", False):
+        field.validators = [*field.validators, *extra]
+        field._crm_bounded = True  # type: ignore[attr-defined]
+
+
+class _BoundedSchema(Schema):
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        bound_field(field_obj)
 
 
 class UTCDateTime(fields.AwareDateTime):
@@ -28,17 +112,22 @@ class UTCDateTime(fields.AwareDateTime):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         result = super()._deserialize(value, attr, data, **kwargs)
-        return result.astimezone(UTC)
+        try:
+            converted = result.astimezone(UTC)
+        except OverflowError as exc:  # year 1 with a positive offset, year 9999 with a negative one
+            raise self.make_error("invalid") from exc
+        _time_in_range(converted)
+        return converted
 
 
-class StrictSchema(Schema):
+class StrictSchema(_BoundedSchema):
     """Input schema: unknown fields are an error (422), as API.md says."""
 
     class Meta:
         ordered = True
 
 
-class QuerySchema(Schema):
+class QuerySchema(_BoundedSchema):
     """Query-string schema: unknown parameters are ignored (tracking params, cache busters)."""
 
     class Meta:
@@ -86,24 +175,35 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
                 if parsed.tzinfo is None:
                     raise ValueError
-                out.append(parsed.astimezone(UTC))
-            elif typ is int:
-                if not isinstance(value, int) or isinstance(value, bool):
+                parsed = parsed.astimezone(UTC)
+                if not MIN_YEAR <= parsed.year <= MAX_YEAR:
                     raise ValueError
+                out.append(parsed)
+            elif typ is int:
+                # Bounded like every id: a forged 2**63 must not reach the database as a parameter.
+                if not isinstance(value, int) or isinstance(value, bool) or not DB_INT_MIN <= value <= DB_INT_MAX:
+                    raise ValueError
+                out.append(value)
+            elif typ is str:
+                if not isinstance(value, str) or "\x00" in value:
+                    raise ValueError
+                value.encode()  # a lone surrogate raises UnicodeEncodeError (a ValueError)
                 out.append(value)
             else:
                 out.append(typ(value))
         return out
-    except (ValueError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError,
+    except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error, UnicodeDecodeError,
             json.JSONDecodeError) as exc:
         raise ValidationError({"cursor": ["Not a valid cursor."]}) from exc
 
 
 def json_body() -> Any:
-    """The request's JSON: 415 when it is not JSON, 400 when malformed."""
+    """The request's JSON: 415 when it is not JSON, 400 when malformed, too deep or not valid Unicode."""
+    from crm.web import parse_json_body
+
     if not request.is_json:
         raise UnsupportedMediaType("Send the body as application/json.")
-    data = request.get_json(silent=True)
+    data = parse_json_body(request.get_data(cache=True))
     if data is None:
         raise BadRequest("The body is not valid JSON.")
     return data
@@ -131,6 +231,11 @@ def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
 
 
 class ProblemSchema(Schema):
+    """RFC 9457 problem details; some carry extension members (e.g. ``current_version`` on a 409)."""
+
+    class Meta:
+        unknown = INCLUDE
+
     type = fields.String()
     title = fields.String()
     status = fields.Integer()

@@ -1,18 +1,123 @@
-"""The request boundary: size limit, security headers, one commit per request, health check."""
+"""The request boundary: size limits, JSON parsing, URL converters, security headers, one commit per
+request, health check."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from crm.extensions import db
+from crm.schemas import DB_INT_MAX
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+# Deeper JSON than this is not a shape any endpoint takes; refusing it early keeps the parser and the
+# schemas out of deep recursion (a 1,000-deep body would otherwise end in a RecursionError, a 500).
+MAX_JSON_DEPTH = 64
+# Path and query together; longer is 414 (gunicorn refuses request lines over 4094 bytes itself).
+MAX_URI_BYTES = 8192
+# The range of the Integer id columns: a larger id in a path is an unknown id (404).
+ID_MAX = DB_INT_MAX
+
+
+class JSONRefused(ValueError):
+    """The body parsed as JSON but is refused (too deep, a lone surrogate, NaN): a 400 with the reason."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JSONRefused(f"{name} is not JSON.")
+
+
+def loads_json(raw: str | bytes) -> Any:
+    """Parse a JSON document as the API accepts it: standard JSON only (no NaN/Infinity), nested at most
+    ``MAX_JSON_DEPTH`` deep, and no string holding a lone UTF-16 surrogate (``"\\ud800"``), which no
+    database can store. Raises ``ValueError`` (``JSONRefused`` with a reason) otherwise."""
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise JSONRefused(f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels.") from exc
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _encodable(value)
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise JSONRefused(f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+            if isinstance(value, dict):
+                for key, sub in value.items():
+                    _encodable(key)
+                    stack.append((sub, depth + 1))
+            else:
+                stack.extend((sub, depth + 1) for sub in value)
+    return data
+
+
+def _encodable(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise JSONRefused("The JSON holds a lone surrogate (an invalid \\u escape); send valid Unicode.") from exc
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """``loads_json`` for a request body: a refused or malformed body is a 400 saying why."""
+    try:
+        return loads_json(raw)
+    except JSONRefused as exc:
+        raise BadRequest(str(exc)) from exc
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise BadRequest("The body is not valid JSON.") from exc
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """``request.get_json()`` everywhere parses with ``loads_json``."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return loads_json(s)
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` for every route: ids beyond the Integer columns' range are unknown ids (404), not a
+    database overflow (a 500 on PostgreSQL, and on SQLite beyond 2**63).
+
+    It raises ``NotFound`` rather than werkzeug's ``ValidationError``: with the latter the router goes on
+    to the rule of another method for the same path and answers 405 (GET on a path with a POST rule)."""
+
+    def to_python(self, value: str) -> Any:
+        digits = value.lstrip("0")  # werkzeug takes leading zeros; only the size of the number counts
+        if len(digits) > len(str(ID_MAX)) or (digits and int(digits) > ID_MAX):
+            raise NotFound(f"No such object: ids are at most {ID_MAX}.")
+        return super().to_python(value)
+
+
+class PathSegmentConverter(UnicodeConverter):
+    """The default converter, refusing a NUL (``%00``) that PostgreSQL cannot compare with: 404 (raised
+    as ``NotFound`` for the reason given in ``IdConverter``)."""
+
+    def to_python(self, value: str) -> Any:
+        if "\x00" in value:
+            raise NotFound("No such object: a path segment holds a NUL character.")
+        return value
+
+
+def register_converters(app: Flask) -> None:
+    """Before any blueprint: rules pick their converters when they are added."""
+    app.url_map.converters["int"] = IdConverter
+    app.url_map.converters["default"] = PathSegmentConverter
+    app.url_map.converters["string"] = PathSegmentConverter
+    app.json = StrictJSONProvider(app)
 
 
 def register_lifecycle(app: Flask) -> None:
@@ -22,9 +127,12 @@ def register_lifecycle(app: Flask) -> None:
         # the client's. Host and port are not taken from headers: links use CRM_PUBLIC_URL, and a client
         # could pass X-Forwarded-Host through a proxy that does not overwrite it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    register_converters(app)
 
     @app.before_request
     def _limit_body() -> None:
+        if len(request.full_path.encode()) > MAX_URI_BYTES:
+            raise RequestURITooLarge(f"The URL is longer than {MAX_URI_BYTES} bytes.")
         # Refuse by the declared length before anything reads the body; Werkzeug also caps streams.
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is not None and request.content_length > limit:

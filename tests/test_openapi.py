@@ -107,3 +107,51 @@ def test_the_docs_page_renders(client, spec):
     assert "Pharma CRM API" in page
     assert "/api/v1/audit" in page and "/api/v1/auth/token" in page
     assert " style=" not in page and not re.search(r"<script(?![^>]*\bsrc=)", page)
+
+
+def _operations(spec):
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, op
+
+
+def _problem_response(op, status):
+    entry = op["responses"].get(str(status))
+    assert entry is not None, status
+    assert entry["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+
+
+def test_every_operation_documents_the_errors_the_request_boundary_can_answer(spec):
+    # What the fuzzer found undocumented (issue 11): 415 on bodies that are not JSON, 413, 414.
+    for path, method, op in _operations(spec):
+        _problem_response(op, 414)
+        if "requestBody" in op or method in {"post", "put", "patch", "delete"}:
+            for status in (400, 413, 415, 422):
+                _problem_response(op, status)
+        if "{" in path:
+            _problem_response(op, 404)
+        if op.get("security"):
+            _problem_response(op, 401)
+
+
+def test_problem_bodies_may_carry_extension_members(spec):
+    # A 409 carries current_version; RFC 9457 allows extension members.
+    assert spec["components"]["schemas"]["Problem"]["additionalProperties"] is True
+
+
+def test_integer_path_ids_are_documented_with_the_database_range(spec):
+    ids = [p for _path, _m, op in _operations(spec) for p in op.get("parameters", [])
+           if p["in"] == "path" and p["schema"]["type"] == "integer"]
+    assert ids
+    assert all(p["schema"]["minimum"] == 0 and p["schema"]["maximum"] == 2**31 - 1 for p in ids)
+
+
+def test_money_is_documented_as_the_decimal_string_it_is(spec):
+    schemas = spec["components"]["schemas"]
+    for name, prop in (("TransferOut", "amount"), ("TransferIn", "amount"), ("TransferCapIn", "annual_cap"),
+                       ("Product", "price")):
+        field = schemas[name]["properties"][prop]
+        assert field["type"] == "string" and field["format"] == "decimal", (name, field)
+        assert "maximum" not in field and "minimum" not in field
+    assert "99999999999.999" in schemas["TransferIn"]["properties"]["amount"]["description"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from marshmallow import Schema, fields, validate
 
 from crm.events.models import (
@@ -16,6 +18,8 @@ from crm.schemas import PageArgs, QuerySchema, StrictSchema, UTCDateTime
 
 _TEXT = validate.Length(max=300)
 _ID = validate.Range(min=1)
+# Amounts are Numeric(14, 3) columns: more would overflow the column (a database error, not a 422).
+_MONEY = validate.Range(min=Decimal("-99999999999.999"), max=Decimal("99999999999.999"))
 
 
 class EventIn(StrictSchema):
@@ -145,7 +149,7 @@ class AttendanceOut(Schema):
 class TransferIn(StrictSchema):
     hcp_id = fields.Integer(required=True, validate=_ID)
     kind = fields.String(required=True, validate=validate.OneOf(TRANSFER_KINDS))
-    amount = fields.Decimal(required=True, as_string=True, allow_nan=False,
+    amount = fields.Decimal(required=True, as_string=True, allow_nan=False, validate=_MONEY,
                             metadata={"description": "greater than zero, at most the currency's decimals"})
     currency = fields.String(required=True, validate=validate.Length(equal=3),
                              metadata={"description": "ISO 4217 code"})
@@ -218,7 +222,7 @@ class TransferReportArgs(QuerySchema):
 
 class TransferCapIn(StrictSchema):
     currency = fields.String(required=True, validate=validate.Length(equal=3))
-    annual_cap = fields.Decimal(required=True, as_string=True, allow_nan=False)
+    annual_cap = fields.Decimal(required=True, as_string=True, allow_nan=False, validate=_MONEY)
     action = fields.String(required=True, validate=validate.OneOf(CAP_ACTIONS))
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from crm.errors import Invalid
 from crm.reports import FORMULA_START
+from crm.schemas import DB_INT_MAX, MAX_YEAR, MIN_YEAR
 
 SEPARATORS = (",", ";", "\t", "|")
 _NOT_NAME = re.compile(r"[\s_\-.]+")
@@ -68,6 +69,32 @@ def sniff_separator(text: str) -> str:
     counts = {sep: line.count(sep) for sep in SEPARATORS}
     best = max(SEPARATORS, key=lambda s: counts[s])
     return best if counts[best] else ","
+
+
+# What the database columns can hold: no NUL in text (PostgreSQL refuses it), ids within the Integer
+# columns, dates and times in the years both engines and the app's arithmetic handle.
+ID_MAX = DB_INT_MAX
+
+
+def nul_problem(values: dict[str, str]) -> str | None:
+    """The first column whose cell holds a NUL character, as a row error, or None."""
+    for name, value in values.items():
+        if "\x00" in value:
+            return f"{name} contains a NUL character"
+    return None
+
+
+def id_problem(name: str, raw: str) -> str | None:
+    """Why ``raw`` is not a CRM id (digits, 1 to 2**31-1), or None."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not 1 <= int(raw) <= ID_MAX:
+        return f"{name} {raw[:40]!r} is not a number from 1 to {ID_MAX} (a CRM id)"
+    return None
+
+
+def year_problem(name: str, raw: str, year: int) -> str | None:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        return f"{name} {raw[:40]!r} is outside the years {MIN_YEAR} to {MAX_YEAR}"
+    return None
 
 
 def formula_problem(value: str) -> str | None:

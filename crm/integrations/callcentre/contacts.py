@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from marshmallow import ValidationError
 from sqlalchemy import select
 
 from crm.callcentre import services as callcentre
 from crm.callcentre.models import Contact
-from crm.db import DbSession
-from crm.errors import DomainError
+from crm.callcentre.schemas import ContactIn
+from crm.db import DbSession, iso_z
+from crm.errors import DomainError, flatten_messages
 from crm.hcps.models import HCP, HCPIdentifier
 from crm.integrations import csvfile
 from crm.security.crypto import blind_index
@@ -59,8 +61,9 @@ def read_rows(data: bytes) -> list[csvfile.Row]:
 def _find_hcp(session: DbSession, values: dict[str, str]) -> tuple[int | None, str | None]:
     raw_id = values.get("hcp_id", "")
     if raw_id:
-        if not raw_id.isdigit():
-            return None, f"hcp id {raw_id!r} is not a number"
+        problem = csvfile.id_problem("hcp id", raw_id)
+        if problem:
+            return None, problem
         return int(raw_id), None
     if values.get("npi"):
         found = session.scalar(select(HCPIdentifier.hcp_id).where(HCPIdentifier.kind == "npi",
@@ -82,16 +85,27 @@ def _when(raw: str) -> datetime:
         raise ValueError(f"occurred_at {raw!r} is not an ISO 8601 time") from None
     if value.tzinfo is None:
         raise ValueError(f"occurred_at {raw!r} has no offset; times must say their zone (e.g. Z or +02:00)")
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        raise ValueError(f"occurred_at {raw!r} is outside the years {csvfile.MIN_YEAR} to {csvfile.MAX_YEAR}") from None
+    problem = csvfile.year_problem("occurred_at", raw, value.year)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def _day(raw: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise ValueError(f"follow_up_date {raw!r} is not a date (YYYY-MM-DD)") from None
+    problem = csvfile.year_problem("follow_up_date", raw, day.year)
+    if problem:
+        raise ValueError(problem)
+    return day
 
 
 def import_rows(session: DbSession, actor: Any, rows: list[csvfile.Row]) -> Iterator[ContactRow]:
@@ -100,6 +114,10 @@ def import_rows(session: DbSession, actor: Any, rows: list[csvfile.Row]) -> Iter
     for row in rows:
         values = row.values
         ext = values.get("external_id", "")
+        nul = csvfile.nul_problem(values)
+        if nul:  # before any query: PostgreSQL cannot even compare with a NUL
+            yield ContactRow(row.number, ext.replace("\x00", ""), "error", nul)
+            continue
         if not ext:
             yield ContactRow(row.number, ext, "error", "external id is empty (it is what makes a re-run safe)")
             continue
@@ -132,13 +150,33 @@ def _import_one(session: DbSession, actor: Any, row: csvfile.Row, values: dict[s
     if hcp_id is None:
         raise ValueError(problem or "no HCP")
     products = [p.strip() for p in values.get("products", "").replace("|", ",").split(",") if p.strip()]
+    fields: dict[str, Any] = {
+        "hcp_id": hcp_id, "occurred_at": _when(values["occurred_at"]), "direction": values["direction"].lower(),
+        "medium": values["medium"].lower().replace(" ", "_"), "reason": values["reason"].lower().replace(" ", "_"),
+        "summary": values["summary"], "details": values.get("details", ""), "products": products,
+        "follow_up_date": _day(values.get("follow_up_date", "")),
+        "follow_up_text": values.get("follow_up_text") or None,
+    }
+    _check_like_the_api(fields, ext)
     with session.begin_nested():
-        result = callcentre.create_contact(
-            session, actor, None, hcp_id=hcp_id, occurred_at=_when(values["occurred_at"]),
-            direction=values["direction"].lower(), medium=values["medium"].lower().replace(" ", "_"),
-            reason=values["reason"].lower().replace(" ", "_"), summary=values["summary"],
-            details=values.get("details", ""), products=products, follow_up_date=_day(values.get("follow_up_date", "")),
-            follow_up_text=values.get("follow_up_text") or None, external_id=ext, source="call_centre_system",
-        )
+        result = callcentre.create_contact(session, actor, None, **fields, external_id=ext,
+                                           source="call_centre_system")
     return ContactRow(row.number, ext, "created" if result.created else "skipped",
                       "" if result.created else "already imported", result.contact.id)
+
+
+def _check_like_the_api(fields: dict[str, Any], ext: str) -> None:
+    """The row must pass the API's own contact schema (lengths, choices, the database's bounds), so a
+    row the API would refuse with a 422 is a row error here, not a database error."""
+    follow_up = None
+    if fields["follow_up_date"] is not None:
+        follow_up = {"date": fields["follow_up_date"].isoformat(), "text": fields["follow_up_text"]}
+    payload = {"hcp_id": fields["hcp_id"], "occurred_at": iso_z(fields["occurred_at"]),
+               "direction": fields["direction"], "medium": fields["medium"], "reason": fields["reason"],
+               "summary": fields["summary"], "details": fields["details"], "products": fields["products"],
+               "follow_up": follow_up, "external_id": ext}
+    try:
+        ContactIn().load(payload)
+    except ValidationError as exc:
+        errors = flatten_messages(exc.messages)
+        raise ValueError("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items())) from None

@@ -111,6 +111,9 @@ def match_hcp(session: DbSession, values: dict[str, str]) -> tuple[HCP | None, s
 
 def _row_problem(values: dict[str, str], event: Event, seen: dict[str, int], row: csvfile.Row) -> str | None:
     ext = values.get("external_id", "")
+    nul = csvfile.nul_problem(values)
+    if nul:  # before any query: PostgreSQL cannot even compare with a NUL
+        return nul
     if not ext:
         return "external id is empty (it is what makes a re-import safe)"
     if len(ext) > 200:

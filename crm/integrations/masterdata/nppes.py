@@ -36,6 +36,10 @@ from crm.integrations.masterdata.records import (
 )
 from crm.integrations.masterdata.taxonomy import CODE_PATTERN, TaxonomyTable
 
+# The years a date may have, as everywhere in the CRM (crm.schemas); kept here as literals because the
+# reader process imports this module without the web stack.
+MIN_YEAR, MAX_YEAR = 1900, 2200
+
 UTF8_BOM = b"\xef\xbb\xbf"
 _SNIFF_BYTES = 65536
 TAXONOMY_SLOTS = 15
@@ -180,8 +184,9 @@ class NppesReader:
                 bad_encoding, stream.bad_encoding = stream.bad_encoding, False
                 row_number += 1
                 key, count = shape
-                yield SourceRow(row_number, first_line, stream.offset, raw, [key],
-                                _read_error(bad_encoding, count, width), end_line=stream.line, complete=False)
+                nul = b"\x00" in raw
+                yield SourceRow(row_number, first_line, stream.offset, raw, [key.replace("\x00", "")],
+                                _read_error(bad_encoding, count, width, nul), end_line=stream.line, complete=False)
                 continue
             fields = quoted_line_fields(line)
             if fields is None:  # anything else is read by the csv module, from this line to the row's end
@@ -199,14 +204,19 @@ class NppesReader:
             if not fields:  # a blank line (often the last one) is not a row
                 continue
             row_number += 1
+            nul = b"\x00" in raw
+            if nul:  # the row is refused; its key and values go to lookups and the report without the NUL
+                fields = [f.replace("\x00", "") for f in fields]
             yield SourceRow(row_number, first_line, stream.offset, raw, fields,
-                            _read_error(bad_encoding, len(fields), width), end_line=stream.line)
+                            _read_error(bad_encoding, len(fields), width, nul), end_line=stream.line)
 
 
-def _read_error(bad_encoding: bool, columns: int, width: int) -> Problem | None:
+def _read_error(bad_encoding: bool, columns: int, width: int, nul: bool = False) -> Problem | None:
     """Why a row that was read is unusable as a whole, or None."""
     if bad_encoding:
         return Problem("_row", "is not valid UTF-8")
+    if nul:  # PostgreSQL stores no NUL character, and no NPPES value holds one
+        return Problem("_row", "contains a NUL character")
     if columns != width:
         return Problem("_row", f"has {columns} columns; the header has {width}")
     return None
@@ -338,6 +348,8 @@ def date_problem(value: str) -> str | None:
         date(year, month, day)
     except ValueError:
         return "is not a calendar date"
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        return f"is outside the years {MIN_YEAR} to {MAX_YEAR}"
     return None
 
 

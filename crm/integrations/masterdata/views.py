@@ -23,6 +23,7 @@ from crm.integrations.masterdata import report
 from crm.integrations.masterdata.importer import import_nppes_file
 from crm.integrations.masterdata.models import ImportRowError
 from crm.navigation import url_if_known
+from crm.schemas import DB_INT_MAX
 
 bp = Blueprint("masterdata_pages", __name__, url_prefix="/admin/masterdata")
 
@@ -40,6 +41,8 @@ def _helpers() -> dict[str, Any]:
 @page_auth("admin")
 def index():
     before = request.args.get("before", type=int)
+    if before is not None and not 0 < before <= DB_INT_MAX:
+        before = None  # a hand-edited link: the first page, not a database overflow
     runs = report.list_runs(db.session, limit=50, before_id=before)
     older = runs[-1].id if len(runs) == 50 else None
     return render_template("masterdata/index.html", runs=runs, older=older)
@@ -102,7 +105,7 @@ def duplicates():
 def _hcp_or_404(hcp_id: int | None, name: str) -> HCP:
     if hcp_id is None:
         raise Invalid(errors={name: ["Give an HCP id."]})
-    hcp = db.session.get(HCP, hcp_id)
+    hcp = db.session.get(HCP, hcp_id) if 0 < hcp_id <= DB_INT_MAX else None  # beyond: no such row, no overflow
     if hcp is None:
         raise NotFound(f"No HCP with id {hcp_id}.")
     return hcp

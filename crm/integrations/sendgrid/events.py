@@ -14,16 +14,15 @@ The address, IP and user agent are personal data: they are taken out of the stor
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from werkzeug.exceptions import BadRequest
-
 from crm.campaigns.engagement import IncomingEmailEvent
 from crm.errors import Invalid
+from crm.schemas import has_nul
+from crm.web import ID_MAX, parse_json_body
 
 PERSONAL_FIELDS = frozenset({"email", "ip", "useragent"})
 MAX_ID_LENGTH = 100
@@ -35,10 +34,10 @@ def _int_or_none(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if 0 < value < 2**63 else None
-    if isinstance(value, str) and value.strip().isdigit():
+        return value if 0 < value <= ID_MAX else None
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 12:
         number = int(value.strip())
-        return number if 0 < number < 2**63 else None
+        return number if 0 < number <= ID_MAX else None
     return None
 
 
@@ -51,6 +50,8 @@ def parse_event(item: Any, now: datetime) -> tuple[IncomingEmailEvent | None, di
     if not isinstance(item, dict):
         return None, {"_schema": ["Expected a JSON object."]}
     errors: dict[str, list[str]] = {}
+    if has_nul(item):  # PostgreSQL stores no NUL in text
+        errors["_schema"] = ["Must not contain a NUL character."]
     sg_event_id = item.get("sg_event_id")
     if not isinstance(sg_event_id, str) or not sg_event_id.strip():
         errors["sg_event_id"] = ["Missing: every event needs its sg_event_id (the external id)."]
@@ -114,10 +115,7 @@ def _id_of(item: Any) -> str | None:
 def parse_batch(body: bytes, now: datetime) -> ParsedBatch:
     """The usable events of a webhook body and the rejected ones; 400 when it is not JSON, 422 when it is
     not an array (nothing of such a body can be used)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("The body is not valid JSON.") from exc
+    data = parse_json_body(body)  # 400 when malformed, too deep or holding a lone surrogate
     if not isinstance(data, list):
         raise Invalid("The body must be a JSON array of events; nothing was stored.",
                       errors={"_schema": ["Expected a JSON array."]})
