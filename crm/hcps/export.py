@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Table, insert, or_, select
+from sqlalchemy import DateTime, Table, or_, select
 
 from crm.access.policy import require_write
 from crm.audit import services as audit
@@ -61,19 +61,16 @@ def _outline_if_someone_elses(table: Table, row: dict[str, Any], hcp_id: int) ->
 
 
 def _log_sensitive_content(session: DbSession, actor: Any, hcp_id: int, interactions: list[dict[str, Any]]) -> None:
-    """The export hands over medical and pv items in full, whatever the reader's role: each such item
-    is a sensitive read (``what="export"``) on the compliance read log, next to the export's audit record."""
-    from crm.access.policy import LOGGED_SENSITIVITIES
-    from crm.timeline.models import SensitiveRead
+    """The export hands over medical and pv items in full: each such item is a sensitive read
+    (``what="export"``) on the compliance read log, next to the export's audit record, logged through the
+    one read path (``crm.access.reads.log_reads``)."""
+    from crm.access.reads import log_reads
+    from crm.auth.services import viewer_for
 
     if actor is None:  # the command line: the audit record names the export, there is no reader to log
         return
-    now = utcnow()
-    rows = [{"viewer_id": actor.id, "what": "export", "interaction_id": row["id"], "hcp_id": hcp_id,
-             "sensitivity": row["sensitivity"], "occurred_at": now}
-            for row in interactions if row.get("sensitivity") in LOGGED_SENSITIVITIES]
-    if rows:
-        session.execute(insert(SensitiveRead), rows)
+    log_reads(session, viewer_for(session, actor),
+              ((row["id"], hcp_id, str(row.get("sensitivity"))) for row in interactions), what="export")
 
 
 def export_hcp(session: DbSession, actor: Any, hcp: HCP) -> dict[str, Any]:
