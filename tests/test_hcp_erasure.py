@@ -105,7 +105,8 @@ def test_erasure_clears_the_mail_outbox_of_the_hcp(db, factory):
     db.flush()
     db.expire_all()
     row = db.get(MailOutbox, mine.id)
-    assert row.recipient == "Erased" and row.message is None and row.state == "failed"
+    assert row.recipient == "(erased)" and row.message is None and row.state == "failed"
+    assert "hcp-erased" in row.last_error
     raw = db.execute(text("SELECT recipient, message FROM mail_outbox WHERE id = :i"), {"i": mine.id}).one()
     assert raw.message is None and "dr.erase" not in (raw.recipient or "")
     kept = db.get(MailOutbox, theirs.id)

@@ -16,6 +16,7 @@ from crm.consent import tokens
 from crm.db import DbSession
 from crm.errors import Conflict, Invalid
 from crm.hcps.models import HCP, HCP_PERSONAL_FIELDS
+from crm.mail.services import forget_hcp
 
 ERASED_NAME = "Erased"
 _NAMES = ("first_name", "last_name")  # required columns: replaced by a placeholder, not emptied
@@ -46,7 +47,7 @@ def erase_hcp(session: DbSession, actor: Any, hcp: HCP, reason: str) -> HCP:
     hcp.identifiers.clear()
     session.flush()
     revoked = tokens.revoke_all(session, hcp.id)
-    mail_cleared = _clear_mail(session, hcp.id)
+    mail_cleared = forget_hcp(session, hcp.id)
     changes = {
         "erased_fields": fields,
         "identifiers_removed": identifier_kinds,
@@ -57,20 +58,3 @@ def erase_hcp(session: DbSession, actor: Any, hcp: HCP, reason: str) -> HCP:
     audit.record(session, actor, "hcp.erase", "hcp", hcp.id, changes, reason=reason.strip())
     return hcp
 
-
-def _clear_mail(session: DbSession, hcp_id: int) -> int:
-    """The mail outbox keeps the address (and, until sent, the message) of mails to the HCP: both go. A mail
-    not yet handed over never leaves (the hand-over also refuses erased HCPs)."""
-    from sqlalchemy import update
-
-    from crm.db import utcnow
-    from crm.mail.models import MailOutbox
-
-    cleared = session.execute(
-        update(MailOutbox).where(MailOutbox.hcp_id == hcp_id)
-        .values(recipient=ERASED_NAME, message=None).execution_options(synchronize_session=False))
-    session.execute(
-        update(MailOutbox).where(MailOutbox.hcp_id == hcp_id, MailOutbox.state.in_(("queued", "sending")))
-        .values(state="failed", last_error="the HCP was erased", locked_until=None, next_attempt_at=utcnow())
-        .execution_options(synchronize_session=False))
-    return int(cleared.rowcount or 0)  # type: ignore[attr-defined]

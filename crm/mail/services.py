@@ -45,6 +45,8 @@ from crm.extensions import db
 from crm.integrations.email import EmailMessage, get_sender
 from crm.mail.models import MAIL_KINDS, MailOutbox
 
+ERASED_RECIPIENT = "(erased)"
+
 # How many rows one claim takes; the lease covers handing all of them over.
 CLAIM_BATCH = 20
 
@@ -282,7 +284,7 @@ def _record(app: Flask, outbox_id: int, attempt: int, error: str | None, now: da
                 if final:  # it will never leave: keep no body, and no address of an erased HCP
                     row.message = None
                     if "hcp-erased" in error:
-                        row.recipient = "(erased)"
+                        row.recipient = ERASED_RECIPIENT
             else:
                 row.state, row.next_attempt_at, outcome = "queued", now + backoff(attempt, app), "retry"
         if outcome != "retry":
@@ -325,6 +327,22 @@ def deliver_pending(app: Flask, *, ids: Iterable[int] | None = None, now: dateti
 
 
 # -- operators -------------------------------------------------------------------------------------
+
+def forget_hcp(session: DbSession, hcp_id: int) -> int:
+    """Erasure (GDPR Art. 17): the outbox keeps no address and no message of mails to the HCP, and a mail not
+    yet handed over never leaves (``failed``, and its campaign recipient or invitation says so). Returns how
+    many rows were cleared. A worker already handing one over finds the row taken from it (``lost``)."""
+    when = utcnow()
+    rows = list(session.scalars(select(MailOutbox).where(MailOutbox.hcp_id == hcp_id)))
+    for row in rows:
+        if row.state in ("queued", "sending"):
+            row.state, row.locked_until = "failed", None
+            row.last_error = "hcp-erased: the HCP was erased before the hand-over"
+            _follow(session, row, "failed", when, row.last_error)
+        row.recipient, row.message = ERASED_RECIPIENT, None
+    session.flush()
+    return len(rows)
+
 
 def retry(session: DbSession, actor: Any, outbox_ids: Sequence[int] | None = None) -> list[MailOutbox]:
     """Arm ``failed`` mails again (every one, or those of ``outbox_ids``): attempts from zero, due now, and
