@@ -163,6 +163,8 @@ def gunicorn_logconfig(level: str, fmt: str) -> dict[str, Any]:
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": level, "handlers": [], "propagate": True},
+            # The app's request log (logger crm.request) replaces the access log: it has the request id
+            # and no client address.
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
         },
     }
