@@ -188,7 +188,8 @@ def register_lifecycle(app: Flask) -> None:
             db.session.rollback()
             drop_after_reads(db.session)
             set_sqlite_begin(IMMEDIATE)
-            current_app.logger.info("read request wrote: replayed in a write transaction")
+            current_app.logger.info("read request wrote: replayed in a write transaction",
+                                    extra={"method": request.method, "path": _loggable_path()})
             return view()
 
     app.dispatch_request = dispatch_request  # type: ignore[method-assign]
