@@ -280,3 +280,52 @@ def test_a_get_view_that_writes_is_replayed_as_a_writer(committing_app):
         assert _db.session.scalars(select(Territory.code)).all() == ["W0"]
         _db.session.remove()
     assert runs == ([DEFERRED, IMMEDIATE] if sqlite else [DEFERRED])
+
+
+@pytest.mark.parametrize("role", ["compliance", "admin", "medical"])
+def test_consent_evidence_reads_are_logged_from_a_read_only_request(committing_app, role):
+    """Compliance and admin see the evidence and their read is logged (after the read, on SQLite); other
+    roles see no evidence and log nothing."""
+    from tests.consent_support import grant
+
+    world = _world(committing_app)
+    with committing_app.app_context():
+        f = Factory(_db.session)
+        user = f.user(role)
+        grant(_db.session, _db.session.get(HCP, world["hcp_id"]), "visit", "events", "visit")
+        token, user_id = issue_token(_db.session, user.email, PASSWORD, "127.0.0.1")[0], user.id
+        _db.session.commit()
+        _db.session.remove()
+    resp = committing_app.test_client().get(f"/api/v1/hcps/{world['hcp_id']}/consents/history",
+                                            headers=_bearer(token))
+    assert resp.status_code == 200
+    sees = role in ("compliance", "admin")
+    assert any(i["evidence"] for i in resp.get_json()["items"]) is sees
+    assert _sensitive_reads(committing_app, user_id) == ([(None, "consent_evidence")] if sees else [])
+
+
+@pytest.mark.parametrize("role", ["compliance", "admin"])
+def test_an_export_download_keeps_its_audit_record_and_read_log(committing_app, role, caplog):
+    """GET .../export.json audits the export (a write in a read request: replayed as a writer) and logs
+    the medical items it hands over."""
+    from crm.audit.models import AuditRecord
+
+    world = _world(committing_app)
+    with committing_app.app_context():
+        user = Factory(_db.session).user(role)
+        email, user_id = user.email, user.id
+        _db.session.commit()
+        _db.session.remove()
+    client = committing_app.test_client()
+    assert AuthActions(client).login(type("U", (), {"email": email})()).status_code == 302
+    resp = client.get(f"/admin/masterdata/hcps/{world['hcp_id']}/export.json")
+    assert resp.status_code == 200
+    with committing_app.app_context():
+        exports = _db.session.scalars(select(AuditRecord.entity_id).where(AuditRecord.action == "hcp.export")).all()
+        _db.session.remove()
+    assert exports == [str(world["hcp_id"])]
+    assert _sensitive_reads(committing_app, user_id) == [(world["medical_item_id"], "export")]
+    replays = [getattr(r, "path", None) for r in caplog.records if r.getMessage().startswith("read request wrote")]
+    with committing_app.app_context():
+        sqlite = _db.engine.dialect.name == "sqlite"
+    assert replays == (["/admin/masterdata/hcps/1/export.json"] if sqlite else [])
