@@ -328,4 +328,4 @@ def test_an_export_download_keeps_its_audit_record_and_read_log(committing_app, 
     replays = [getattr(r, "path", None) for r in caplog.records if r.getMessage().startswith("read request wrote")]
     with committing_app.app_context():
         sqlite = _db.engine.dialect.name == "sqlite"
-    assert replays == (["/admin/masterdata/hcps/1/export.json"] if sqlite else [])
+    assert replays == ([f"/admin/masterdata/hcps/{world['hcp_id']}/export.json"] if sqlite else [])
