@@ -65,6 +65,7 @@ class Settings:
     reporting: dict[str, Any] = field(default_factory=dict)  # CRM_COMPANY_NAME, webhook tolerance
     max_body_mb: float = 10.0
     trusted_proxies: int = 0  # proxy hops in front whose X-Forwarded-For/-Proto are believed (issue 11)
+    logging: dict[str, Any] = field(default_factory=dict)  # CRM_LOG_LEVEL, CRM_LOG_FORMAT (issue 13)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -130,6 +131,7 @@ class Settings:
             },
             max_body_mb=max_body,
             trusted_proxies=_number(env, "CRM_TRUSTED_PROXIES", "0", int),
+            logging=log_settings(env),
         )
 
     def flask_config(self) -> dict[str, Any]:
@@ -172,6 +174,7 @@ class Settings:
             # link lifetimes in days; the base URL for links in mails sent outside a request (CLI).
             **self.consent,
             **self.reporting,
+            **self.logging,
         }
 
 
@@ -205,6 +208,18 @@ def _check_adapters_named(env: dict[str, str], production: bool) -> None:
     if env["CRM_ERP_ADAPTER"].strip() == "stub":
         raise ConfigError("CRM_ERP_ADAPTER=stub is the ERP simulator and is refused when CRM_ENV=production; "
                           "use 'http' with an ERP gateway")
+
+
+def log_settings(env: dict[str, str]) -> dict[str, str]:
+    """Logging (docs/architecture.md): the level, and JSON lines (production default) or text."""
+    level = env.get("CRM_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("CRM_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    default = "json" if env.get("CRM_ENV", "development") == "production" else "text"
+    fmt = env.get("CRM_LOG_FORMAT", "").strip().lower() or default
+    if fmt not in ("json", "text"):
+        raise ConfigError("CRM_LOG_FORMAT must be 'json' or 'text'")
+    return {"CRM_LOG_LEVEL": level, "CRM_LOG_FORMAT": fmt}
 
 
 def _mail_settings(env: dict[str, str]) -> dict[str, Any]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,7 +103,7 @@ def iso_z(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# -- SQLite: WAL, foreign keys, busy timeout, BEGIN IMMEDIATE ------------------------------------
+# -- SQLite: WAL, foreign keys, busy timeout, IMMEDIATE writers and DEFERRED readers -------------
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     # Take transaction control away from pysqlite so that we can BEGIN IMMEDIATE ourselves.
@@ -124,10 +126,115 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.create_function("crm_key_rotation", 0, lambda: 1 if flag["on"] else 0)
 
 
+# How SQLite transactions begin (docs/architecture.md, "Transaction modes"). IMMEDIATE takes the write
+# lock up front: a deferred transaction that later writes can fail at once with "database is locked"
+# (another writer holds the lock, or committed since this transaction's snapshot), and SQLite's busy
+# handler does not help there; IMMEDIATE waits its turn (busy timeout). DEFERRED is for transactions
+# that only read: they never wait for the write lock. A deferred transaction runs with
+# ``PRAGMA query_only`` on, so a write in it fails before it changes anything, raised as
+# ``WriteInReadTransaction``; the request boundary (crm/web.py) then replays the request as a writer.
+IMMEDIATE = "IMMEDIATE"
+DEFERRED = "DEFERRED"
+_sqlite_begin: ContextVar[str] = ContextVar("crm_sqlite_begin", default=IMMEDIATE)
+
+
+class WriteInReadTransaction(RuntimeError):
+    """A statement tried to write inside a read-only (deferred) SQLite transaction; nothing was written."""
+
+
+def set_sqlite_begin(mode: str) -> None:
+    """How SQLite transactions begun from now on in this context start: ``IMMEDIATE`` (the default,
+    outside requests: CLI, jobs, tests) or ``DEFERRED`` (read-only; set by the request boundary for
+    GET/HEAD/OPTIONS). A transaction already begun keeps its mode. No effect on PostgreSQL."""
+    if mode not in (IMMEDIATE, DEFERRED):
+        raise ValueError(f"unknown SQLite begin mode {mode!r}")
+    _sqlite_begin.set(mode)
+
+
+def sqlite_begin() -> str:
+    """The mode SQLite transactions begun now in this context take."""
+    return _sqlite_begin.get()
+
+
 def _sqlite_on_begin(conn: Any) -> None:
-    # Every transaction takes the write lock up front: a deferred transaction that later writes can
-    # fail at once with "database is locked" instead of waiting; IMMEDIATE waits its turn (busy timeout).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    deferred = _sqlite_begin.get() == DEFERRED
+    info = conn.info  # the DBAPI connection's: the pragma's state outlives the checkout
+    if info.get("crm_query_only", False) != deferred:
+        conn.exec_driver_sql(f"PRAGMA query_only={'ON' if deferred else 'OFF'}")
+        info["crm_query_only"] = deferred
+    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+def _sqlite_on_checkin(dbapi_conn: Any, record: Any) -> None:
+    # A connection leaves the pool writable, whatever its last transaction was: code that uses it
+    # without a begin (a raw connection, autocommit) must not find it read-only.
+    if record.info.get("crm_query_only"):
+        dbapi_conn.execute("PRAGMA query_only=OFF")
+        record.info["crm_query_only"] = False
+
+
+def _sqlite_on_error(ctx: Any) -> None:
+    if (ctx.connection is not None and ctx.connection.info.get("crm_query_only")
+            and isinstance(ctx.original_exception, sqlite3.OperationalError)
+            and "readonly" in str(ctx.original_exception)):
+        raise WriteInReadTransaction(
+            "a write in a read-only (deferred) SQLite transaction; nothing was written: "
+            f"{str(ctx.statement).split(None, 1)[0] if ctx.statement else ''}"
+        ) from ctx.original_exception
+
+
+def in_read_transaction(session: DbSession) -> bool:
+    """Whether ``session``'s transaction is a read-only (deferred) SQLite one: writes must wait for
+    ``write_after_reads``. Always False on PostgreSQL."""
+    real = as_session(session)
+    if real.get_bind().dialect.name != "sqlite":
+        return False
+    return bool(real.connection().info.get("crm_query_only"))
+
+
+def insert_after_reads(session: DbSession, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``table`` now, or, inside a read-only transaction, in a short write
+    transaction of its own at the end of the request (``write_after_reads``), before the response
+    leaves. For records a read produces (the sensitive-read log), so that reads never wait for the
+    write lock."""
+    from sqlalchemy import insert
+
+    if not rows:
+        return
+    if in_read_transaction(session):
+        as_session(session).info.setdefault("after_reads", []).append((table, rows))
+        return
+    session.execute(insert(table), rows)
+
+
+def write_after_reads(session: DbSession) -> int:
+    """Write what ``insert_after_reads`` kept back, in one IMMEDIATE transaction, and commit it.
+    Returns the number of rows written. Called by the request boundary after the read committed."""
+    from sqlalchemy import insert
+
+    real = as_session(session)
+    pending = real.info.pop("after_reads", [])
+    if not pending:
+        return 0
+    mode = _sqlite_begin.get()
+    _sqlite_begin.set(IMMEDIATE)
+    try:
+        if real.get_transaction() is not None:
+            real.commit()  # the read transaction is over: the writes need a transaction of their own
+        for table, rows in pending:
+            real.execute(insert(table), rows)
+        real.commit()
+    except BaseException:
+        real.rollback()
+        raise
+    finally:
+        _sqlite_begin.set(mode)
+    return sum(len(rows) for _table, rows in pending)
+
+
+def drop_after_reads(session: DbSession) -> None:
+    """Forget what ``insert_after_reads`` kept back (the request failed, or is replayed)."""
+    as_session(session).info.pop("after_reads", None)
 
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -149,6 +256,8 @@ def harden_engine(engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "handle_error", _sqlite_on_error)
+        event.listen(engine.pool, "checkin", _sqlite_on_checkin)
 
 
 # -- after-commit side effects -------------------------------------------------------------------

@@ -76,8 +76,12 @@ class TooManyAttempts(DomainError):
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
     from flask import jsonify
 
+    from crm.logging import request_id
+
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
+    if request_id():
+        body.setdefault("request_id", request_id())  # the id of the log lines about this answer
     resp = jsonify(body)
     resp.status_code = status
     resp.mimetype = "application/problem+json"

@@ -242,3 +242,4 @@ class ProblemSchema(Schema):
     detail = fields.String()
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
     rule = fields.String()
+    request_id = fields.String()  # the X-Request-ID of the request, also on its log lines

@@ -1,19 +1,33 @@
-"""The request boundary: size limits, JSON parsing, URL converters, security headers, one commit per
-request, health check."""
+"""The request boundary: request ids and the request log, size limits, JSON parsing, URL converters,
+security headers, the transaction mode of a request (SQLite readers never wait for the write lock), one
+commit per request, health check."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, UnicodeConverter
 
+from crm.db import (
+    DEFERRED,
+    IMMEDIATE,
+    WriteInReadTransaction,
+    drop_after_reads,
+    set_sqlite_begin,
+    sqlite_begin,
+    write_after_reads,
+)
 from crm.extensions import db
+from crm.logging import configure_logging, new_request_id, request_id_var, valid_request_id
 from crm.schemas import DB_INT_MAX
 
 CSP = (
@@ -29,6 +43,10 @@ MAX_JSON_DEPTH = 64
 MAX_URI_BYTES = 8192
 # The range of the Integer id columns: a larger id in a path is an unknown id (404).
 ID_MAX = DB_INT_MAX
+# Requests that only read: on SQLite their transaction begins deferred and never waits for the write lock.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+request_log = logging.getLogger("crm.request")
 
 
 class JSONRefused(ValueError):
@@ -120,7 +138,23 @@ def register_converters(app: Flask) -> None:
     app.json = StrictJSONProvider(app)
 
 
+def _loggable_path() -> str:
+    """The path for the request log: the route with its integer ids, other parameters (link tokens,
+    names) replaced by their names, so no token or personal datum reaches a log line."""
+    rule = request.url_rule
+    if rule is None:
+        return request.path[:200]
+    args = request.view_args or {}
+
+    def part(match: re.Match[str]) -> str:
+        value = args.get(match.group(1))
+        return str(value) if isinstance(value, int) else f"<{match.group(1)}>"
+
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", part, rule.rule)
+
+
 def register_lifecycle(app: Flask) -> None:
+    configure_logging(app.config.get("CRM_LOG_LEVEL", "INFO"), app.config.get("CRM_LOG_FORMAT", "text"))
     hops = int(app.config.get("CRM_TRUSTED_PROXIES") or 0)
     if hops:
         # Believe X-Forwarded-For/-Proto only as far as the configured proxies set them, so remote_addr is
@@ -128,6 +162,56 @@ def register_lifecycle(app: Flask) -> None:
         # could pass X-Forwarded-Host through a proxy that does not overwrite it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     register_converters(app)
+
+    def _request_id() -> None:
+        # An incoming id is kept when it is printable ASCII of at most 200 characters, else replaced.
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id_var.set(incoming if valid_request_id(incoming) else new_request_id())
+        g.crm_request_started = time.perf_counter()
+        # A read-only request begins its SQLite transactions deferred (docs/architecture.md).
+        set_sqlite_begin(DEFERRED if request.method in READ_METHODS else IMMEDIATE)
+
+    # First of all before-request functions (CSRF's among them), so every answer carries the id.
+    app.before_request_funcs.setdefault(None, []).insert(0, _request_id)
+
+    view = app.dispatch_request
+
+    def dispatch_request() -> Any:
+        if sqlite_begin() != DEFERRED:
+            return view()
+        try:
+            return view()
+        except WriteInReadTransaction:
+            # The view wrote in a read-only transaction; nothing was written (the statement was refused
+            # before it ran). Replay the view from the start in a write transaction: a GET repeated
+            # after a rollback sees the database as a first run would.
+            db.session.rollback()
+            drop_after_reads(db.session)
+            set_sqlite_begin(IMMEDIATE)
+            current_app.logger.info("read request wrote: replayed in a write transaction",
+                                    extra={"method": request.method, "path": _loggable_path()})
+            return view()
+
+    app.dispatch_request = dispatch_request  # type: ignore[method-assign]
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        # Registered first, so it runs last: the status is final, the id goes back to the client.
+        rid = request_id_var.get()
+        if rid:
+            response.headers["X-Request-ID"] = rid
+        started = g.get("crm_request_started")
+        duration = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
+        path = _loggable_path()
+        request_log.info("%s %s %s", request.method, path, response.status_code,
+                         extra={"method": request.method, "path": path, "status": response.status_code,
+                                "duration_ms": duration})
+        return response
+
+    @app.teardown_request
+    def _end_request(_exc: BaseException | None) -> None:
+        set_sqlite_begin(IMMEDIATE)
+        request_id_var.set(None)
 
     @app.before_request
     def _limit_body() -> None:
@@ -144,8 +228,12 @@ def register_lifecycle(app: Flask) -> None:
         keep = session.info.pop("keep_on_error", False)
         if response.status_code < 400 or keep:
             session.commit()  # after-commit hooks (mail, ERP) run here, only once the data is safe
+            # What a read-only transaction kept back (sensitive-read log rows): written now, in a short
+            # write transaction, before the response leaves; if it fails, the response is an error.
+            write_after_reads(session)
         else:
             session.rollback()
+            drop_after_reads(session)
         return response
 
     @app.after_request

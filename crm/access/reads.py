@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from crm.access.policy import LOGGED_SENSITIVITIES, SENSITIVITIES, Level, Viewer, item_decision
-from crm.db import DbSession, utcnow
+from crm.db import DbSession, insert_after_reads, utcnow
 
 R = TypeVar("R")
 
@@ -124,6 +124,8 @@ def log_reads(session: DbSession, viewer: Any, reads: Iterable[tuple[int | None,
 
     ``reads`` are ``(interaction_id, hcp_id, sensitivity)``; standard records and records seen below full
     level are not logged. One bulk insert, whatever the number. Returns how many rows were written.
+    In a read-only request on SQLite the insert is written at the end of the request, in a short write
+    transaction of its own, before the response leaves (``crm.db.insert_after_reads``).
     """
     from crm.timeline.models import SensitiveRead
 
@@ -134,8 +136,7 @@ def log_reads(session: DbSession, viewer: Any, reads: Iterable[tuple[int | None,
         for interaction_id, hcp_id, sensitivity in reads
         if sensitivity in LOGGED_SENSITIVITIES and sight(viewer, sensitivity).full
     ]
-    if rows:
-        session.execute(insert(SensitiveRead), rows)
+    insert_after_reads(session, SensitiveRead.__table__, rows)
     return len(rows)
 
 

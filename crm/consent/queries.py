@@ -24,7 +24,7 @@ from crm.consent.services import (
     read_evidence,
     verify_evidence,
 )
-from crm.db import DbSession, utcnow
+from crm.db import DbSession, insert_after_reads, utcnow
 from crm.hcps.models import HCP, Territory
 from crm.reports import csv_safe, to_csv  # noqa: F401  (used by the consent views)
 from crm.schemas import keyset_page
@@ -32,8 +32,11 @@ from crm.timeline.models import Interaction, SensitiveRead
 
 
 def log_evidence_read(session: DbSession, viewer: Viewer, hcp_id: int) -> None:
-    session.add(SensitiveRead(viewer_id=viewer.user_id, what="consent_evidence", hcp_id=hcp_id))
-    session.flush()
+    """A read of consent evidence on the compliance read log (kept back to the end of a read-only
+    request on SQLite, like every sensitive read: ``crm.db.insert_after_reads``)."""
+    insert_after_reads(session, SensitiveRead.__table__, [
+        {"viewer_id": viewer.user_id, "what": "consent_evidence", "interaction_id": None, "hcp_id": hcp_id,
+         "sensitivity": None, "occurred_at": utcnow()}])
 
 
 def _users(session: DbSession, ids: Iterable[int | None]) -> dict[int, User]:
