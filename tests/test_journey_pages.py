@@ -1,0 +1,82 @@
+"""Journeys that used to dead-end (issue 14 item 1), walked through the pages as each role concerned."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from crm.db import utcnow
+from crm.orders import outbox as sender
+from crm.orders.models import OrderOutbox
+from tests.orders_support import OrderWorld, stub
+
+
+def _token(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+# -- ERP retry: the message says what really happened --------------------------------------------------
+
+@pytest.fixture
+def erp(app):
+    adapter = stub(app)
+    adapter.faults.reset()
+    yield adapter
+    adapter.faults.reset()
+
+
+@pytest.fixture
+def w(db, factory, app):
+    return OrderWorld(db, factory, app)
+
+
+def _queued_order(api, w) -> int:
+    rep = api(w.rep)
+    order_id = rep.post("/api/v1/orders", json={"hcp_id": w.hcp.id, "lines": [{"sku": "CARD-10", "quantity": 2}]}
+                        ).get_json()["id"]
+    assert rep.post(f"/api/v1/orders/{order_id}/submit").status_code == 202
+    return order_id
+
+
+def _retry(client, auth, db, order_id: int) -> str:
+    box_id = db.scalar(select(OrderOutbox.id).where(OrderOutbox.order_id == order_id))
+    token = auth.csrf_token("/admin/erp/outbox")
+    resp = client.post(f"/admin/erp/outbox/{box_id}/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert resp.status_code == 200
+    match = re.search(r'class="flash retry-outcome"[^>]*>([^<]*)<', resp.get_data(as_text=True))
+    assert match, "no outcome shown after the retry"
+    return match.group(1)
+
+
+def test_retry_that_reaches_the_erp_says_sent_and_accepted(app, db, api, auth, client, w, erp):
+    erp.faults.down(1)
+    order_id = _queued_order(api, w)  # the send after commit failed: still pending
+    auth.login(w.admin)
+    message = _retry(client, auth, db, order_id)
+    assert message == f"Order #{order_id} was sent: the ERP received it and has not answered yet."
+
+
+def test_retry_while_the_erp_is_down_says_when_and_why_and_never_sent(app, db, api, auth, client, w, erp):
+    erp.faults.down(10)
+    order_id = _queued_order(api, w)
+    auth.login(w.admin)
+    message = _retry(client, auth, db, order_id)
+    assert "was not sent: queued for retry at" in message and " UTC because " in message
+    assert "unavailable" in message.lower()
+    assert "was sent:" not in message
+
+
+def test_retry_of_a_failed_message_that_fails_again_says_after_how_many_attempts(app, db, api, auth, client, w,
+                                                                                 erp, monkeypatch):
+    monkeypatch.setitem(app.config, "CRM_ERP_MAX_ATTEMPTS", 2)
+    erp.faults.down(10)
+    order_id = _queued_order(api, w)
+    sender.send_due(app, now=utcnow() + timedelta(hours=1))
+    auth.login(w.admin)
+    message = _retry(client, auth, db, order_id)
+    assert message.startswith(f"Order #{order_id} was not sent: failed after 3 attempts (last error: ")
