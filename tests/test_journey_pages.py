@@ -80,3 +80,43 @@ def test_retry_of_a_failed_message_that_fails_again_says_after_how_many_attempts
     auth.login(w.admin)
     message = _retry(client, auth, db, order_id)
     assert message.startswith(f"Order #{order_id} was not sent: failed after 3 attempts (last error: ")
+
+
+# -- HCP page: "Log a visit" / "Log a contact" for the roles that may, opening the form with the HCP ------
+
+def test_a_rep_logs_a_visit_from_the_page_of_an_hcp_in_own_territory_only(client, auth, factory):
+    mine, other = factory.territory(), factory.territory()
+    hcp, stranger = factory.hcp(territory=mine), factory.hcp(territory=other)
+    auth.login(factory.user("field_rep", territories=[mine]))
+    page = client.get(f"/hcps/{hcp.id}").get_data(as_text=True)
+    assert f'href="/visits/new?hcp_id={hcp.id}">Log a visit</a>' in page
+    form = client.get(f"/visits/new?hcp_id={hcp.id}").get_data(as_text=True)
+    assert f'name="hcp_id" value="{hcp.id}"' in form and hcp.full_name in form
+    elsewhere = client.get(f"/hcps/{stranger.id}").get_data(as_text=True)
+    assert "Log a visit" not in elsewhere
+    assert client.get(f"/visits/new?hcp_id={stranger.id}").status_code == 403
+
+
+def test_medical_logs_a_visit_for_any_hcp(client, auth, factory):
+    hcp = factory.hcp(territory=factory.territory())
+    auth.login(factory.user("medical"))
+    assert f'href="/visits/new?hcp_id={hcp.id}">Log a visit</a>' in client.get(f"/hcps/{hcp.id}").get_data(as_text=True)
+    assert client.get(f"/visits/new?hcp_id={hcp.id}").status_code == 200
+
+
+def test_the_call_centre_logs_a_contact_with_the_hcp_picked(client, auth, factory):
+    hcp = factory.hcp(territory=factory.territory())
+    auth.login(factory.user("call_centre"))
+    page = client.get(f"/hcps/{hcp.id}").get_data(as_text=True)
+    assert f'href="/call-centre?hcp_id={hcp.id}">Log a contact</a>' in page
+    assert "Log a visit" not in page
+    form = client.get(f"/call-centre?hcp_id={hcp.id}").get_data(as_text=True)
+    assert f'name="hcp_id" value="{hcp.id}"' in form
+
+
+@pytest.mark.parametrize("role", ["marketer", "compliance", "admin", "field_rep", "medical"])
+def test_no_log_a_contact_for_other_roles(client, auth, factory, role):
+    hcp = factory.hcp(territory=factory.territory())
+    auth.login(factory.user(role))
+    assert "Log a contact" not in client.get(f"/hcps/{hcp.id}").get_data(as_text=True)
+    assert client.get(f"/call-centre?hcp_id={hcp.id}").status_code == 403

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
-from crm.access.policy import ROLE_LABELS
+from crm.access.policy import ROLE_LABELS, write_decision
 from crm.auth.context import page_auth, viewer
 from crm.errors import Invalid, NotFound
 from crm.extensions import db
@@ -26,8 +26,6 @@ CHANNEL_ICONS = {
 }
 PAGE_SIZE = 50
 FEED_DEFAULT_DAYS = 7
-# Roles that log visits; the visit form lives at /visits/new.
-VISIT_ROLES = frozenset({"field_rep", "medical"})
 
 
 def _day(name: str) -> date | None:
@@ -100,7 +98,9 @@ def hcp(hcp_id: int):
         cursor=cursor,
         form=form,
         names=_hcp_names(others),
-        can_log_visit=who.role in VISIT_ROLES,
+        # The buttons follow the write rules: a rep logs visits only in own territories (policy.py).
+        can_log_visit=write_decision(who, "visit.create", [record.territory_id]).allowed,
+        can_log_contact=write_decision(who, "call_centre.contact").allowed,
         **_context(),
     )
 
