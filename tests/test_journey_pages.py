@@ -120,3 +120,50 @@ def test_no_log_a_contact_for_other_roles(client, auth, factory, role):
     auth.login(factory.user(role))
     assert "Log a contact" not in client.get(f"/hcps/{hcp.id}").get_data(as_text=True)
     assert client.get(f"/call-centre?hcp_id={hcp.id}").status_code == 403
+
+
+# -- Compliance home: what waits for them, with counts and links ------------------------------------------
+
+def _awaiting(page: str, key: str) -> tuple[int, str | None]:
+    match = re.search(rf'<li id="awaiting-{key}"><strong class="count">(\d+)</strong>\s*(?:<a href="([^"]+)">)?',
+                      page)
+    assert match, f"no awaiting row {key}"
+    return int(match.group(1)), match.group(2)
+
+
+def test_the_compliance_home_shows_what_awaits_with_counts_and_links(client, auth, factory, db):
+    from crm.callcentre import services as callcentre
+    from crm.mail.models import MailOutbox
+    from crm.timeline.services import record_interaction
+    from tests.campaigns_support import make_template
+    from tests.events_support import viewer_of
+
+    compliance, marketer, agent = factory.user("compliance"), factory.user("marketer"), factory.user("call_centre")
+    make_template(db, marketer)  # a draft: awaits approval
+    make_template(db, marketer, compliance)  # approved: nothing to do
+    hcp = factory.hcp()
+    for days in (2, 40):  # one recent consent gap, one older than the window
+        record_interaction(db, marketer, hcp_ids=[hcp.id], occurred_at=utcnow() - timedelta(days=days),
+                           channel="email", kind="email.sent", summary="Mail", consent_gap=True)
+    for hours in (30, 2, 3):  # one overdue, two due within 24 hours
+        callcentre.create_contact(db, agent, viewer_of(agent), hcp_id=hcp.id,
+                                  occurred_at=utcnow() - timedelta(hours=hours), direction="inbound",
+                                  medium="phone", reason="adverse_event", summary="Rash after dose")
+    db.add(MailOutbox(kind="campaign", idempotency_key="k-failed", recipient="a@example.org", message_id="<m@x>",
+                      state="failed"))
+    db.flush()
+    auth.login(compliance)
+    page = client.get("/").get_data(as_text=True)
+    assert _awaiting(page, "templates") == (1, "/campaigns/templates")
+    assert _awaiting(page, "gaps") == (1, "/consent/gaps")
+    assert _awaiting(page, "ae-overdue") == (1, "/adverse-events")
+    assert _awaiting(page, "ae-due") == (2, "/adverse-events")
+    assert _awaiting(page, "mail-failed") == (1, None)
+    for path in ("/campaigns/templates", "/consent/gaps", "/adverse-events"):
+        assert client.get(path).status_code == 200  # compliance may open every link it is given
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "admin"])
+def test_only_compliance_gets_the_waiting_list(client, auth, factory, role):
+    auth.login(factory.user(role))
+    assert 'id="awaiting"' not in client.get("/").get_data(as_text=True)
