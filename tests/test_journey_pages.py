@@ -167,3 +167,68 @@ def test_the_compliance_home_shows_what_awaits_with_counts_and_links(client, aut
 def test_only_compliance_gets_the_waiting_list(client, auth, factory, role):
     auth.login(factory.user(role))
     assert 'id="awaiting"' not in client.get("/").get_data(as_text=True)
+
+
+# -- Campaign send: a confirmation step, and only the confirm POST sends ----------------------------------
+
+def _campaign_world(db, factory):
+    from tests.campaigns_support import email_consent, make_campaign, make_template
+
+    marketer, compliance = factory.user("marketer"), factory.user("compliance")
+    consented, silent = factory.hcp(), factory.hcp()
+    email_consent(db, consented)
+    template = make_template(db, marketer, compliance, subject="Cardiozol news")
+    return marketer, make_campaign(db, marketer, template, [consented.id, silent.id], name="Autumn"), consented
+
+
+def _funnel(page: str, text: str) -> int:
+    match = re.search(rf'class="n">(\d+)</span> {text}', page)
+    assert match, f"no funnel line {text!r}"
+    return int(match.group(1))
+
+
+def _messages(db, campaign) -> int:
+    from sqlalchemy import func
+
+    from crm.campaigns.models import CampaignMessage
+
+    return db.scalar(select(func.count()).select_from(CampaignMessage)
+                     .where(CampaignMessage.campaign_id == campaign.id)) or 0
+
+
+def test_send_asks_for_confirmation_with_audience_skips_template_and_purpose(client, auth, db, factory, app):
+    from tests.campaigns_support import campaign_mails
+
+    marketer, campaign, consented = _campaign_world(db, factory)
+    auth.login(marketer)
+    show = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
+    assert f'href="/campaigns/{campaign.id}/send"' in show and f'action="/campaigns/{campaign.id}/send"' not in show
+    page = client.get(f"/campaigns/{campaign.id}/send").get_data(as_text=True)
+    assert _funnel(page, "HCPs in the audience now") == 2
+    assert _funnel(page, "expected to be mailed") == 1
+    assert _funnel(page, "expected to be skipped: No consent for this purpose by email") == 1
+    assert "Cardiozol news" in page and "<dt>Purpose</dt><dd>promotional</dd>" in page
+    assert _messages(db, campaign) == 0  # looking sends nothing
+
+    stray = client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": _token(page)})
+    assert stray.status_code == 303 and stray.headers["Location"].endswith(f"/campaigns/{campaign.id}/send")
+    assert _messages(db, campaign) == 0  # a POST without the confirmation sends nothing
+
+    done = client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": _token(page), "confirm": "yes"},
+                       follow_redirects=True)
+    assert "Sent to 1 HCP(s); 1 skipped." in done.get_data(as_text=True)
+    assert len(campaign_mails(app.config["CRM_OUTBOX_DIR"], consented.email)) == 1
+    again = client.get(f"/campaigns/{campaign.id}/send").get_data(as_text=True)
+    assert _funnel(again, "expected to be skipped: Already sent this campaign") == 1
+    assert _funnel(again, "expected to be mailed") == 0
+
+
+@pytest.mark.parametrize("role", ["field_rep", "call_centre", "medical", "compliance", "admin"])
+def test_only_marketers_reach_the_send_confirmation(client, auth, db, factory, role):
+    _marketer, campaign, _hcp = _campaign_world(db, factory)
+    auth.login(factory.user(role))
+    assert client.get(f"/campaigns/{campaign.id}/send").status_code == 403
+    token = auth.csrf_token(f"/campaigns/{campaign.id}")
+    assert client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": token, "confirm": "yes"}
+                       ).status_code == 403
+    assert _messages(db, campaign) == 0
