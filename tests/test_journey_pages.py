@@ -232,3 +232,57 @@ def test_only_marketers_reach_the_send_confirmation(client, auth, db, factory, r
     assert client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": token, "confirm": "yes"}
                        ).status_code == 403
     assert _messages(db, campaign) == 0
+
+
+# -- From a timeline item to its record ----------------------------------------------------------------
+
+def _links(page: str) -> list[str]:
+    return re.findall(r'<p class="item-link"><a href="([^"]+)">', page)
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer"])
+@pytest.mark.parametrize("where", ["hcp", "feed"])
+def test_redacted_items_link_to_their_records_whose_pages_redact_them(client, auth, db, factory, role, where):
+    from tests.sensitive_support import MARK, build
+
+    world = build(db, factory)
+    auth.login(world.users[role])
+    page = client.get(f"/hcps/{world.hcp.id}" if where == "hcp" else "/feed").get_data(as_text=True)
+    assert MARK not in page
+    links = _links(page)
+    med_visit, contact, event = world.ids["visit"][-1], world.ids["contact"][0], world.ids["event"][0]
+    assert {f"/visits/{med_visit}", f"/call-centre/contacts/{contact}", f"/events/{event}"} <= set(links)
+    for url in links:
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        assert MARK not in resp.get_data(as_text=True), url
+
+
+def test_compliance_follows_the_same_links_to_the_full_records(client, auth, db, factory):
+    from tests.sensitive_support import MARK, build
+
+    world = build(db, factory)
+    auth.login(world.users["compliance"])
+    links = _links(client.get(f"/hcps/{world.hcp.id}").get_data(as_text=True))
+    med_visit = world.ids["visit"][-1]
+    assert f"/visits/{med_visit}" in links
+    assert f"{MARK}-medical-visit-notes" in client.get(f"/visits/{med_visit}").get_data(as_text=True)
+    inquiry_links = _links(client.get(f"/hcps/{world.hcp2.id}").get_data(as_text=True))
+    assert f"/medical-inquiries/{world.ids['inquiry'][0]}" in inquiry_links
+
+
+def test_order_and_campaign_items_link_to_their_pages(client, auth, db, factory, api, app):
+    from crm.campaigns import services as campaigns
+    from tests.campaigns_support import viewer_of
+
+    marketer, campaign, hcp = _campaign_world(db, factory)
+    campaigns.send_campaign(db, marketer, viewer_of(marketer), campaign)
+    w = OrderWorld(db, factory, app)
+    stub(app).faults.reset()
+    order_id = _queued_order(api, w)
+    auth.login(marketer)
+    assert f"/campaigns/{campaign.id}" in _links(client.get(f"/hcps/{hcp.id}").get_data(as_text=True))
+    order_links = _links(client.get(f"/hcps/{w.hcp.id}").get_data(as_text=True))
+    assert f"/orders/{order_id}" in order_links
+    assert client.get(f"/orders/{order_id}").status_code == 200
+    assert client.get(f"/campaigns/{campaign.id}").status_code == 200
