@@ -286,3 +286,124 @@ def test_order_and_campaign_items_link_to_their_pages(client, auth, db, factory,
     assert f"/orders/{order_id}" in order_links
     assert client.get(f"/orders/{order_id}").status_code == 200
     assert client.get(f"/campaigns/{campaign.id}").status_code == 200
+
+
+# -- Amend a submitted visit from the page ---------------------------------------------------------------
+
+@pytest.fixture
+def vw(db, factory):
+    from tests.visits_support import make_world
+
+    return make_world(db, factory)
+
+
+def _submitted(db, vw, user, **kw):
+    from crm.visits import services as visits
+    from tests.visits_support import visit_data
+
+    visit = visits.create_visit(db, user, vw.viewer(user), visit_data(vw.hcp.id, **kw))
+    visits.submit_visit(db, user, vw.viewer(user), visit)
+    return visit
+
+
+def _amend_form(page: str, **changes: str):
+    from werkzeug.datastructures import MultiDict
+
+    def value(name: str) -> str:
+        match = re.search(rf'name="{name}"[^>]*value="([^"]*)"', page)
+        return match.group(1) if match else ""
+
+    def text(name: str) -> str:
+        match = re.search(rf'<textarea name="{name}"[^>]*>([^<]*)</textarea>', page)
+        return match.group(1) if match else ""
+
+    data = MultiDict({"csrf_token": _token(page), "occurred_at": value("occurred_at"), "tz_choice": "0",
+                      "tz_offset": "", "duration_minutes": value("duration_minutes"), "mode": "in_person",
+                      "key_messages": text("key_messages"), "notes": text("notes"), "follow_up_date": "",
+                      "follow_up_text": "", "attendee_hcp_ids": "", "signature": "", "reason": "",
+                      "action": "amend"})
+    data.setlist("products", re.findall(r'name="products" value="([^"]+)" checked', page))
+    for key, val in changes.items():
+        data[key] = val
+    return data
+
+
+def test_the_owner_amends_a_submitted_visit_with_a_reason_and_sees_the_chain(client, auth, db, vw):
+    from crm.visits.models import Visit
+
+    visit = _submitted(db, vw, vw.rep, notes="Asked about dosing")
+    auth.login(vw.rep)
+    page = client.get(f"/visits/{visit.id}").get_data(as_text=True)
+    assert f'href="/visits/{visit.id}/amend">Amend</a>' in page
+    form = client.get(f"/visits/{visit.id}/amend").get_data(as_text=True)
+    assert "Asked about dosing" in form and 'name="duration_minutes"' in form and 'value="20"' in form
+    assert 'name="reason"' in form and "Save draft" not in form and 'name="consent_grant"' not in form
+
+    resp = client.post(f"/visits/{visit.id}/amend",
+                       data=_amend_form(form, duration_minutes="35", reason="Stayed longer than typed"))
+    assert resp.status_code == 302
+    new = db.scalar(select(Visit).where(Visit.amends_id == visit.id))
+    assert resp.headers["Location"].endswith(f"/visits/{new.id}")
+    assert new.duration_minutes == 35 and new.amendment_reason == "Stayed longer than typed"
+    assert new.notes == "Asked about dosing" and new.status == "submitted"
+
+    shown = client.get(f"/visits/{new.id}").get_data(as_text=True)
+    chain = re.search(r'id="amendment-chain">(.*?)</section>', shown, re.S).group(1)
+    assert f'href="/visits/{visit.id}">Visit #{visit.id}</a>' in chain and "original" in chain
+    assert "Stayed longer than typed" in chain and f"superseded by #{new.id}" in chain
+    assert f'href="/visits/{new.id}/amend">Amend</a>' in shown
+    old = client.get(f"/visits/{visit.id}").get_data(as_text=True)
+    assert "Amend</a>" not in old and "Stayed longer than typed" in old
+    assert client.get(f"/visits/{visit.id}/amend").status_code == 409  # amend the latest version instead
+
+
+def test_an_amendment_without_reason_or_change_shows_the_errors_and_keeps_what_was_typed(client, auth, db, vw):
+    from crm.visits.models import Visit
+
+    visit = _submitted(db, vw, vw.rep)
+    auth.login(vw.rep)
+    form = client.get(f"/visits/{visit.id}/amend").get_data(as_text=True)
+    resp = client.post(f"/visits/{visit.id}/amend", data=_amend_form(form, duration_minutes="45", reason="  "))
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422
+    assert "The amendment was not saved." in page and "Say why the visit is amended." in page
+    assert 'value="45"' in page
+    same = client.post(f"/visits/{visit.id}/amend", data=_amend_form(form, reason="Checking"))
+    assert same.status_code == 422 and "Nothing would change." in same.get_data(as_text=True)
+    bad = client.post(f"/visits/{visit.id}/amend", data=_amend_form(form, duration_minutes="ten", reason="x"))
+    assert bad.status_code == 422 and "Minutes, as a whole number." in bad.get_data(as_text=True)
+    assert db.scalar(select(Visit).where(Visit.amends_id == visit.id)) is None
+
+
+@pytest.mark.parametrize("who", ["rep2", "rep_south", "marketer", "call_centre", "medical", "compliance", "admin"])
+def test_only_the_owner_amends_a_standard_visit(client, auth, db, vw, who):
+    visit = _submitted(db, vw, vw.rep)
+    auth.login(getattr(vw, who))
+    assert "Amend</a>" not in client.get(f"/visits/{visit.id}").get_data(as_text=True)
+    assert client.get(f"/visits/{visit.id}/amend").status_code == 403
+    token = auth.csrf_token(f"/visits/{visit.id}")
+    assert client.post(f"/visits/{visit.id}/amend", data={"csrf_token": token, "reason": "x"}).status_code == 403
+
+
+def test_medical_affairs_amends_another_medical_visit(client, auth, db, vw):
+    from crm.visits.models import Visit
+
+    visit = _submitted(db, vw, vw.medical, notes="MSL discussion")
+    assert visit.sensitivity == "medical"
+    auth.login(vw.medical2)
+    assert f'href="/visits/{visit.id}/amend">Amend</a>' in client.get(f"/visits/{visit.id}").get_data(as_text=True)
+    form = client.get(f"/visits/{visit.id}/amend").get_data(as_text=True)
+    resp = client.post(f"/visits/{visit.id}/amend", data=_amend_form(form, notes="MSL discussion, corrected",
+                                                                     reason="Wrong study named"))
+    assert resp.status_code == 302
+    assert db.scalar(select(Visit.notes).where(Visit.amends_id == visit.id)) == "MSL discussion, corrected"
+
+
+def test_a_visit_whose_content_the_owner_may_not_read_is_not_amended_from_a_form(client, auth, db, vw):
+    visit = _submitted(db, vw, vw.rep, notes="ZQX the patient had a rash and was hospitalised after the dose")
+    assert visit.sensitivity == "pv"
+    auth.login(vw.rep)
+    page = client.get(f"/visits/{visit.id}").get_data(as_text=True)
+    assert "Amend</a>" not in page and "ZQX" not in page
+    refused = client.get(f"/visits/{visit.id}/amend")
+    assert refused.status_code == 403 and "ZQX" not in refused.get_data(as_text=True)
