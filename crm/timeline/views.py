@@ -76,8 +76,9 @@ def record_links(items: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
     contact or inquiry answer, an order, an event, a campaign), where that feature is installed.
 
     Found from the stored records (their links to their items, or the stored item's event or campaign id),
-    not from the item as the viewer sees it, so a redacted item links too: every target page reads through ``crm.access.reads`` and redacts for the viewer itself
-    (tests/test_sensitive_reads.py walks each of them), and every role may open them.
+    not from the item as the viewer sees it, so a redacted item links too: every target page reads
+    through ``crm.access.reads`` and redacts for the viewer itself (tests/test_sensitive_reads.py walks
+    each of them), and every role may open them.
     """
     ids = [item["id"] for item in items]
     if not ids:
