@@ -59,8 +59,9 @@ def test_from_the_pages_alone_a_campaign_is_drafted_approved_and_sent(app, clien
     campaign = db.scalar(select(Campaign).where(Campaign.name == "KOL spring"))
     page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
     assert "Send now" in page
-    token = _csrf(auth, f"/campaigns/{campaign.id}")
-    resp = client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": token}, follow_redirects=True)
+    token = _csrf(auth, f"/campaigns/{campaign.id}/send")
+    resp = client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": token, "confirm": "yes"},
+                       follow_redirects=True)
     page = resp.get_data(as_text=True)
     assert "Sent to 1 HCP(s); 1 skipped." in page
     assert f'href="/hcps/{hcp.id}"' in page

@@ -6,7 +6,7 @@ EXPECTED = {
     "field_rep": {"Log a visit", "Take an order", "Capture consent", "Consent"},
     "medical": {"Log a visit", "Consent"},
     "marketer": {"Consent"},
-    "call_centre": {"Capture consent", "Consent"},
+    "call_centre": {"Log a contact", "Capture consent", "Consent"},
     "compliance": {"Consent"},
     "admin": {"Capture consent", "Consent", "Erase (GDPR)"},
 }

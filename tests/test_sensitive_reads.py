@@ -56,6 +56,7 @@ NOT_WALKED = {
     "/api/v1/products/<sku>": "catalogue product and its sample settings, standard",
     "/api/v1/products/<sku>/lots": "sample lots of a product, standard",
     "/campaigns/<int:campaign_id>": "campaign, standard by definition",
+    "/campaigns/<int:campaign_id>/send": "send confirmation: counts of a campaign's audience, standard",
     "/campaigns/audiences/<int:audience_id>": "campaign audience (HCP list)",
     "/campaigns/templates/<int:template_id>": "email template, standard",
     "/campaigns/templates/<int:template_id>/edit": "email template form, standard",

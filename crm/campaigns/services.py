@@ -288,6 +288,17 @@ def preview_audience(session: DbSession, audience: Audience, purpose: str, at: d
             "skipped": dict(sorted(skipped.items()))}
 
 
+def preview_send(session: DbSession, campaign: Campaign, at: datetime | None = None) -> dict[str, Any]:
+    """What ``send_campaign`` would do now, without doing it: the audience size, how many would be mailed
+    and how many skipped per rule (consent, and those this campaign already mailed), for the confirmation."""
+    ids = audience_hcp_ids(session, campaign.audience)
+    already = frozenset(session.scalars(select(CampaignMessage.hcp_id).where(
+        CampaignMessage.campaign_id == campaign.id, CampaignMessage.status.in_(("queued", "sent")))))
+    result = evaluate(session, ids, campaign.template.purpose, at or utcnow(), already)
+    skipped = Counter(rule for _, rule in result.skipped)
+    return {"count": len(ids), "would_send": len(result.send), "skipped": dict(sorted(skipped.items()))}
+
+
 # -- campaigns ---------------------------------------------------------------------------------------
 
 def get_campaign(session: DbSession, campaign_id: int) -> Campaign:

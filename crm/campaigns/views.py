@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from crm.access.policy import contact_data_decision, mask_email, write_decision
+from crm.access.policy import contact_data_decision, mask_email, require_write, write_decision
 from crm.auth.context import actor, page_auth, viewer
 from crm.campaigns import rendering, services
 from crm.campaigns.models import Audience, Campaign, EmailEvent, EmailTemplate
@@ -110,10 +110,25 @@ def show(campaign_id: int):
                            can_send=_may("campaign.write"), skip_text=services.SKIP_TEXT)
 
 
+@bp.get("/<int:campaign_id>/send")
+@page_auth()
+def confirm_send(campaign_id: int):
+    """The step before a send: who it would reach now and who consent would skip, template and purpose.
+    Only the confirm button on this page sends."""
+    require_write(viewer(), "campaign.write")
+    campaign = services.get_campaign(db.session, campaign_id)
+    return render_template("campaigns/confirm_send.html", campaign=campaign,
+                           preview=services.preview_send(db.session, campaign), skip_text=services.SKIP_TEXT)
+
+
 @bp.post("/<int:campaign_id>/send")
 @page_auth()
 def send(campaign_id: int):
     campaign = services.get_campaign(db.session, campaign_id)
+    if request.form.get("confirm") != "yes":
+        # A send without the confirmation step (an old form, a stray POST) sends nothing: confirm first.
+        require_write(viewer(), "campaign.write")
+        return redirect(url_for(".confirm_send", campaign_id=campaign.id), code=303)
     result = services.send_campaign(db.session, actor(), viewer(), campaign)
     flash(f"Sent to {len(result.sent)} HCP(s); {len(result.skipped)} skipped.")
     return redirect(url_for(".show", campaign_id=campaign.id), code=303)

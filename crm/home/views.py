@@ -38,6 +38,7 @@ FEED_SHOWN = 20
 SENSITIVE_DAYS = 30
 SENSITIVE_SHOWN = 10
 OVERSIGHT_SHOWN = 10
+GAP_DAYS = 30
 
 
 def hcp_url(hcp_id: int) -> str:
@@ -100,7 +101,42 @@ def _compliance(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     records, _ = audit_queries.audit_page(session, who, audit_queries.AuditFilters(), OVERSIGHT_SHOWN)
     reads, _ = audit_queries.sensitive_reads_page(session, who, audit_queries.SensitiveReadFilters(),
                                                   OVERSIGHT_SHOWN)
-    return {"records": records, "reads": reads, "verification": audit_services.latest_verification(session)}
+    return {"records": records, "reads": reads, "verification": audit_services.latest_verification(session),
+            "awaiting": _awaiting_compliance(session)}
+
+
+def _awaiting_compliance(session: DbSession) -> list[dict[str, Any]]:
+    """What waits for compliance, each with a count and where to act on it. Features not installed are
+    left out; counts are plain aggregates (no record is read, so nothing is redacted or logged)."""
+    from crm.callcentre.models import AdverseEventCase
+    from crm.campaigns.models import EmailTemplate
+    from crm.mail.models import MailOutbox
+
+    now = utcnow()
+
+    def count(model: Any, *where: Any) -> int:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+    open_case = AdverseEventCase.status == "open"
+    rows = [
+        ("templates", "Email templates awaiting approval", count(EmailTemplate, EmailTemplate.status == "draft"),
+         url_if_known("campaigns_pages.templates")),
+        ("gaps", f"Consent gaps in the last {GAP_DAYS} days",
+         count(Interaction, Interaction.consent_gap.is_(True),
+               Interaction.occurred_at >= now - timedelta(days=GAP_DAYS)),
+         url_if_known("consent_pages.gaps")),
+        ("ae-overdue", "Adverse events overdue (24-hour clock passed)",
+         count(AdverseEventCase, open_case, AdverseEventCase.due_at < now),
+         url_if_known("callcentre_pages.cases")),
+        ("ae-due", "Adverse events due within 24 hours",
+         count(AdverseEventCase, open_case, AdverseEventCase.due_at >= now,
+               AdverseEventCase.due_at < now + timedelta(hours=24)),
+         url_if_known("callcentre_pages.cases")),
+        # The mail outbox has no page yet: the command that re-arms failed mails is named instead.
+        ("mail-failed", "Mails that failed in the outbox (crm mail status, crm mail retry)",
+         count(MailOutbox, MailOutbox.state == "failed"), None),
+    ]
+    return [{"key": key, "label": label, "count": n, "url": url} for key, label, n, url in rows]
 
 
 def _clinical(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:

@@ -174,12 +174,42 @@ def outbox():
     """Every outbox message, undelivered first: attempts, the last error, when the next try is due."""
     rows = services.outbox_rows(db.session)
     orders = {o.id: o for o in db.session.scalars(select(Order).where(Order.id.in_([r.order_id for r in rows])))}
-    return render_template("orders/outbox.html", rows=rows, orders=orders)
+    retried = request.args.get("retried", "").strip()
+    outcome = None
+    if retried.isdigit() and len(retried) < 10:
+        row = db.session.get(OrderOutbox, int(retried))
+        outcome = retry_outcome(row) if row is not None else None
+    return render_template("orders/outbox.html", rows=rows, orders=orders, outcome=outcome)
+
+
+# What the order's status says about the ERP's answer, after it took the order.
+_RECEIPT_WORDS = {"sent": "received it and has not answered yet", "accepted": "accepted it",
+                  "backordered": "accepted it and backordered it", "shipped": "accepted and shipped it"}
+
+
+def retry_outcome(row: OrderOutbox) -> str:
+    """What a "retry now" really did, read back from the outbox after the send that ran on commit:
+    never "sent" unless the ERP took the order."""
+    order = row.order
+    last = row.attempt_log[-1] if row.attempt_log else None
+    tried = last is not None and last.trigger == "retry"
+    if row.state == "delivered":
+        if order.status == "rejected":
+            return f"Order #{order.id} reached the ERP and was rejected: {order.reason or 'no reason given'}."
+        return f"Order #{order.id} was sent: the ERP {_RECEIPT_WORDS.get(order.status, order.status)}."
+    error = (last.error or last.outcome) if last is not None else None
+    if row.state == "failed":
+        return (f"Order #{order.id} was not sent: failed after {row.attempts} attempts"
+                f"{f' (last error: {error})' if error else ''}. Retry again once the ERP is back.")
+    when = row.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if tried:
+        return f"Order #{order.id} was not sent: queued for retry at {when} because {error}."
+    return f"Order #{order.id} is queued for the ERP; it has not been sent yet (next try {when})."
 
 
 @bp.post("/admin/erp/outbox/<int:outbox_id>/retry")
 @page_auth("admin")
 def retry(outbox_id: int):
     row: OrderOutbox = services.retry_outbox(db.session, actor(), viewer(), outbox_id)
-    flash(f"Order #{row.order_id} will be sent to the ERP now.")
-    return redirect(url_for("orders_pages.outbox"))
+    # The send runs after this request commits; the outbox page reads back what came of it.
+    return redirect(url_for("orders_pages.outbox", retried=row.id))

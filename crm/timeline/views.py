@@ -8,15 +8,16 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
-from crm.access.policy import ROLE_LABELS
+from crm.access.policy import ROLE_LABELS, write_decision
 from crm.auth.context import page_auth, viewer
 from crm.errors import Invalid, NotFound
 from crm.extensions import db
 from crm.hcps.models import HCP, Territory
 from crm.hcps.professions import PROFESSIONS
 from crm.hcps.services import hcp_public_dict
+from crm.navigation import url_if_known
 from crm.timeline import queries
-from crm.timeline.models import CHANNELS
+from crm.timeline.models import CHANNELS, Interaction
 
 bp = Blueprint("timeline_pages", __name__)
 
@@ -26,8 +27,6 @@ CHANNEL_ICONS = {
 }
 PAGE_SIZE = 50
 FEED_DEFAULT_DAYS = 7
-# Roles that log visits; the visit form lives at /visits/new.
-VISIT_ROLES = frozenset({"field_rep", "medical"})
 
 
 def _day(name: str) -> date | None:
@@ -72,6 +71,58 @@ def _hcp_names(ids: set[int]) -> dict[int, str]:
     return {i: f"{first} {last}" for i, first, last in rows}
 
 
+def record_links(items: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
+    """``{item id: (url, label)}``: the page of the record each item came from (a visit, a call-centre
+    contact or inquiry answer, an order, an event, a campaign), where that feature is installed.
+
+    Found from the stored records (their links to their items, or the stored item's event or campaign id),
+    not from the item as the viewer sees it, so a redacted item links too: every target page reads
+    through ``crm.access.reads`` and redacts for the viewer itself (tests/test_sensitive_reads.py walks
+    each of them), and every role may open them.
+    """
+    ids = [item["id"] for item in items]
+    if not ids:
+        return {}
+    from crm.callcentre.models import Contact, MedicalInquiry
+    from crm.orders.models import OrderEvent
+    from crm.visits.models import Visit
+
+    found: dict[int, tuple[str, int]] = {}  # item id -> (endpoint, record id)
+    lookups: list[tuple[Any, Any, str]] = [
+        (Visit.interaction_id, Visit.id, "visits_pages.edit"),
+        (Contact.interaction_id, Contact.id, "callcentre_pages.contact"),
+        (MedicalInquiry.answer_interaction_id, MedicalInquiry.id, "callcentre_pages.inquiry"),
+        (OrderEvent.interaction_id, OrderEvent.order_id, "orders_pages.show"),
+    ]
+    for item_column, record_column, endpoint in lookups:
+        for item_id, record_id in db.session.execute(select(item_column, record_column).where(item_column.in_(ids))):
+            found.setdefault(item_id, (endpoint, record_id))
+    # Event items (invited, registered, attended, no-show; attended items are superseded as attendance
+    # grows) and campaign mails name their event or campaign in their details: only that id is used.
+    by_channel = {"event": ("event_id", "events_pages.show"), "email": ("campaign_id", "campaigns_pages.show")}
+    rows = db.session.execute(select(Interaction.id, Interaction.channel, Interaction.details)
+                              .where(Interaction.id.in_(ids), Interaction.channel.in_(by_channel)))
+    for item_id, channel, details in rows:
+        key, endpoint = by_channel[channel]
+        record_id = (details or {}).get(key)
+        if isinstance(record_id, int) and not isinstance(record_id, bool):
+            found.setdefault(item_id, (endpoint, record_id))
+    links = {}
+    for item_id, (endpoint, record_id) in found.items():
+        url = url_if_known(endpoint, **{_ID_ARGS[endpoint]: record_id})
+        if url is not None:
+            links[item_id] = (url, _LINK_LABELS[endpoint])
+    return links
+
+
+_ID_ARGS = {"visits_pages.edit": "visit_id", "callcentre_pages.contact": "contact_id",
+            "callcentre_pages.inquiry": "inquiry_id", "orders_pages.show": "order_id",
+            "events_pages.show": "event_id", "campaigns_pages.show": "campaign_id"}
+_LINK_LABELS = {"visits_pages.edit": "Open the visit", "callcentre_pages.contact": "Open the contact",
+                "callcentre_pages.inquiry": "Open the medical inquiry", "orders_pages.show": "Open the order",
+                "events_pages.show": "Open the event", "campaigns_pages.show": "Open the campaign"}
+
+
 def _context() -> dict[str, Any]:
     return {"icons": CHANNEL_ICONS, "channels": CHANNELS, "role_labels": ROLE_LABELS}
 
@@ -100,7 +151,10 @@ def hcp(hcp_id: int):
         cursor=cursor,
         form=form,
         names=_hcp_names(others),
-        can_log_visit=who.role in VISIT_ROLES,
+        links=record_links(items),
+        # The buttons follow the write rules: a rep logs visits only in own territories (policy.py).
+        can_log_visit=write_decision(who, "visit.create", [record.territory_id]).allowed,
+        can_log_contact=write_decision(who, "call_centre.contact").allowed,
         **_context(),
     )
 
@@ -131,5 +185,6 @@ def feed():
         territories=db.session.execute(select(Territory.code, Territory.name).order_by(Territory.code)).all(),
         professions=PROFESSIONS,
         names=_hcp_names({h for item in items for h in item["hcp_ids"]}),
+        links=record_links(items),
         **_context(),
     )

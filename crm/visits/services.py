@@ -419,6 +419,11 @@ def submit_visit(session: DbSession, actor: Any, viewer: Viewer, visit: Visit, s
     return visit
 
 
+def amend_delegates(visit: Visit) -> frozenset[str]:
+    """Who besides the owner may amend ``visit``: Medical Affairs, for a medical visit."""
+    return frozenset({"medical"}) if visit.sensitivity == "medical" else frozenset()
+
+
 def amend_visit(
     session: DbSession, actor: Any, viewer: Viewer, visit: Visit, changes: dict[str, Any], reason: str
 ) -> Visit:
@@ -429,8 +434,7 @@ def amend_visit(
     reason = (reason or "").strip()
     if not reason:
         raise Invalid("An amendment needs a reason.", errors={"reason": ["Say why the visit is amended."]})
-    delegates = frozenset({"medical"}) if visit.sensitivity == "medical" else frozenset()
-    require_owner(viewer, visit.owner_id, "visit.amend", delegates)
+    require_owner(viewer, visit.owner_id, "visit.amend", amend_delegates(visit))
     if visit.status != "submitted":
         raise Conflict("Only submitted visits are amended; edit the draft instead.")
     later = session.scalar(select(Visit.id).where(Visit.amends_id == visit.id))

@@ -17,10 +17,10 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from crm.access.policy import require_owner, require_write
+from crm.access.policy import owner_decision, require_owner, require_write
 from crm.auth.context import actor, page_auth, viewer
 from crm.db import utcnow
-from crm.errors import Conflict, Invalid, flatten_messages
+from crm.errors import Conflict, Forbidden, Invalid, flatten_messages
 from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.products.models import Product, SampleLot
@@ -61,11 +61,35 @@ class FormState:
     def from_form(cls, form: MultiDict[str, str]) -> FormState:
         values: dict[str, Any] = {key: form.get(key, "") for key in (
             "hcp_id", "occurred_at", "tz_choice", "tz_offset", "duration_minutes", "mode", "key_messages",
-            "notes", "follow_up_date", "follow_up_text", "attendee_hcp_ids", "version")}
+            "notes", "follow_up_date", "follow_up_text", "attendee_hcp_ids", "version", "reason")}
         values["products"] = form.getlist("products")
         values["samples"] = _sample_rows(form)
         values["signature"] = form.get("signature", "")
         return cls(values)
+
+    @classmethod
+    def from_shown(cls, shown: dict[str, Any]) -> FormState:
+        """The form for an amendment, filled from the visit as the read path gave it (full level only)."""
+        occurred = shown["occurred_at"].astimezone(UTC)
+        follow_up = shown["follow_up"] or {}
+        return cls({
+            "hcp_id": str(shown["hcp_id"]),
+            "occurred_at": occurred.strftime(_LOCAL_FORMAT),
+            "occurred_at_utc": occurred.isoformat().replace("+00:00", "Z"),
+            "tz_choice": "0",
+            "tz_offset": "",
+            "duration_minutes": "" if shown["duration_minutes"] is None else str(shown["duration_minutes"]),
+            "mode": shown["mode"],
+            "products": list(shown["products"]),
+            "key_messages": "\n".join(shown["key_messages"]),
+            "samples": [{"sku": s["sku"], "quantity": str(s["quantity"]), "lot": s["lot"]} for s in shown["samples"]],
+            "notes": shown["notes"] or "",
+            "follow_up_date": follow_up["date"].isoformat() if follow_up.get("date") else "",
+            "follow_up_text": follow_up.get("text") or "",
+            "attendee_hcp_ids": ", ".join(str(i) for i in shown["attendee_hcp_ids"]),
+            "version": str(shown["version"]),
+            "reason": "",
+        })
 
     @classmethod
     def from_visit(cls, visit: Visit) -> FormState:
@@ -93,7 +117,8 @@ class FormState:
 _LABELS = {"hcp_id": "HCP", "occurred_at": "Date and time", "duration_minutes": "Duration", "mode": "Mode",
            "products": "Products", "key_messages": "Key messages", "notes": "Notes", "follow_up": "Follow-up",
            "follow_up.date": "Follow-up date", "follow_up.text": "Follow-up text", "signature": "Signature",
-           "attendee_hcp_ids": "Other HCPs present", "samples": "Samples", "_schema": "Visit"}
+           "attendee_hcp_ids": "Other HCPs present", "samples": "Samples", "_schema": "Visit",
+           "reason": "Reason for the amendment", "changes": "Changes"}
 
 
 def field_label(field: str) -> str:
@@ -187,7 +212,8 @@ def _payload(state: FormState, *, with_hcp: bool) -> tuple[dict[str, Any], dict[
     return payload, errors
 
 
-def _render(state: FormState, visit: Visit | None, errors: dict[str, list[str]], status: int = 200) -> Any:
+def _render(state: FormState, visit: Visit | None, errors: dict[str, list[str]], status: int = 200,
+            amending: Visit | None = None) -> Any:
     products = list(db.session.scalars(
         select(Product).where(Product.active.is_(True)).order_by(Product.name)))
     # Samples: only sample products, and the lots not yet expired today, as suggestions.
@@ -205,7 +231,7 @@ def _render(state: FormState, visit: Visit | None, errors: dict[str, list[str]],
         "visits/form.html", state=state, visit=visit, errors=errors, products=products, extra_products=extra,
         sample_products=sample_products, sample_lots=sample_lots,
         hcp=hcp, label=field_label, tz_offsets=[(m, offset_label(m)) for m in TZ_OFFSETS],
-        consent_pairs=VISIT_CONSENT_PAIRS, notice=_notice_for_form(),
+        consent_pairs=VISIT_CONSENT_PAIRS, notice=None if amending else _notice_for_form(), amending=amending,
         consent_grant=request.form.getlist("consent_grant"), consent_withdraw=request.form.getlist("consent_withdraw"),
     ), status
 
@@ -324,9 +350,79 @@ def edit(visit_id: int):
         return _save(FormState.from_form(request.form), visit)
     if visit.status == "draft" and visit.owner_id == actor().id:
         return _render(FormState.from_visit(visit), visit, {})
+    chain = _chain(visit)
+    later = {older.id: newer.id for older, newer in zip(chain, chain[1:], strict=False)}
+    # The whole chain through the one read path: each version's reason as this viewer may read it.
+    versions = services.visible_visits(db.session, viewer(), chain, later)
+    shown = next(v for v in versions if v["id"] == visit.id)
+    can_amend = (visit.status == "submitted" and visit.id not in later and not shown["redacted"]
+                 and owner_decision(viewer(), visit.owner_id, "visit.amend", services.amend_delegates(visit)).allowed)
+    return render_template("visits/show.html", visit=shown, hcp=visit.hcp,
+                           versions=versions if len(chain) > 1 else [], can_amend=can_amend)
+
+
+def _amendable(visit: Visit) -> dict[str, Any]:
+    """The visit as the viewer reads it, if they may amend it from the page: owner (or Medical Affairs
+    for a medical visit, as the API allows), a submitted visit not amended yet, and read in full, since
+    the form shows its content (a rep's visit that turned out to be an adverse-event report is `pv`, and
+    its content is withheld from its own owner too). Refusals are the same 403/409 as the API's."""
+    require_owner(viewer(), visit.owner_id, "visit.amend", services.amend_delegates(visit))
+    if visit.status != "submitted":
+        raise Conflict("Only submitted visits are amended; edit the draft instead.")
     later = services.amended_by(db.session, [visit.id]).get(visit.id)
-    shown = services.visible_visit(db.session, viewer(), visit, later)
-    return render_template("visits/show.html", visit=shown, hcp=visit.hcp)
+    if later is not None:
+        raise Conflict(f"This visit was already amended by visit {later}; amend that one instead.")
+    shown = services.visible_visit(db.session, viewer(), visit)
+    if shown["redacted"]:
+        raise Forbidden(f"{shown['redaction_reason']}: it cannot be amended from a form you may not read.",
+                        rule="visit.amend:restricted")
+    return shown
+
+
+@bp.route("/visits/<int:visit_id>/amend", methods=["GET", "POST"])
+@page_auth()
+def amend(visit_id: int):
+    """Amend a submitted visit: the form prefilled, a reason required, sent through ``amend_visit``
+    (a new submitted visit whose timeline item supersedes the old one; both stay)."""
+    visit = services.get_visit(db.session, visit_id)
+    shown = _amendable(visit)
+    if request.method == "GET":
+        return _render(FormState.from_shown(shown), None, {}, amending=visit)
+    state = FormState.from_form(request.form)
+    state.values["hcp_id"] = str(visit.hcp_id)  # the HCP is kept; attendees may change
+    payload, errors = _payload(state, with_hcp=False)
+    reason = state["reason"].strip()
+    if not reason:
+        errors["reason"] = ["Say why the visit is amended."]
+    try:
+        changes = VisitChangesSchema().load(payload)
+    except ValidationError as exc:
+        errors = {**flatten_messages(exc.messages), **errors}
+    if errors:
+        return _render(state, None, errors, 422, amending=visit)
+    try:
+        new = services.amend_visit(db.session, actor(), viewer(), visit, changes, reason)
+    except (Invalid, Conflict) as exc:
+        problems = getattr(exc, "errors", None) or {"_schema": [exc.detail]}
+        return _render(state, None, problems, 422 if isinstance(exc, Invalid) else 409, amending=visit)
+    flash(f"Visit #{visit.id} amended: visit #{new.id} now stands for it on the timeline.")
+    return redirect(url_for("visits_pages.edit", visit_id=new.id))
+
+
+def _chain(visit: Visit) -> list[Visit]:
+    """Every version of the visit, the original first: what it amends and what amended it."""
+    older: list[Visit] = []
+    at: Visit | None = visit
+    while at is not None and at.amends_id is not None:
+        at = db.session.get(Visit, at.amends_id)
+        if at is not None:
+            older.append(at)
+    chain = [*reversed(older), visit]
+    while True:
+        later = services.amended_by(db.session, [chain[-1].id]).get(chain[-1].id)
+        if later is None:
+            return chain
+        chain.append(services.get_visit(db.session, later))
 
 
 @bp.get("/visits")
