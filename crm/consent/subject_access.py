@@ -23,8 +23,6 @@ notes), blind indexes and digests (keyed hashes, meaningless outside), link toke
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from flask import current_app
@@ -33,6 +31,7 @@ from sqlalchemy import select
 from crm.consent.models import ConsentEvent
 from crm.consent.services import current_states, read_evidence
 from crm.db import DbSession, iso_z, utcnow
+from crm.hcps.export import json_value
 from crm.hcps.models import HCP, Affiliation, HCPIdentifier
 
 FORMAT = "pharma-crm/data-subject-access/1"
@@ -42,16 +41,6 @@ RESTRICTED = {
     "medical": "medical information",
     "pv": "pharmacovigilance (adverse-event report)",
 }
-
-
-def _v(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso_z(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
 
 
 def how_to_ask() -> str:
@@ -68,7 +57,7 @@ def _profile(hcp: HCP) -> dict[str, Any]:
         "status": hcp.status, "email_status": hcp.email_status, "segments": [
             t.strip() for t in (hcp.tags or "").split(",") if t.strip()],
         "territory": hcp.territory.name if hcp.territory else None,
-        "record_created_at": _v(hcp.created_at), "record_updated_at": _v(hcp.updated_at),
+        "record_created_at": json_value(hcp.created_at), "record_updated_at": json_value(hcp.updated_at),
     }
 
 
@@ -77,10 +66,10 @@ def _ledger(events: Iterable[ConsentEvent]) -> list[dict[str, Any]]:
     for e in events:
         evidence = read_evidence(e) if e.evidence else {}
         out.append({
-            "occurred_at": _v(e.occurred_at), "recorded_at": _v(e.recorded_at), "event": e.event_type,
+            "occurred_at": json_value(e.occurred_at), "recorded_at": json_value(e.recorded_at), "event": e.event_type,
             "channel": e.channel, "purpose": e.purpose, "source": e.source, "captured_by_role": e.captured_by_role,
             "notice_version": e.notice_version, "notice_text_hash": e.notice_text_hash,
-            "valid_until": _v(e.valid_until),
+            "valid_until": json_value(e.valid_until),
             "evidence": {k: v for k, v in evidence.items() if k in _OWN_EVIDENCE},
         })
     return out
@@ -102,7 +91,7 @@ def _interactions(session: DbSession, hcp_id: int) -> list[dict[str, Any]]:
             products.setdefault(interaction_id, []).append(sku)
     out = []
     for r in rows:
-        item: dict[str, Any] = {"occurred_at": _v(r.occurred_at), "channel": r.channel, "kind": r.kind,
+        item: dict[str, Any] = {"occurred_at": json_value(r.occurred_at), "channel": r.channel, "kind": r.kind,
                                 "source": r.source, "department": r.owner_role}
         category = RESTRICTED.get(r.sensitivity)
         if category is None:
@@ -121,7 +110,7 @@ def _transfers(session: DbSession, hcp_id: int) -> list[dict[str, Any]]:
 
     rows = session.scalars(select(TransferOfValue).where(TransferOfValue.hcp_id == hcp_id)
                            .order_by(TransferOfValue.paid_on, TransferOfValue.id)).all()
-    return [{"paid_on": _v(t.paid_on), "kind": t.kind, "amount": _v(t.amount), "currency": t.currency,
+    return [{"paid_on": json_value(t.paid_on), "kind": t.kind, "amount": json_value(t.amount), "currency": t.currency,
              "event": t.event.name if t.event else None} for t in rows]
 
 
@@ -143,12 +132,13 @@ def subject_access_export(session: DbSession, hcp: HCP) -> dict[str, Any]:
         "you": _profile(hcp),
         "identifiers": [{"kind": i.kind, "value": i.value} for i in identifiers],
         "affiliations": [{"organisation": a.hco.name, "kind": a.hco.kind, "city": a.hco.city, "role": a.role,
-                          "valid_from": _v(a.valid_from), "valid_to": _v(a.valid_to)} for a in affiliations],
+                          "valid_from": json_value(a.valid_from), "valid_to": json_value(a.valid_to)}
+                         for a in affiliations],
         "merged_records": [{"first_name": m.first_name, "last_name": m.last_name, "email": m.email,
-                            "phone": m.phone, "merged_at": _v(m.updated_at)} for m in merged],
+                            "phone": m.phone, "merged_at": json_value(m.updated_at)} for m in merged],
         "consents": {
-            "current": [{"channel": s.channel, "purpose": s.purpose, "state": s.state, "since": _v(s.since),
-                         "valid_until": _v(s.valid_until)}
+            "current": [{"channel": s.channel, "purpose": s.purpose, "state": s.state, "since": json_value(s.since),
+                         "valid_until": json_value(s.valid_until)}
                         for s in current_states(session, hcp.id) if s.state != "none"],
             "history": _ledger(events),
         },

@@ -29,7 +29,8 @@ FORMAT = "pharma-crm/data-subject-export/1"
 _NOT_FOLLOWED = frozenset({"users", "api_tokens", "web_sessions", "login_attempts", "hcps"})
 
 
-def _value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A stored value as JSON holds it: times in UTC with Z, dates ISO, decimals as strings, bytes base64."""
     if isinstance(value, datetime):
         return iso_z(value)
     if isinstance(value, date):
@@ -44,7 +45,7 @@ def _value(value: Any) -> Any:
 def _rows(session: DbSession, table: Table, condition: Any) -> list[dict[str, Any]]:
     order = list(table.primary_key.columns)
     result = session.execute(select(table).where(condition).order_by(*order)).mappings()
-    return [{k: _value(v) for k, v in row.items() if not k.endswith("_bidx")} for row in result]
+    return [{k: json_value(v) for k, v in row.items() if not k.endswith("_bidx")} for row in result]
 
 
 def _outline_if_someone_elses(table: Table, row: dict[str, Any], hcp_id: int) -> dict[str, Any]:
