@@ -1,4 +1,4 @@
-"""Small helpers for HTML forms of the events and call-centre pages: local times with an offset.
+"""Small helpers for HTML forms and links: ids read from a page's query or form, and local times with an offset.
 
 A ``datetime-local`` input has no offset and the server never guesses one. The page sends the browser's
 UTC offset for the time entered (``crm/static/events.js``) or the user ticks "times are in UTC".
@@ -11,6 +11,18 @@ from datetime import UTC, datetime, timedelta, timezone
 from flask import request
 
 from crm.errors import Invalid
+from crm.schemas import DB_INT_MAX
+
+
+def page_id(raw: str | None) -> int | None:
+    """An id typed into a form or a (hand-edited) link: a whole number within the database's id range,
+    else None (the page then treats it as absent). The API's schemas bound ids the same way (422); a page
+    must not turn ``?before=99999999999999999999`` into a database overflow (a 500 on PostgreSQL)."""
+    value = (raw or "").strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if 0 < number <= DB_INT_MAX else None
 
 
 def form_time(name: str, label: str, *, required: bool = True) -> datetime | None:

@@ -391,3 +391,18 @@ def test_the_steward_pages_treat_a_huge_id_as_unknown(client, auth, factory, num
     assert client.get(f"/admin/masterdata/duplicates/compare?a={number}&b={other.id}").status_code == 404
     assert client.get(f"/admin/masterdata/export/go?hcp_id={number}").status_code == 404
     assert client.get(f"/admin/masterdata/?before={number}").status_code == 200
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63, 10**30])
+def test_pages_read_a_huge_id_in_a_link_as_absent(client, auth, factory, number):
+    """Ids in page links and forms go through crm.pageforms.page_id: beyond the database's range they are
+    absent (the page shows as without them), never an overflow in the database (500 on PostgreSQL)."""
+    auth.login(factory.user("compliance"))
+    assert client.get(f"/audit?actor={number}").status_code == 200
+    assert client.get(f"/audit/sensitive-reads?viewer_id={number}&hcp_id={number}").status_code == 200
+    auth.login(factory.user("marketer"))
+    campaign = client.get(f"/campaigns/1?after={number}")
+    assert campaign.status_code in (200, 404)
+    assert client.get(f"/campaigns/email-events/unmatched?before={number}").status_code == 200
+    created = client.post("/campaigns/new", data={"name": "x", "template_id": str(number)})
+    assert created.status_code < 500

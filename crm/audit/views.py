@@ -11,6 +11,7 @@ from crm.audit.schemas import SENSITIVE_READ_KINDS
 from crm.auth.context import actor, page_auth, viewer
 from crm.extensions import db
 from crm.navigation import url_if_known
+from crm.pageforms import page_id
 from crm.timeline.models import SENSITIVITIES
 
 bp = Blueprint("audit_pages", __name__)
@@ -30,8 +31,7 @@ def _arg(name: str) -> str | None:
 
 
 def _int_arg(name: str) -> int | None:
-    value = _arg(name)
-    return int(value) if value is not None and value.isdigit() else None
+    return page_id(_arg(name))
 
 
 @bp.get("/audit")
@@ -42,7 +42,7 @@ def trail():
         entity=_arg("entity"),
         entity_id=_arg("entity_id"),
         # digits are a user id; anything else is looked for in the actor's name and role
-        actor_id=int(actor_arg) if actor_arg and actor_arg.isdigit() else None,
+        actor_id=page_id(actor_arg),
         actor_text=actor_arg if actor_arg and not actor_arg.isdigit() else None,
     )
     records, next_cursor = queries.audit_page(db.session, viewer(), filters, PAGE_SIZE, _arg("cursor"))

@@ -19,6 +19,7 @@ from crm.extensions import db
 from crm.hcps.models import Territory
 from crm.hcps.professions import PROFESSIONS
 from crm.hcps.views import hcp_url
+from crm.pageforms import page_id
 from crm.products.models import Product
 
 bp = Blueprint("campaigns_pages", __name__, url_prefix="/campaigns")
@@ -71,8 +72,9 @@ def new():
 @bp.post("/new")
 @page_auth("marketer")
 def create():
-    data: dict[str, Any] = {"name": request.form.get("name", ""), "template_id": _int(request.form.get("template_id"))}
-    audience_id = _int(request.form.get("audience_id"))
+    data: dict[str, Any] = {"name": request.form.get("name", ""),
+                            "template_id": page_id(request.form.get("template_id"))}
+    audience_id = page_id(request.form.get("audience_id"))
     ids = _lines("hcp_ids")
     if audience_id is not None:
         data["audience_id"] = audience_id
@@ -91,16 +93,11 @@ def create():
     return redirect(url_for(".show", campaign_id=campaign.id), code=303)
 
 
-def _int(raw: str | None) -> int | None:
-    raw = (raw or "").strip()
-    return int(raw) if raw.isdigit() else None
-
-
 @bp.get("/<int:campaign_id>")
 @page_auth()
 def show(campaign_id: int):
     campaign = services.get_campaign(db.session, campaign_id)
-    after = _int(request.args.get("after"))
+    after = page_id(request.args.get("after"))
     items, last = services.recipients(db.session, campaign, PAGE_SIZE, after)
     for item in items:
         item["url"] = hcp_url(item["hcp_id"])
@@ -264,7 +261,7 @@ def audience(audience_id: int):
 @bp.get("/email-events/unmatched")
 @page_auth("marketer", "admin")
 def unmatched():
-    before = _int(request.args.get("before"))
+    before = page_id(request.args.get("before"))
     query = select(EmailEvent).where(EmailEvent.hcp_id.is_(None)).order_by(EmailEvent.id.desc()).limit(PAGE_SIZE + 1)
     if before is not None:
         query = query.where(EmailEvent.id < before)

@@ -23,7 +23,7 @@ from crm.integrations.masterdata import report
 from crm.integrations.masterdata.importer import import_nppes_file
 from crm.integrations.masterdata.models import ImportRowError
 from crm.navigation import url_if_known
-from crm.schemas import DB_INT_MAX
+from crm.pageforms import page_id
 
 bp = Blueprint("masterdata_pages", __name__, url_prefix="/admin/masterdata")
 
@@ -40,9 +40,7 @@ def _helpers() -> dict[str, Any]:
 @bp.get("/")
 @page_auth("admin")
 def index():
-    before = request.args.get("before", type=int)
-    if before is not None and not 0 < before <= DB_INT_MAX:
-        before = None  # a hand-edited link: the first page, not a database overflow
+    before = page_id(request.args.get("before"))  # out of range: the first page, not a database overflow
     runs = report.list_runs(db.session, limit=50, before_id=before)
     older = runs[-1].id if len(runs) == 50 else None
     return render_template("masterdata/index.html", runs=runs, older=older)
@@ -102,12 +100,15 @@ def duplicates():
     return render_template("masterdata/duplicates.html", rules=RULES, rule=rule, groups=groups)
 
 
-def _hcp_or_404(hcp_id: int | None, name: str) -> HCP:
-    if hcp_id is None:
+def _hcp_or_404(raw: str | None, name: str) -> HCP:
+    """The HCP a form field or link names: 422 when none is given, 404 when no HCP has that id (an id beyond
+    the database's range included: ``page_id`` refuses it before it reaches the database)."""
+    if not (raw or "").strip():
         raise Invalid(errors={name: ["Give an HCP id."]})
-    hcp = db.session.get(HCP, hcp_id) if 0 < hcp_id <= DB_INT_MAX else None  # beyond: no such row, no overflow
+    hcp_id = page_id(raw)
+    hcp = db.session.get(HCP, hcp_id) if hcp_id is not None else None
     if hcp is None:
-        raise NotFound(f"No HCP with id {hcp_id}.")
+        raise NotFound(f"No HCP with id {str(raw).strip()[:20]}.")
     return hcp
 
 
@@ -123,8 +124,8 @@ def _related_counts(hcp_id: int) -> dict[str, int]:
 @bp.get("/duplicates/compare")
 @page_auth("admin")
 def compare():
-    a = _hcp_or_404(request.args.get("a", type=int), "a")
-    b = _hcp_or_404(request.args.get("b", type=int), "b")
+    a = _hcp_or_404(request.args.get("a"), "a")
+    b = _hcp_or_404(request.args.get("b"), "b")
     return _compare_page(a, b)
 
 
@@ -144,8 +145,8 @@ def merge():
     survivor_id, _, loser_id = request.form.get("pair", "").partition(":")
     if not (survivor_id.isdigit() and loser_id.isdigit()):
         raise Invalid(errors={"pair": ["Choose which record to keep."]})
-    survivor = _hcp_or_404(int(survivor_id), "survivor")
-    loser = _hcp_or_404(int(loser_id), "loser")
+    survivor = _hcp_or_404(survivor_id, "survivor")
+    loser = _hcp_or_404(loser_id, "loser")
     reason = request.form.get("reason", "")
     try:
         result = merge_hcps(db.session, actor(), survivor, loser, reason,
@@ -168,7 +169,7 @@ def export_form():
 @bp.get("/hcps/<int:hcp_id>/export.json")
 @page_auth("admin", "compliance")
 def export(hcp_id: int):
-    document = export_hcp(db.session, actor(), _hcp_or_404(hcp_id, "hcp_id"))
+    document = export_hcp(db.session, actor(), _hcp_or_404(str(hcp_id), "hcp_id"))
     body = json.dumps(document, indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="hcp-{hcp_id}-export.json"', "Cache-Control": "no-store"})
@@ -177,5 +178,5 @@ def export(hcp_id: int):
 @bp.get("/export/go")
 @page_auth("admin", "compliance")
 def export_go():
-    hcp = _hcp_or_404(request.args.get("hcp_id", type=int), "hcp_id")
+    hcp = _hcp_or_404(request.args.get("hcp_id"), "hcp_id")
     return redirect(url_for("masterdata_pages.export", hcp_id=hcp.id))
