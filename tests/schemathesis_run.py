@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -30,6 +31,9 @@ def _prepare_env(database_url: str | None, workdir: Path) -> None:
     os.environ["CRM_OUTBOX_DIR"] = str(workdir / "outbox")
     os.environ["CRM_DATABASE_URL"] = database_url or f"sqlite:///{workdir / 'fuzz.sqlite3'}"
     os.environ.pop("CRM_ENV", None)  # development: keys are generated under the instance folder
+    # One log line per fuzzed request would bury the findings (and CI's log) under tens of thousands of lines:
+    # the server logs warnings and errors only; schemathesis reports every failing case itself.
+    os.environ.setdefault("CRM_LOG_LEVEL", "WARNING")
 
 
 def _empty_postgres(url: str) -> None:
@@ -60,6 +64,7 @@ def _serve() -> str:
 
     from crm import create_app
 
+    logging.getLogger("werkzeug").setLevel(os.environ["CRM_LOG_LEVEL"])  # werkzeug says INFO unless told
     server = make_server("127.0.0.1", 0, create_app(), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}"
