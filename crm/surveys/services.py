@@ -510,7 +510,8 @@ def _breakdown(rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:
     groups: dict[Any, list[int]] = defaultdict(list)
     for score, key in rows:
         groups[key].append(score)
-    return [{"key": key, **nps_of(scores)} for key, scores in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+    return [{"key": key, "label": str(key), **nps_of(scores)}
+            for key, scores in sorted(groups.items(), key=lambda kv: str(kv[0]))]
 
 
 def nps_results(session: DbSession, survey_ids: Sequence[int] | None = None, *, since: datetime | None = None,
