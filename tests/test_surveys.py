@@ -476,8 +476,9 @@ def test_a_registered_segmenter_adds_a_breakdown(api, db, factory, people):
         body = api(people["marketer"]).get(f"/api/v1/surveys/{survey.id}/results").get_json()
     finally:
         services.SEGMENTERS.pop("test_segment")
-    assert body["by_segment"]["test_segment"] == [{"key": "Cardiology leaders", "label": "Cardiology leaders", "responses": 1,
-                                                   "promoters": 1, "passives": 0, "detractors": 0, "nps": 100}]
+    assert body["by_segment"]["test_segment"] == [{
+        "key": "Cardiology leaders", "label": "Cardiology leaders", "responses": 1, "promoters": 1, "passives": 0,
+        "detractors": 0, "nps": 100}]
 
 
 def test_a_satisfaction_survey_takes_one_score_per_question(app, api, client, db, factory, people):

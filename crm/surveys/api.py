@@ -20,10 +20,10 @@ from crm.surveys.schemas import (
     ResponseOut,
     ResponsePage,
     ResultsOut,
-    SendOut,
     SurveyIn,
     SurveyOut,
     SurveyPage,
+    SurveySendOut,
 )
 
 bp = Blueprint("surveys_api", __name__, url_prefix="/api/v1")
@@ -88,14 +88,14 @@ def get_survey(survey_id: int):
 
 
 @bp.post("/surveys/<int:survey_id>/send")
-@doc("Send a survey by email", tags=TAGS, responses={200: SendOut}, errors=(401, 403, 404))
+@doc("Send a survey by email", tags=TAGS, responses={200: SurveySendOut}, errors=(401, 403, 404))
 @api_auth
 def send_survey(survey_id: int):
     """Marketer. Consent (email, market research) is checked for every recipient at this instant; those
     without it are skipped with the rule. A repeated send mails nobody twice (`already-sent`)."""
     survey = services.get_survey(db.session, survey_id)
     result = services.send_survey(db.session, actor(), viewer(), survey)
-    return SendOut().dump({"sent": len(result.sent), "skipped": result.skipped})
+    return SurveySendOut().dump({"sent": len(result.sent), "skipped": result.skipped})
 
 
 @bp.get("/surveys/<int:survey_id>/results")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from crm.campaigns.schemas import UserRef
 from crm.schemas import QuerySchema, StrictSchema, UTCDateTime
 from crm.surveys.models import ANSWER_MEDIA, CAPTURE_MEDIA, CONTEXT_CHANNELS, SURVEY_KINDS
 from crm.surveys.services import MAX_COMMENT, MAX_QUESTION, MAX_SATISFACTION_QUESTIONS
@@ -37,12 +38,6 @@ class SurveyIn(StrictSchema):
     audience = fields.Nested(SurveyAudienceIn, required=True)
 
 
-class UserRef(Schema):
-    id = fields.Integer()
-    name = fields.String()
-    role = fields.String()
-
-
 class ContextOut(Schema):
     channel = fields.String(allow_none=True)
     reference_id = fields.Integer(allow_none=True)
@@ -70,15 +65,15 @@ class SurveyPage(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
-class SkippedOut(Schema):
+class SurveySkippedOut(Schema):
     hcp_id = fields.Integer()
     reason = fields.String()
     detail = fields.String()
 
 
-class SendOut(Schema):
+class SurveySendOut(Schema):
     sent = fields.Integer()
-    skipped = fields.List(fields.Nested(SkippedOut))
+    skipped = fields.List(fields.Nested(SurveySkippedOut))
 
 
 class AnswerIn(StrictSchema):
