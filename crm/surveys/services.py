@@ -410,10 +410,11 @@ def _record(session: DbSession, actor: Any, survey: Survey, hcp: HCP, answer: An
     return response
 
 
-def answer_by_link(session: DbSession, token: Any, answer: Answer) -> SurveyResponse:
+def answer_by_link(session: DbSession, token: Any, answer: Answer, *, at: datetime | None = None) -> SurveyResponse:
     """The HCP's POST through the signed link: recorded once; the link is used up in the same transaction.
 
     ``Conflict`` (rule ``already-answered``) when the HCP answered already, through this link or otherwise.
+    ``at`` is the answer's instant: now, except for the demo loader, which replays answers of the past.
     """
     from crm.consent import tokens
 
@@ -421,7 +422,7 @@ def answer_by_link(session: DbSession, token: Any, answer: Answer) -> SurveyResp
     checked = check_answer(survey, answer)
     if not tokens.consume(session, token):
         raise Conflict("This survey link has already been used.", rule=ALREADY_ANSWERED)
-    return _record(session, None, survey, hcp, checked, medium="link", answered_at=utcnow())
+    return _record(session, None, survey, hcp, checked, medium="link", answered_at=at or utcnow())
 
 
 def survey_of_token(session: DbSession, token: Any) -> tuple[Survey, HCP]:
