@@ -30,6 +30,9 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.orders.api import bp as orders_api
     from crm.orders.views import bp as orders_pages
     from crm.products.api import bp as products_api
+    from crm.surveys.api import bp as surveys_api
+    from crm.surveys.views import bp as surveys_pages
+    from crm.surveys.views import public_bp as surveys_public
     from crm.timeline.api import bp as timeline_api
     from crm.timeline.views import bp as timeline_pages
     from crm.visits.api import bp as visits_api
@@ -66,4 +69,7 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (campaigns_api, True),
         (campaigns_pages, False),
         (email_events_api, True),
+        (surveys_api, True),
+        (surveys_pages, False),
+        (surveys_public, False),
     ]

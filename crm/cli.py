@@ -54,5 +54,9 @@ def _register() -> None:
 
     crm_cli.add_command(mail_cli)
 
+    from crm.surveys.cli import surveys_cli
+
+    crm_cli.add_command(surveys_cli)
+
 
 _register()

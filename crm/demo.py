@@ -156,6 +156,9 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
         campaign_counts = load_campaign_demo(session, users, [h for h, _code in new_hcps], now)
         counts["campaigns"] = campaign_counts["campaigns"]
         counts["email_events"] = campaign_counts["email_events"]
+        from crm.surveys.demo import load_survey_demo
+
+        counts.update(load_survey_demo(session, users, [h for h, _code in new_hcps], now))
     return counts
 
 

@@ -30,5 +30,6 @@ from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError
 from crm.mail.models import MailOutbox  # noqa: F401
 from crm.orders.models import Order, OrderAttempt, OrderEvent, OrderLine, OrderOutbox  # noqa: F401
 from crm.products.models import Product, SampleLot  # noqa: F401
+from crm.surveys.models import Survey, SurveyRecipient, SurveyResponse  # noqa: F401
 from crm.timeline.models import Interaction, InteractionParticipant, InteractionProduct, SensitiveRead  # noqa: F401
 from crm.visits.models import Visit, VisitAttendee, VisitSample  # noqa: F401

@@ -70,3 +70,8 @@ NAV["compliance"].extend([("callcentre_pages.cases", "Adverse events"), ("events
                                                                          "Transfers of value"),
                           ("guardrails_pages.rules", "Guardrails")])
 NAV["admin"].append(("events_pages.transfers_report", "Transfers of value"))
+
+# Surveys (issue 12): marketing writes and sends them; everyone reads the results.
+NAV["marketer"].append(("surveys_pages.index", "Surveys"))
+NAV["compliance"].append(("surveys_pages.index", "Surveys"))
+NAV["admin"].append(("surveys_pages.index", "Surveys"))

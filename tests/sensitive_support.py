@@ -134,5 +134,20 @@ def build(db: Any, factory: Any) -> SensitiveWorld:
                            currency="USD", paid_on=now.date(), description=f"{MARK}-transfer-note")
     world.add("event", event.id)
     world.add("interaction", *(i for (i,) in db.query(Interaction.id).filter(Interaction.channel == "event")))
+
+    # 6. A survey answer whose comment reports an adverse event (pv), captured by the call centre.
+    from crm.surveys import services as surveys
+
+    survey = surveys.create_survey(db, users["marketer"], v("marketer"), {
+        "name": "After the round table", "kind": "nps", "questions": [], "context": {"channel": "event"},
+        "audience": {"hcp_ids": [hcp.id, hcp2.id]}})
+    response = surveys.capture_answer(
+        db, agent, v("call_centre"), survey, hcp_id=hcp.id, medium="phone",
+        answer=surveys.Answer(2, (), f"{MARK}-survey-comment: my patient had a rash"))
+    assert response.sensitivity == "pv", "the guardrails should have made the survey answer pv"
+    world.add("survey", survey.id)
+    world.add("interaction", response.interaction_id)
+    for row in db.query(AdverseEventCase).filter(AdverseEventCase.id.notin_(world.ids["case"])):
+        world.add("case", row.id)
     db.flush()
     return world

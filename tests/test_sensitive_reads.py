@@ -30,6 +30,7 @@ FILLED = {
     "inquiry_id": lambda w: w.ids["inquiry"],
     "case_id": lambda w: w.ids["case"],
     "event_id": lambda w: w.ids["event"],
+    "survey_id": lambda w: w.ids["survey"],
 }
 
 # Routes the walker does not request, and why. Adding a GET route with another parameter fails the test
@@ -44,6 +45,7 @@ NOT_WALKED = {
     # The data-subject download: a single-use link mailed to the HCP's own address; what it holds (no medical or
     # pv text, no staff) is asserted in tests/test_consent_pages.py.
     "/consent/my-data/<token>": "signed single-use link mailed to the HCP, no role",
+    "/surveys/answer/<token>": "signed single-use survey link mailed to one HCP, no role; shows only the questions",
     # Marketing and ordering records: campaigns, templates, audiences, orders, HCOs, notices and master-data
     # runs are never medical or pv and carry no interaction content.
     "/api/v1/audiences/<int:audience_id>/preview": "campaign audience (HCP list), no interaction content",

@@ -171,6 +171,10 @@ WRITE_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # master data (issue 7): imports, duplicate review, data-subject exports
     "masterdata.import": (frozenset({"admin"}), frozenset()),
     "hcp.export": (frozenset({"admin", "compliance"}), frozenset()),
+    # surveys (issue 12): marketing writes and sends them; an answer given in a conversation is captured by
+    # the call centre, or by a rep for an HCP of their own territories
+    "survey.write": (frozenset({"marketer"}), frozenset()),
+    "survey.capture": (frozenset({"call_centre", "field_rep"}), frozenset({"field_rep"})),
 }
 
 

@@ -17,7 +17,7 @@ REASONS = ("product_information", "medical_inquiry", "adverse_event", "complaint
 REASON_SENSITIVITY = {"medical_inquiry": "medical", "adverse_event": "pv"}
 INQUIRY_STATUSES = ("open", "answered", "closed")
 CASE_STATUSES = ("open", "closed")
-CASE_SOURCES = ("call_centre", "visit")
+CASE_SOURCES = ("call_centre", "visit", "survey")
 AE_DUE_HOURS = 24
 
 

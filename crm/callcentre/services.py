@@ -351,6 +351,16 @@ def open_case_from_contact(session: DbSession, actor: Any, viewer: Viewer, conta
     )
 
 
+def open_case_from_survey(session: DbSession, actor: Any, *, hcp_id: int, received_at: datetime, reporter: str,
+                          description: str, interaction_id: int | None) -> AdverseEventCase:
+    """Adverse-event wording in a survey comment opens a case, its 24-hour clock running from the answer.
+
+    The survey response's timeline item is `pv` from the start (``crm.surveys`` screens the comment before
+    it writes the item), so nothing needs reclassifying here."""
+    return _open_case(session, actor, hcp_id=hcp_id, source="survey", received_at=received_at, reporter=reporter,
+                      product=None, description=description, interaction_id=interaction_id)
+
+
 def open_case_from_visit(session: DbSession, actor: Any, *, visit: Any,
                          hits: list[guardrails.Hit]) -> AdverseEventCase | None:
     """Adverse-event wording in a submitted visit opens a case (once per visit).

@@ -39,11 +39,19 @@ def _call(item: Interaction) -> Needed:
     return None
 
 
+def _survey_answer(item: Interaction) -> Needed:
+    # An answer given in a conversation (phone, visit) was a market-research contact on that channel; one
+    # given through the HCP's own link followed a mail already checked against consent when it was sent.
+    medium = (item.details or {}).get("medium")
+    return (medium, "market_research") if medium in ("phone", "visit", "remote_meeting") else None
+
+
 # kind (exact) or channel prefix ("call_centre.") -> rule
 PROMOTIONAL_CONTACTS: dict[str, Callable[[Interaction], Needed]] = {
     "visit.submitted": _visit,
     "email.sent": _email,
     "call_centre.": _call,
+    "survey.answered": _survey_answer,
 }
 
 

@@ -27,7 +27,8 @@ SYSTEM_SOURCE = "system"
 STATES = ("none", "pending", "granted", "withdrawn", "expired")
 NOTICE_STATUSES = ("draft", "active", "retired")
 # ``data_export``: the short-lived link mailed to the HCP's own address for the data-subject download.
-TOKEN_PURPOSES = ("confirm", "unsubscribe", "preferences", "data_export")
+# ``survey``: the single-use answer link of a survey mail (``crm.surveys``), reference ``survey:<id>``.
+TOKEN_PURPOSES = ("confirm", "unsubscribe", "preferences", "data_export", "survey")
 
 
 class Notice(Base):

@@ -45,6 +45,8 @@ DEFAULT_RULES: dict[str, tuple[str, ...]] = {
 CONTEXT_CATEGORIES: dict[str, tuple[str, ...]] = {
     "visit": ("adverse_event", "medical_question", "promotional"),
     "call_centre": ("adverse_event", "promotional"),
+    # An HCP's survey comment: adverse-event wording must reach pharmacovigilance (crm.surveys).
+    "survey": ("adverse_event",),
 }
 CONTEXTS = tuple(CONTEXT_CATEGORIES)
 MAX_PHRASE = 200

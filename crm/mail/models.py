@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from crm.db import Base, UTCDateTime, utcnow
 from crm.security.crypto import EncryptedString
 
-MAIL_KINDS = ("campaign", "invitation", "double_opt_in", "other")
+MAIL_KINDS = ("campaign", "invitation", "double_opt_in", "survey", "other")
 MAIL_STATES = ("queued", "sending", "sent", "failed")
 
 

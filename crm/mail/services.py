@@ -13,7 +13,7 @@ consent request it belongs to; ``deliver_pending`` takes it from there:
    exponential backoff, or ``failed`` after ``CRM_MAIL_MAX_ATTEMPTS``. The business row follows (the campaign
    recipient's or invitation's ``queued`` -> ``sent`` | ``failed``).
 
-Consent is checked again before a campaign mail or an invitation is handed over: one that waited for a
+Consent is checked again before a campaign mail, an invitation or a survey is handed over: one that waited for a
 retry while the HCP unsubscribed (or was erased) is ``failed`` with the rule and never leaves.
 
 Never twice: a worker that dies between the hand-over and step 3 leaves its claimed rows ``sending``; when
@@ -209,9 +209,12 @@ def claim(app: Flask, now: datetime, limit: int, ids: Sequence[int] | None = Non
 
 
 def _purpose(s: DbSession, row: MailOutbox) -> str | None:
-    """The consent purpose a promotional mail needs (campaign: its template's; invitation: events)."""
+    """The consent purpose a promotional mail needs (campaign: its template's; invitation: events; survey:
+    market research)."""
     from crm.campaigns.models import Campaign, CampaignMessage, EmailTemplate
 
+    if row.kind == "survey":
+        return "market_research"
     if row.campaign_message_id is not None:
         return s.scalar(select(EmailTemplate.purpose).join(Campaign, Campaign.template_id == EmailTemplate.id)
                         .join(CampaignMessage, CampaignMessage.campaign_id == Campaign.id)

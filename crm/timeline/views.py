@@ -99,7 +99,8 @@ def record_links(items: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
             found.setdefault(item_id, (endpoint, record_id))
     # Event items (invited, registered, attended, no-show; attended items are superseded as attendance
     # grows) and campaign mails name their event or campaign in their details: only that id is used.
-    by_channel = {"event": ("event_id", "events_pages.show"), "email": ("campaign_id", "campaigns_pages.show")}
+    by_channel = {"event": ("event_id", "events_pages.show"), "email": ("campaign_id", "campaigns_pages.show"),
+                  "survey": ("survey_id", "surveys_pages.show")}
     rows = db.session.execute(select(Interaction.id, Interaction.channel, Interaction.details)
                               .where(Interaction.id.in_(ids), Interaction.channel.in_(by_channel)))
     for item_id, channel, details in rows:
@@ -117,10 +118,12 @@ def record_links(items: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
 
 _ID_ARGS = {"visits_pages.edit": "visit_id", "callcentre_pages.contact": "contact_id",
             "callcentre_pages.inquiry": "inquiry_id", "orders_pages.show": "order_id",
-            "events_pages.show": "event_id", "campaigns_pages.show": "campaign_id"}
+            "events_pages.show": "event_id", "campaigns_pages.show": "campaign_id",
+            "surveys_pages.show": "survey_id"}
 _LINK_LABELS = {"visits_pages.edit": "Open the visit", "callcentre_pages.contact": "Open the contact",
                 "callcentre_pages.inquiry": "Open the medical inquiry", "orders_pages.show": "Open the order",
-                "events_pages.show": "Open the event", "campaigns_pages.show": "Open the campaign"}
+                "events_pages.show": "Open the event", "campaigns_pages.show": "Open the campaign",
+                "surveys_pages.show": "Open the survey"}
 
 
 def _context() -> dict[str, Any]:
@@ -155,6 +158,7 @@ def hcp(hcp_id: int):
         # The buttons follow the write rules: a rep logs visits only in own territories (policy.py).
         can_log_visit=write_decision(who, "visit.create", [record.territory_id]).allowed,
         can_log_contact=write_decision(who, "call_centre.contact").allowed,
+        can_capture_survey=write_decision(who, "survey.capture", [record.territory_id]).allowed,
         **_context(),
     )
 
