@@ -241,3 +241,28 @@ def test_keys_generate_prints_a_usable_key(runner):
         ring = Keyring([key])
         assert ring.decrypt("hcps.email", ring.encrypt("hcps.email", "a@b.c")) == "a@b.c"
     assert runner.invoke(args=["crm", "keys", "generate", "--scheme", "rot13"]).exit_code == 2
+
+
+# -- the NPPES import under an AES-GCM key ---------------------------------------------------------
+
+def test_the_nppes_import_writes_aes_gcm_values_that_read_back_and_a_rotation_leaves_them(runner, db, use_keys):
+    from sqlalchemy import select
+
+    from crm.hcps.models import HCPIdentifier
+    from crm.integrations.masterdata.importer import import_nppes_file
+    from tests.masterdata_helpers import SAMPLE
+
+    use_keys(AES_B, FERNET_A)
+    run = import_nppes_file(db, None, SAMPLE)
+    assert (run.status, run.created) == ("completed", 300)
+    hcp = db.scalar(select(HCP).join(HCPIdentifier).where(HCPIdentifier.kind == "npi",
+                                                            HCPIdentifier.value == "2260181591"))
+    raw = db.execute(text("SELECT phone, address_line FROM hcps WHERE id = :i"), {"i": hcp.id}).one()
+    assert raw.phone.startswith("A1.") and raw.address_line.startswith("A1.")
+    assert Keyring([AES_B]).decrypt("hcps.phone", raw.phone) == "3269947784"
+    db.expire_all()
+    assert (hcp.phone, hcp.address_line) == ("3269947784", "72 Oak St")
+    # everything the import wrote is already under the newest key: nothing to rotate
+    result = runner.invoke(args=["crm", "keys", "rotate"])
+    assert result.exit_code == 0 and "hcps.phone: rotated 0" in result.output
+    assert "hcps.address_line: rotated 0" in result.output
