@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet
+from crm.security.crypto import KeyFormatError, generate_key, parse_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
@@ -82,13 +82,15 @@ class Settings:
                 raise ConfigError(f"{name} is not set; it is required when CRM_ENV=production")
             return _dev_secret(name, make)
 
-        keys_raw = secret("CRM_ENCRYPTION_KEYS", lambda: Fernet.generate_key().decode())
+        # A new installation's generated key is AES-GCM; an existing key file (Fernet) is read as it is.
+        keys_raw = secret("CRM_ENCRYPTION_KEYS", generate_key)
         keys = [k.strip() for k in keys_raw.split(",") if k.strip()]
         for k in keys:
             try:
-                Fernet(k.encode())
-            except Exception as exc:  # ValueError / binascii.Error
-                raise ConfigError("CRM_ENCRYPTION_KEYS holds a value that is not a Fernet key") from exc
+                parse_key(k)
+            except KeyFormatError as exc:
+                raise ConfigError("CRM_ENCRYPTION_KEYS holds a value that is neither a Fernet key nor "
+                                  "aesgcm:<32 bytes, URL-safe base64> (crm keys generate makes one)") from exc
         default_db = f"sqlite:///{instance / 'crm.sqlite3'}"
         database_url = env.get("CRM_DATABASE_URL", "").strip()
         if not database_url:

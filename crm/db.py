@@ -422,7 +422,13 @@ def bulk_parameters(
 
 
 def _processor(table: Any, key: str, dialect: Any) -> Callable[[Any], Any] | None:
+    from crm.security.crypto import EncryptedString
+
     column_type = table.c[key].type
+    if isinstance(column_type, EncryptedString):
+        # The keyring taken once for the batch's column, not through the application for each value
+        # (its impl, Text, converts nothing further on either dialect).
+        return column_type.batch_encryptor()
     return column_type.dialect_impl(dialect).bind_processor(dialect)
 
 

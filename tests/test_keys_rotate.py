@@ -172,11 +172,11 @@ def test_a_value_the_app_rewrites_during_the_batch_is_not_overwritten(app, db, f
     table = _db.metadata.tables["hcps"]
 
     class AppWritesMeanwhile(Keyring):
-        def rotate(self, token: str) -> str:
+        def rotate(self, token: str, context: str) -> str:
             # the app saves a new phone number between our read and our write
             db.execute(text("UPDATE hcps SET phone = :v WHERE id = :id"),
                        {"v": self.encrypt("hcps.phone", "+1 555 0123"), "id": hcp_id})
-            return super().rotate(token)
+            return super().rotate(token, context)
 
     report, batches = rotate_column(db, AppWritesMeanwhile([KEY_B, KEY_A]), table, table.c.phone, 10)
     assert (report.rotated, report.current, batches, report.done) == (0, 1, 1, True)
@@ -287,7 +287,8 @@ def test_the_ledger_stays_append_only_outside_the_rotation_path(db, factory, use
 
     event = grant(db, factory.hcp(), "visit", "events", "visit")
     token = _raw(db, "consent_events", "evidence", event.id)
-    other = Keyring([KEY_A]).rotate(token)  # a valid re-encryption, as the rotation would write it
+    # a valid re-encryption, as the rotation would write it
+    other = Keyring([KEY_A]).rotate(token, "consent_events.evidence")
     # without the flag: no UPDATE at all, not even of the evidence alone, and no DELETE
     _refused(db, "UPDATE consent_events SET evidence = :v WHERE id = :id", {"v": other, "id": event.id})
     _refused(db, "UPDATE consent_events SET source = 'import' WHERE id = :id", {"id": event.id})

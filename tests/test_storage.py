@@ -73,7 +73,7 @@ def test_keyring_rotation_and_unknown_key():
     token = Keyring([old]).encrypt("hcps.email", "a@b.c")
     both = Keyring([new, old])
     assert both.decrypt("hcps.email", token) == "a@b.c" and not both.is_current(token)
-    rotated = both.rotate(token)
+    rotated = both.rotate(token, "hcps.email")
     assert both.is_current(rotated) and Keyring([new]).decrypt("hcps.email", rotated) == "a@b.c"
     with pytest.raises(DecryptionError):
         Keyring([Fernet.generate_key().decode()]).decrypt("hcps.email", token)

@@ -1,10 +1,14 @@
 """``crm keys rotate``: re-encrypt every encrypted column under the newest key, while the app serves.
 
-Works on the ciphertext with plain SQL: nothing is decrypted into ORM objects, the ``table.column``
-context inside each value stays as it is, and ORM side effects (``updated_at``, optimistic ``version``)
-are not triggered, because no business data changes. Rows go in primary-key order, in small batches
-that each commit on their own, so the app keeps writing between them and a killed run simply starts
-again: values already under the newest key are recognised and skipped.
+Works on the ciphertext with plain SQL: nothing is decrypted into ORM objects, and ORM side effects
+(``updated_at``, optimistic ``version``) are not triggered, because no business data changes. Each value
+is decrypted as a value of its own ``table.column`` (one copied from another column counts as unreadable)
+and encrypted again under the newest key, in that key's scheme (AES-GCM or Fernet, see crypto.py), so a
+Fernet value moves to AES-GCM when an AES-GCM key is put in front. Rows go in primary-key order, in small
+batches that each commit on their own, so the app keeps writing between them and a killed run simply
+starts again: values already under the newest key are recognised and skipped.
+
+``crm keys generate`` prints a new key to put in front of ``CRM_ENCRYPTION_KEYS``.
 
 The consent ledger is append-only; its triggers let through one UPDATE only: the rotation's own
 compare-and-set, with a transaction-local flag set around it (``rotation_allowed``), that changes the
@@ -22,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from cryptography.fernet import InvalidToken
 from flask.cli import AppGroup
 from sqlalchemy import Column, Table, text
 from tqdm import tqdm
@@ -30,7 +33,7 @@ from tqdm import tqdm
 from crm.audit import services as audit
 from crm.db import DbSession
 from crm.extensions import db
-from crm.security.crypto import EncryptedString, Keyring, keyring
+from crm.security.crypto import DecryptionError, EncryptedString, Keyring, generate_key, keyring
 
 keys_cli = AppGroup("keys", help="Encryption keys.")
 
@@ -111,6 +114,9 @@ def rotate_column(
 ) -> tuple[ColumnReport, int]:
     """Re-encrypt one column in committed batches. Returns the report and the batches used."""
     sql = _Sql(session, table, column)
+    column_type = column.type
+    assert isinstance(column_type, EncryptedString)  # noqa: S101 - encrypted_columns() found it by this type
+    context = column_type.context
     report = ColumnReport(f"{table.name}.{column.name}")
     last: tuple[Any, ...] | None = None
     batches = 0
@@ -130,12 +136,13 @@ def rotate_column(
                 report.current += 1
                 continue
             try:
-                new = ring.rotate(token)
-            except InvalidToken:
-                # Not readable under any configured key: report it, never print it, leave it untouched.
+                from_keys[ring.key_id(ring.key_index(token, context))] += 1
+                new = ring.rotate(token, context)
+            except DecryptionError:
+                # Not readable under any configured key (or not this column's): report it, never print
+                # it, leave it untouched.
                 report.unreadable += 1
                 continue
-            from_keys[ring.key_id(ring.key_index(token))] += 1
             updates.append({"new": new, "old": token, **{f"k{i}": row[i] for i in range(len(sql.pk))}})
         if updates:
             with rotation_allowed(session):
@@ -191,3 +198,11 @@ def rotate(batch_size: int, max_batches: int | None) -> None:
         click.echo(f"error: {unreadable} values do not decrypt under any configured key; "
                    "add the missing key to CRM_ENCRYPTION_KEYS and run again", err=True)
         raise SystemExit(1)
+
+
+@keys_cli.command("generate")
+@click.option("--scheme", type=click.Choice(["aes-gcm", "fernet"]), default="aes-gcm", show_default=True,
+              help="aes-gcm for new keys; fernet only to match an older installation.")
+def generate(scheme: str) -> None:
+    """Print a new encryption key: put it first in CRM_ENCRYPTION_KEYS, restart, then run `crm keys rotate`."""
+    click.echo(generate_key(scheme))

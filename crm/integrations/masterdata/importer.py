@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -729,7 +730,10 @@ def _bulk_insert(session: DbSession, table: Any, rows: list[dict[str, Any]], *, 
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=keys)
     if compiled.positiontup is not None:
         order = [keys.index(k) for k in compiled.positiontup]
-        conn.exec_driver_sql(compiled.string, [tuple(row[i] for i in order) for row in params])
+        if order != list(range(len(keys))):  # the statement names the columns in another order
+            pick = itemgetter(*order)
+            params = [pick(row) if len(order) > 1 else (pick(row),) for row in params]
+        conn.exec_driver_sql(compiled.string, params)
     else:
         conn.exec_driver_sql(compiled.string, [dict(zip(keys, row, strict=True)) for row in params])
 
