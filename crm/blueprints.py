@@ -24,12 +24,17 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.hcps.api import bp as hcps_api
     from crm.hcps.views import bp as hcps_pages
     from crm.home.views import bp as home_views
+    from crm.insights.views import bp as insights_pages
     from crm.integrations.masterdata.views import bp as masterdata_pages
     from crm.integrations.sendgrid.api import bp as email_events_api
     from crm.openapi import bp as openapi_bp
     from crm.orders.api import bp as orders_api
     from crm.orders.views import bp as orders_pages
+    from crm.plans.api import bp as plans_api
+    from crm.plans.views import bp as plans_pages
     from crm.products.api import bp as products_api
+    from crm.segments.api import bp as segments_api
+    from crm.segments.views import bp as segments_pages
     from crm.timeline.api import bp as timeline_api
     from crm.timeline.views import bp as timeline_pages
     from crm.visits.api import bp as visits_api
@@ -66,4 +71,9 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (campaigns_api, True),
         (campaigns_pages, False),
         (email_events_api, True),
+        (segments_api, True),
+        (segments_pages, False),
+        (plans_api, True),
+        (plans_pages, False),
+        (insights_pages, False),
     ]

@@ -54,5 +54,9 @@ def _register() -> None:
 
     crm_cli.add_command(mail_cli)
 
+    from crm.plans.cli import plans_cli
+
+    crm_cli.add_command(plans_cli)
+
 
 _register()

@@ -70,3 +70,12 @@ NAV["compliance"].extend([("callcentre_pages.cases", "Adverse events"), ("events
                                                                          "Transfers of value"),
                           ("guardrails_pages.rules", "Guardrails")])
 NAV["admin"].append(("events_pages.transfers_report", "Transfers of value"))
+
+# Segments, engagement plans and the glossary (issue 12): the home office plans; reps follow their plan;
+# everyone reads the results and the lexicon.
+NAV["marketer"].extend([("plans_pages.index", "Plans"), ("segments_pages.index", "Segments")])
+NAV["field_rep"].append(("plans_pages.index", "Plans"))
+for _role in ("call_centre", "medical", "compliance", "admin"):
+    NAV[_role].append(("plans_pages.index", "Plans"))
+for _role in NAV:
+    NAV[_role].append(("insights_pages.glossary", "Glossary"))
