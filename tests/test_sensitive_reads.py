@@ -30,6 +30,8 @@ FILLED = {
     "inquiry_id": lambda w: w.ids["inquiry"],
     "case_id": lambda w: w.ids["case"],
     "event_id": lambda w: w.ids["event"],
+    "plan_id": lambda w: w.ids["plan"],
+    "segment_id": lambda w: w.ids["segment"],
 }
 
 # Routes the walker does not request, and why. Adding a GET route with another parameter fails the test

@@ -81,9 +81,9 @@ KPIS: tuple[Kpi, ...] = (
         "Touches divided by reach (0 when nobody was reached)."),
     Kpi("behind_plan", "Behind plan",
         "HCPs whose touches lag the time gone by in the cycle.", "HCPs",
-        "An HCP is behind when the touches that met a goal are fewer than the HCP's planned touches times the "
-        "share of the cycle that has passed (nobody is behind on the first day; after the last day, everyone "
-        "short of the goal is)."),
+        "An HCP is behind when the touches that met a goal are fewer than the touches due by now: the HCP's "
+        "planned touches times the share of the cycle that has passed, rounded down (a goal of 2 in a quarter "
+        "expects the first touch by mid-quarter; after the last day, everyone short of the goal is behind)."),
     Kpi("product_touches", "Product touches",
         "Touches that named a product, against the plan's per-product goal.", "touches",
         "Touches on the goal's channel whose timeline item lists the product; planned = the goal per HCP "

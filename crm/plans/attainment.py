@@ -10,6 +10,7 @@ those rows. The KPIs are defined in ``crm.insights.kpis.KPIS``.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -169,8 +170,9 @@ def attainment(session: DbSession, plan: EngagementPlan, *, territory_ids: Itera
             terr["tally"].reached.add(h.id)
         for goal, tally in products:
             tally.add(h.id, int(goal["touches"]), per_product.get((h.id, goal["channel"], goal["sku"]), 0))
-        expected = planned * elapsed
-        behind = attained < expected - 1e-9
+        # whole touches due by now: a goal of 2 expects the first at mid-cycle, not a fraction on day one
+        expected = math.floor(planned * elapsed + 1e-9)
+        behind = attained < expected
         terr["behind"] += behind
         territory = territory_rows.get(h.territory_id) if h.territory_id is not None else None
         progress.append({
@@ -178,7 +180,7 @@ def attainment(session: DbSession, plan: EngagementPlan, *, territory_ids: Itera
             "territory": territory.code if territory is not None else None,
             "goals": {c: g for c, g in goals.items() if g}, "touches": {c: n for c, n in done.items() if n},
             "planned": planned, "attained": attained, "attainment_pct": _pct(attained, planned),
-            "expected_by_now": round(expected, 2), "behind": behind,
+            "expected_by_now": expected, "behind": behind,
         })
     progress.sort(key=lambda r: (not r["behind"], r["attainment_pct"] if r["attainment_pct"] is not None else 101,
                                  r["name"], r["hcp_id"]))

@@ -154,7 +154,8 @@ class PlanHcpProgress(Schema):
     planned = fields.Integer()
     attained = fields.Integer()
     attainment_pct = fields.Float(allow_none=True)
-    expected_by_now = fields.Float(metadata={"description": "planned x the share of the cycle passed"})
+    expected_by_now = fields.Integer(metadata={"description": "planned x the share of the cycle passed, rounded "
+                                                              "down"})
     behind = fields.Boolean(metadata={"description": "kpi-behind-plan"})
 
 
