@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
@@ -53,8 +54,12 @@ def create_segment(session: DbSession, actor: Any, viewer: Viewer, data: dict[st
         raise Conflict(f"A segment named {name!r} exists already.")
     segment = Segment(name=name[:200], description=(data.get("description") or "").strip()[:500],
                       created_by_id=actor.id, **criteria)
-    session.add(segment)
-    session.flush()
+    try:
+        with session.begin_nested():  # two saves of one name at once: the unique constraint decides
+            session.add(segment)
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"A segment named {name!r} exists already.") from exc
     audit.record(session, actor, "segment.create", "segment", segment.id,
                  audit.created({"name": segment.name, "description": segment.description, **criteria}))
     return segment
