@@ -24,12 +24,17 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.hcps.api import bp as hcps_api
     from crm.hcps.views import bp as hcps_pages
     from crm.home.views import bp as home_views
+    from crm.insights.views import bp as insights_pages
     from crm.integrations.masterdata.views import bp as masterdata_pages
     from crm.integrations.sendgrid.api import bp as email_events_api
     from crm.openapi import bp as openapi_bp
     from crm.orders.api import bp as orders_api
     from crm.orders.views import bp as orders_pages
+    from crm.plans.api import bp as plans_api
+    from crm.plans.views import bp as plans_pages
     from crm.products.api import bp as products_api
+    from crm.segments.api import bp as segments_api
+    from crm.segments.views import bp as segments_pages
     from crm.surveys.api import bp as surveys_api
     from crm.surveys.views import bp as surveys_pages
     from crm.surveys.views import public_bp as surveys_public
@@ -72,4 +77,9 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (surveys_api, True),
         (surveys_pages, False),
         (surveys_public, False),
+        (segments_api, True),
+        (segments_pages, False),
+        (plans_api, True),
+        (plans_pages, False),
+        (insights_pages, False),
     ]

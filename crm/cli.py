@@ -57,6 +57,9 @@ def _register() -> None:
     from crm.surveys.cli import surveys_cli
 
     crm_cli.add_command(surveys_cli)
+    from crm.plans.cli import plans_cli
+
+    crm_cli.add_command(plans_cli)
 
 
 _register()

@@ -95,6 +95,7 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
               now: datetime | None = None) -> dict[str, int]:
     """Load the demo data set; returns counts of what was created this time."""
     from crm.hcps.services import create_hcp
+    from crm.plans.demo import demo_tier, load_plan_demo
 
     rnd = random.Random(20261122)  # noqa: S311 - reproducible demo data, not security
     now = now or datetime.now(UTC)
@@ -139,6 +140,7 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
             "address_line": f"{rnd.randint(1, 999)} {rnd.choice(['Main', 'Oak', 'Elm', 'Harbor'])} St",
             "city": city, "state": state, "postal_code": postal, "territory": code,
             "identifiers": {"npi": npi}, "tags": [rnd.choice(["kol", "high-potential", "new-prescriber"])],
+            "tier": demo_tier(i),
         })
         hco = rnd.choice(hcos[code])
         session.add(Affiliation(hcp_id=hcp.id, hco_id=hco.id, role="attending"))
@@ -159,6 +161,7 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
         from crm.surveys.demo import load_survey_demo
 
         counts.update(load_survey_demo(session, users, [h for h, _code in new_hcps], now))
+    counts.update(load_plan_demo(session, users, now))
     return counts
 
 

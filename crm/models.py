@@ -29,7 +29,9 @@ from crm.integrations.eventplatform.models import UnmatchedAttendanceRow  # noqa
 from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError, ImportRun  # noqa: F401
 from crm.mail.models import MailOutbox  # noqa: F401
 from crm.orders.models import Order, OrderAttempt, OrderEvent, OrderLine, OrderOutbox  # noqa: F401
+from crm.plans.models import EngagementPlan, PlanTarget, PlanTerritory  # noqa: F401
 from crm.products.models import Product, SampleLot  # noqa: F401
+from crm.segments.models import Segment  # noqa: F401
 from crm.surveys.models import Survey, SurveyRecipient, SurveyResponse  # noqa: F401
 from crm.timeline.models import Interaction, InteractionParticipant, InteractionProduct, SensitiveRead  # noqa: F401
 from crm.visits.models import Visit, VisitAttendee, VisitSample  # noqa: F401

@@ -75,3 +75,11 @@ NAV["admin"].append(("events_pages.transfers_report", "Transfers of value"))
 NAV["marketer"].append(("surveys_pages.index", "Surveys"))
 NAV["compliance"].append(("surveys_pages.index", "Surveys"))
 NAV["admin"].append(("surveys_pages.index", "Surveys"))
+# Segments, engagement plans and the glossary (issue 12): the home office plans; reps follow their plan;
+# everyone reads the results and the lexicon.
+NAV["marketer"].extend([("plans_pages.index", "Plans"), ("segments_pages.index", "Segments")])
+NAV["field_rep"].append(("plans_pages.index", "Plans"))
+for _role in ("call_centre", "medical", "compliance", "admin"):
+    NAV[_role].append(("plans_pages.index", "Plans"))
+for _role in NAV:
+    NAV[_role].append(("insights_pages.glossary", "Glossary"))

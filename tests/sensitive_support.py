@@ -150,4 +150,22 @@ def build(db: Any, factory: Any) -> SensitiveWorld:
     for row in db.query(AdverseEventCase).filter(AdverseEventCase.id.notin_(world.ids["case"])):
         world.add("case", row.id)
     db.flush()
+
+    # 6. A segment and a plan over these HCPs this quarter (issue 12): attainment counts the medical and pv
+    # items above, and shows none of their content.
+    from crm.plans.services import create_plan, current_quarter
+    from crm.segments.services import create_segment
+
+    segment = create_segment(db, users["marketer"], v("marketer"), {"name": "Sensitive world GPs",
+                                                                     "professions": ["gp"]})
+    start, end = current_quarter(now.date())
+    plan = create_plan(db, users["marketer"], v("marketer"), {
+        "name": "Sensitive world plan", "cycle_start": start - timedelta(days=90), "cycle_end": end,
+        "segment_id": segment.id, "territory_codes": [territory.code],
+        "channel_goals": {"visit": 2, "call_centre": 1, "event": 1},
+        "product_goals": [{"sku": HIDDEN_SKU, "channel": "visit", "touches": 1}],
+        "targets": [{"hcp_id": hcp2.id, "goals": {"visit": 3}}]})
+    world.add("segment", segment.id)
+    world.add("plan", plan.id)
+    db.flush()
     return world

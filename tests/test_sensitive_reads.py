@@ -31,6 +31,8 @@ FILLED = {
     "case_id": lambda w: w.ids["case"],
     "event_id": lambda w: w.ids["event"],
     "survey_id": lambda w: w.ids["survey"],
+    "plan_id": lambda w: w.ids["plan"],
+    "segment_id": lambda w: w.ids["segment"],
 }
 
 # Routes the walker does not request, and why. Adding a GET route with another parameter fails the test

@@ -175,6 +175,9 @@ WRITE_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # the call centre, or by a rep for an HCP of their own territories
     "survey.write": (frozenset({"marketer"}), frozenset()),
     "survey.capture": (frozenset({"call_centre", "field_rep"}), frozenset({"field_rep"})),
+    # segments and engagement plans (issue 12): the home office plans, everyone reads the results
+    "segment.write": (frozenset({"marketer"}), frozenset()),
+    "plan.write": (frozenset({"marketer"}), frozenset()),
 }
 
 
@@ -196,6 +199,30 @@ def write_decision(viewer: Viewer, action: str, hcp_territory_ids: Iterable[int 
 def require_write(viewer: Viewer, action: str, hcp_territory_ids: Iterable[int | None] = ()) -> Decision:
     """``write_decision`` that raises ``Forbidden`` (403, rule in the body) when refused."""
     decision = write_decision(viewer, action, hcp_territory_ids)
+    if not decision.allowed:
+        raise Forbidden(decision.reason, rule=decision.rule)
+    return decision
+
+
+def plan_read_decision(viewer: Viewer, plan_territory_ids: Iterable[int]) -> Decision:
+    """May ``viewer`` read an engagement plan scoped to ``plan_territory_ids`` (empty: every territory)?
+
+    Everyone reads plans and their attainment (aggregate KPIs are shared); a field rep reads the plans of
+    own territories: a plan that names territories must name one the rep covers now.
+    """
+    territories = set(plan_territory_ids)
+    if viewer.role != "field_rep":
+        return Decision(True, "plan.read:shared", "Plans and their attainment are shared with every internal user")
+    if not territories:
+        return Decision(True, "plan.read:all-territories", "The plan covers every territory, yours included")
+    if territories & viewer.territory_ids:
+        return Decision(True, "plan.read:own-territory", "The plan covers one of your territories")
+    return Decision(False, "plan.read:territory", "A field rep reads the plans of own territories only")
+
+
+def require_plan_read(viewer: Viewer, plan_territory_ids: Iterable[int]) -> Decision:
+    """``plan_read_decision`` that raises ``Forbidden`` (403, rule in the body) when refused."""
+    decision = plan_read_decision(viewer, plan_territory_ids)
     if not decision.allowed:
         raise Forbidden(decision.reason, rule=decision.rule)
     return decision

@@ -56,7 +56,9 @@ class EmailTemplate(Base):
 
 class Audience(Base):
     """A saved filter over HCPs. Criteria combine with AND, values of one criterion with OR; explicit
-    ``hcp_ids`` are added to whatever the criteria match."""
+    ``hcp_ids`` are added to whatever the criteria match. An audience that names a segment means the
+    segment's HCPs (as the segment is when the audience is read) instead of criteria of its own. Either
+    way the SQL comes from the one filter builder, ``crm.segments.filters``."""
 
     __tablename__ = "audiences"
 
@@ -67,8 +69,11 @@ class Audience(Base):
     territory_codes: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     tags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     hcp_ids: Mapped[list[int]] = mapped_column(JSON, nullable=False, default=list)
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+    segment = relationship("Segment", lazy="joined")
 
 
 class Campaign(Base):

@@ -75,6 +75,9 @@ class AudienceFilterIn(StrictSchema):
 
 class AudienceIn(AudienceFilterIn):
     name = fields.String(required=True, validate=_SHORT)
+    segment_id = fields.Integer(strict=True, validate=validate.Range(min=1),
+                                metadata={"description": "a segment instead of criteria of its own "
+                                                         "(hcp_ids may still be added)"})
 
 
 class AudienceOut(Schema):
@@ -85,6 +88,7 @@ class AudienceOut(Schema):
     territory_codes = fields.List(fields.String())
     tags = fields.List(fields.String())
     hcp_ids = fields.List(fields.Integer())
+    segment_id = fields.Integer(allow_none=True, metadata={"description": "the segment it means, if any"})
     created_at = UTCDateTime()
 
 
@@ -106,6 +110,9 @@ class CampaignIn(StrictSchema):
     template_id = fields.Integer(required=True, strict=True)
     audience = fields.Nested(AudienceFilterIn, metadata={"description": _CRITERIA_DOC})
     audience_id = fields.Integer(strict=True, metadata={"description": "a saved audience instead of a filter"})
+    segment_id = fields.Integer(strict=True, validate=validate.Range(min=1),
+                                metadata={"description": "a segment instead of a filter (saved as an audience "
+                                                         "that follows the segment)"})
 
 
 class TemplateRef(Schema):

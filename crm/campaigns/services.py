@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
@@ -34,9 +34,17 @@ from crm.campaigns.rendering import CompiledTemplate, hcp_context, template_erro
 from crm.consent.models import PURPOSES
 from crm.db import DbSession, among, utcnow
 from crm.errors import Conflict, Invalid, NotFound
-from crm.hcps.models import HCP, Territory
-from crm.hcps.professions import PROFESSIONS
+from crm.hcps.models import HCP
 from crm.products.models import Product
+from crm.segments.filters import (
+    HcpFilter,
+    clean_criteria,
+    count_matching,
+    criteria_errors,
+    filter_where,
+    matching_ids,
+)
+from crm.segments.models import Segment
 from crm.timeline.services import Fact, record_interactions
 
 SKIP_TEXT = {
@@ -155,7 +163,6 @@ def template_versions(session: DbSession, name: str) -> list[EmailTemplate]:
 
 # -- audiences ---------------------------------------------------------------------------------------
 
-AUDIENCE_CRITERIA = ("professions", "specialties", "territory_codes", "tags", "hcp_ids")
 
 
 def get_audience(session: DbSession, audience_id: int) -> Audience:
@@ -166,26 +173,25 @@ def get_audience(session: DbSession, audience_id: int) -> Audience:
 
 
 def create_audience(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Audience:
-    """Save a filter. At least one criterion; professions, territory codes and HCP ids must exist."""
+    """Save a filter: a segment (``segment_id``) or criteria of its own, plus explicit HCP ids. At least
+    one of them; the segment, professions, territory codes and HCP ids must exist."""
     require_write(viewer, "campaign.write")
-    values = {k: list(dict.fromkeys(v for v in (data.get(k) or []) if v not in ("", None)))
-              for k in AUDIENCE_CRITERIA}
-    values["specialties"] = [s.strip() for s in values["specialties"] if s.strip()]
-    values["tags"] = [t.strip() for t in values["tags"] if t.strip()]
-    errors: dict[str, list[str]] = {}
-    if not any(values.values()):
-        errors["audience"] = ["choose at least one criterion (profession, specialty, territory, tag or HCP ids)"]
-    bad = [p for p in values["professions"] if p not in PROFESSIONS]
-    if bad:
-        errors["professions"] = [f"unknown profession(s) {', '.join(bad)}; use {', '.join(PROFESSIONS)}"]
-    if values["territory_codes"]:
-        known = set(session.scalars(select(Territory.code).where(Territory.code.in_(values["territory_codes"]))))
-        bad = [c for c in values["territory_codes"] if c not in known]
-        if bad:
-            errors["territory_codes"] = [f"unknown territory code(s) {', '.join(bad)}"]
-    if values["hcp_ids"]:
-        known_ids = set(session.scalars(select(HCP.id).where(HCP.id.in_(values["hcp_ids"]))))
-        missing = [str(i) for i in values["hcp_ids"] if i not in known_ids]
+    criteria = clean_criteria(data)
+    criteria.pop("tiers")  # tiers are a segment's criterion: an audience takes them through its segment
+    hcp_ids = list(dict.fromkeys(i for i in (data.get("hcp_ids") or []) if i is not None))
+    segment_id = data.get("segment_id")
+    errors = criteria_errors(session, criteria)
+    if not any(criteria.values()) and not hcp_ids and segment_id is None:
+        errors["audience"] = ["choose a segment or at least one criterion (profession, specialty, territory, "
+                              "tag or HCP ids)"]
+    if segment_id is not None:
+        if any(criteria.values()):
+            errors["segment_id"] = ["give either a segment or criteria of the audience's own, not both"]
+        elif session.get(Segment, segment_id) is None:
+            errors["segment_id"] = [f"no segment with id {segment_id}"]
+    if hcp_ids:
+        known_ids = set(session.scalars(select(HCP.id).where(HCP.id.in_(hcp_ids))))
+        missing = [str(i) for i in hcp_ids if i not in known_ids]
         if missing:
             errors["hcp_ids"] = [f"no HCP with id {', '.join(missing[:20])}"]
     name = (data.get("name") or "").strip()
@@ -193,35 +199,22 @@ def create_audience(session: DbSession, actor: Any, viewer: Viewer, data: dict[s
         errors["name"] = ["must not be empty"]
     if errors:
         raise Invalid("The audience cannot be saved.", errors=errors)
-    audience = Audience(name=name[:200], created_by_id=actor.id, **values)
+    audience = Audience(name=name[:200], created_by_id=actor.id, hcp_ids=hcp_ids, segment_id=segment_id,
+                        **criteria)
     session.add(audience)
     session.flush()
     audit.record(session, actor, "audience.create", "audience", audience.id,
-                 audit.created({"name": audience.name, **{k: v for k, v in values.items() if k != "hcp_ids"},
-                                "hcp_count": len(values["hcp_ids"])}))
+                 audit.created({"name": audience.name, **criteria, "segment_id": segment_id,
+                                "hcp_count": len(hcp_ids)}))
     return audience
 
 
 def _audience_where(audience: Audience) -> Any:
-    """Who the audience means now: active HCPs matching every criterion given, plus the explicit ids
-    (whatever their state: a merged or erased one is then reported, not silently lost). None: nobody."""
-    conditions: list[Any] = []
-    if audience.professions:
-        conditions.append(HCP.profession.in_(audience.professions))
-    if audience.specialties:
-        conditions.append(func.lower(HCP.specialty).in_([s.lower() for s in audience.specialties]))
-    if audience.territory_codes:
-        conditions.append(HCP.territory_id.in_(
-            select(Territory.id).where(Territory.code.in_(audience.territory_codes)).scalar_subquery()))
-    if audience.tags:
-        tagged = ("," + func.coalesce(HCP.tags, "") + ",")
-        conditions.append(or_(*[tagged.contains(f",{t},", autoescape=True) for t in audience.tags]))
-    parts: list[Any] = []
-    if conditions:
-        parts.append(HCP.status == "active")
-        parts.append(HCP.merged_into_id.is_(None))
-        parts.extend(conditions)
-    where: Any = and_(*parts) if parts else None
+    """Who the audience means now: the HCPs its segment or its criteria match (``crm.segments.filters``),
+    plus the explicit ids (whatever their state: a merged or erased one is then reported, not silently
+    lost). None: nobody."""
+    source = audience.segment if audience.segment_id is not None else audience
+    where = filter_where(HcpFilter.of(source))
     if audience.hcp_ids:
         explicit = HCP.id.in_(audience.hcp_ids)
         where = explicit if where is None else or_(where, explicit)
@@ -230,14 +223,12 @@ def _audience_where(audience: Audience) -> Any:
 
 def audience_hcp_ids(session: DbSession, audience: Audience) -> list[int]:
     """The HCPs the audience means now (``_audience_where``), in one query."""
-    where = _audience_where(audience)
-    return [] if where is None else list(session.scalars(select(HCP.id).where(where).order_by(HCP.id)))
+    return matching_ids(session, _audience_where(audience))
 
 
 def audience_size(session: DbSession, audience: Audience) -> int:
     """How many HCPs the audience means now, counted by the database."""
-    where = _audience_where(audience)
-    return 0 if where is None else session.scalar(select(func.count()).select_from(HCP).where(where)) or 0
+    return count_matching(session, _audience_where(audience))
 
 
 @dataclass
@@ -309,8 +300,9 @@ def get_campaign(session: DbSession, campaign_id: int) -> Campaign:
 
 
 def create_campaign(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Campaign:
-    """A campaign names one template version and an audience: a saved one (``audience_id``) or a filter
-    given inline (``audience``), which is saved with the campaign's name."""
+    """A campaign names one template version and an audience: a saved one (``audience_id``), a filter
+    given inline (``audience``) or a segment (``segment_id``); the last two are saved as an audience with
+    the campaign's name."""
     require_write(viewer, "campaign.write")
     name = data["name"].strip()
     if not name:
@@ -318,12 +310,17 @@ def create_campaign(session: DbSession, actor: Any, viewer: Viewer, data: dict[s
     template = session.get(EmailTemplate, data["template_id"])
     if template is None:
         raise Invalid(errors={"template_id": [f"no template with id {data['template_id']}"]})
-    if (data.get("audience") is None) == (data.get("audience_id") is None):
-        raise Invalid(errors={"audience": ["give either audience (a filter) or audience_id (a saved one)"]})
+    given = [k for k in ("audience", "audience_id", "segment_id") if data.get(k) is not None]
+    if len(given) != 1:
+        raise Invalid(errors={"audience": ["give one of audience (a filter), audience_id (a saved one) or "
+                                           "segment_id (a segment)"]})
     if data.get("audience_id") is not None:
         audience = session.get(Audience, data["audience_id"])
         if audience is None:
             raise Invalid(errors={"audience_id": [f"no audience with id {data['audience_id']}"]})
+    elif data.get("segment_id") is not None:
+        audience = create_audience(session, actor, viewer, {"segment_id": data["segment_id"],
+                                                            "name": f"{name} audience"})
     else:
         audience = create_audience(session, actor, viewer, {**data["audience"], "name": f"{name} audience"})
     campaign = Campaign(name=name[:200], template_id=template.id, audience_id=audience.id, status="draft",

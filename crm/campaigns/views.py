@@ -21,6 +21,7 @@ from crm.hcps.professions import PROFESSIONS
 from crm.hcps.views import hcp_url
 from crm.pageforms import page_id
 from crm.products.models import Product
+from crm.segments.models import Segment
 
 bp = Blueprint("campaigns_pages", __name__, url_prefix="/campaigns")
 PAGE_SIZE = 100
@@ -60,7 +61,11 @@ def _campaign_form(errors: list[str] | None = None, status: int = 200):
                                                                         EmailTemplate.version.desc())))
     audiences = list(db.session.scalars(select(Audience).order_by(Audience.id.desc()).limit(200)))
     return render_template("campaigns/new.html", templates=templates, audiences=audiences, errors=errors or [],
-                           form=request.form), status
+                           segments=_segments(), form=request.form), status
+
+
+def _segments() -> list[Segment]:
+    return list(db.session.scalars(select(Segment).order_by(Segment.name).limit(500)))
 
 
 @bp.get("/new")
@@ -75,9 +80,12 @@ def create():
     data: dict[str, Any] = {"name": request.form.get("name", ""),
                             "template_id": page_id(request.form.get("template_id"))}
     audience_id = page_id(request.form.get("audience_id"))
+    segment_id = page_id(request.form.get("segment_id"))
     ids = _lines("hcp_ids")
     if audience_id is not None:
         data["audience_id"] = audience_id
+    elif segment_id is not None:
+        data["segment_id"] = segment_id
     else:
         bad = [i for i in ids if not i.isdigit()]
         if bad:
@@ -218,7 +226,7 @@ def _audience_page(errors: list[str] | None = None, status: int = 200):
     audiences = list(db.session.scalars(select(Audience).order_by(Audience.id.desc()).limit(200)))
     territories = list(db.session.scalars(select(Territory).order_by(Territory.code)))
     return render_template("campaigns/audiences.html", audiences=audiences, territories=territories,
-                           professions=PROFESSIONS, errors=errors or [], form=request.form,
+                           professions=PROFESSIONS, errors=errors or [], form=request.form, segments=_segments(),
                            can_write=_may("campaign.write")), status
 
 
@@ -237,7 +245,8 @@ def create_audience():
         return _audience_page([f"HCP ids: not a number: {', '.join(bad[:5])}"], 422)
     data = {"name": request.form.get("name", ""), "professions": request.form.getlist("professions"),
             "specialties": _lines("specialties"), "territory_codes": request.form.getlist("territory_codes"),
-            "tags": _lines("tags"), "hcp_ids": [int(i) for i in ids]}
+            "tags": _lines("tags"), "hcp_ids": [int(i) for i in ids],
+            "segment_id": page_id(request.form.get("segment_id"))}
     try:
         audience = services.create_audience(db.session, actor(), viewer(), data)
     except Invalid as exc:

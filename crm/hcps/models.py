@@ -9,6 +9,9 @@ from crm.db import Base, TimestampMixin, UTCDateTime, utcnow
 from crm.security.crypto import BLIND_INDEX_TYPE, EncryptedString
 
 HCP_STATUSES = ("active", "inactive", "merged", "erased")
+# Priority of an HCP for the field force and marketing (issue 12): A highest. Plans and segments use it.
+TIERS = ("A", "B", "C")
+TIER_LABELS = {"A": "A (highest priority)", "B": "B", "C": "C (lowest priority)"}
 # The HCP's personal data: the one list that erasure clears and that the audit trail never holds in clear
 # (crm.audit.services withholds these keys in every "hcp" record). A new personal column goes here.
 HCP_PERSONAL_FIELDS = ("first_name", "last_name", "email", "phone", "address_line", "city", "postal_code", "state",
@@ -51,6 +54,7 @@ class HCP(TimestampMixin, Base):
     territory_id: Mapped[int | None] = mapped_column(ForeignKey("territories.id"))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("hcps.id"))
     tags: Mapped[str | None] = mapped_column(String(500))  # comma-separated segment tags
+    tier: Mapped[str | None] = mapped_column(String(1))  # priority, one of TIERS; None: not tiered
     # Deliverability of the email contact point (issue 4): ``invalid`` after a hard bounce reported by the
     # email platform, with the reason and when; a new address is ``valid`` again.
     email_status: Mapped[str] = mapped_column(String(10), nullable=False, default="valid", server_default="valid")

@@ -10,6 +10,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from crm.hcps.models import TIERS
 from crm.hcps.professions import PROFESSIONS
 from crm.schemas import PageArgs, StrictSchema, UTCDateTime
 
@@ -50,6 +51,8 @@ class _HCPFields(StrictSchema):
     state = fields.String(allow_none=True, validate=validate.Length(max=40))
     country = fields.String(validate=_COUNTRY)
     tags = fields.List(fields.String(validate=_TAG), validate=validate.Length(max=20))
+    tier = fields.String(allow_none=True, validate=validate.OneOf(TIERS),
+                         metadata={"description": "Priority: A (highest), B or C; null clears it"})
 
 
 class HCPCreateSchema(_HCPFields):
@@ -150,6 +153,7 @@ class HCPOutSchema(Schema):
     state = fields.String(allow_none=True)
     country = fields.String()
     tags = fields.List(fields.String())
+    tier = fields.String(allow_none=True, metadata={"description": "Priority: A (highest), B, C, or null"})
     affiliations = fields.List(fields.Nested(AffiliationOutSchema))
     version = fields.Integer(metadata={"description": "Send it back in PATCH; a stale one is 409"})
     merged_into = fields.Integer(allow_none=True, metadata={"description": "Survivor's id when merged"})

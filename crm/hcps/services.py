@@ -36,7 +36,7 @@ from crm.security.crypto import blind_index
 
 # Fields copied as they come (stripped; an empty string clears an optional one).
 _TEXT_FIELDS = ("first_name", "last_name", "profession", "specialty", "email", "phone", "address_line",
-                "city", "postal_code", "state", "country", "status")
+                "city", "postal_code", "state", "country", "status", "tier")
 _REQUIRED_TEXT = frozenset({"first_name", "last_name", "profession", "country", "status"})
 _UNIQUE_LOCK_BASE = 7_310_100
 
@@ -168,6 +168,7 @@ def _public(viewer: Viewer, hcp: HCP, affiliations: list[dict[str, Any]]) -> dic
         "state": hcp.state,
         "country": hcp.country,
         "tags": split_tags(hcp.tags),
+        "tier": hcp.tier,
         "affiliations": affiliations,
         "version": hcp.version,
         "merged_into": hcp.merged_into_id,
@@ -429,7 +430,7 @@ def _snapshot(hcp: HCP) -> dict[str, Any]:
         "specialty": hcp.specialty, "email": hcp.email, "phone": hcp.phone, "address_line": hcp.address_line,
         "city": hcp.city, "postal_code": hcp.postal_code, "state": hcp.state, "country": hcp.country,
         "status": hcp.status, "territory": hcp.territory.code if hcp.territory is not None else None,
-        "identifiers": _identifiers(hcp), "tags": split_tags(hcp.tags),
+        "identifiers": _identifiers(hcp), "tags": split_tags(hcp.tags), "tier": hcp.tier,
     }
 
 

@@ -48,7 +48,9 @@ def hcp_url(hcp_id: int) -> str:
 
 @bp.context_processor
 def _helpers() -> dict[str, Any]:
-    return {"url_if_known": url_if_known, "hcp_url": hcp_url}
+    from crm.insights.kpis import CHANNEL_LABELS
+
+    return {"url_if_known": url_if_known, "hcp_url": hcp_url, "channel_labels_all": CHANNEL_LABELS}
 
 
 @bp.get("/")
@@ -76,7 +78,10 @@ def _field_rep(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
         .where(Visit.owner_id == user.id, Visit.status == "draft")
         .order_by(Visit.occurred_at.desc(), Visit.id.desc())
     ).all()
+    from crm.plans.views import my_plan
+
     return {
+        "my_plans": my_plan(session, who),
         "hcps": hcps,
         "hcp_total": total,
         "follow_ups": follow_ups_shown(session, who,

@@ -1,0 +1,1 @@
+"""Insights: the KPI definitions (``kpis``, the one registry) and the pages that show them."""
