@@ -30,6 +30,10 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.orders.api import bp as orders_api
     from crm.orders.views import bp as orders_pages
     from crm.products.api import bp as products_api
+    from crm.samples.api import bp as samples_api
+    from crm.samples.views import bp as samples_pages
+    from crm.speakers.api import bp as speakers_api
+    from crm.speakers.views import bp as speakers_pages
     from crm.timeline.api import bp as timeline_api
     from crm.timeline.views import bp as timeline_pages
     from crm.visits.api import bp as visits_api
@@ -66,4 +70,8 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (campaigns_api, True),
         (campaigns_pages, False),
         (email_events_api, True),
+        (samples_api, True),
+        (samples_pages, False),
+        (speakers_api, True),
+        (speakers_pages, False),
     ]

@@ -30,5 +30,15 @@ from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError
 from crm.mail.models import MailOutbox  # noqa: F401
 from crm.orders.models import Order, OrderAttempt, OrderEvent, OrderLine, OrderOutbox  # noqa: F401
 from crm.products.models import Product, SampleLot  # noqa: F401
+from crm.samples.models import (  # noqa: F401
+    SampleConsignment,
+    SampleConsignmentLine,
+    SampleCount,
+    SampleCountLine,
+    SampleDiscrepancy,
+    SampleInventory,
+    SampleMovement,
+)
+from crm.speakers.models import EventSpeaker, SpeakerQualification  # noqa: F401
 from crm.timeline.models import Interaction, InteractionParticipant, InteractionProduct, SensitiveRead  # noqa: F401
 from crm.visits.models import Visit, VisitAttendee, VisitSample  # noqa: F401

@@ -70,3 +70,8 @@ NAV["compliance"].extend([("callcentre_pages.cases", "Adverse events"), ("events
                                                                          "Transfers of value"),
                           ("guardrails_pages.rules", "Guardrails")])
 NAV["admin"].append(("events_pages.transfers_report", "Transfers of value"))
+
+# Sample accountability (issue 14): reps' samples; the admin ships; compliance reviews discrepancies.
+NAV["field_rep"].append(("samples_pages.index", "Samples"))
+NAV["admin"].append(("samples_pages.index", "Samples"))
+NAV["compliance"].append(("samples_pages.discrepancies", "Sample discrepancies"))
