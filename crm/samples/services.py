@@ -153,24 +153,29 @@ def require_own_or_oversight(viewer: Viewer, user_id: int) -> None:
 # -- shipments and transfers --------------------------------------------------------------------------
 
 def create_shipment(session: DbSession, actor: Any, viewer: Viewer, *, to_user_id: int,
-                    lines: Sequence[dict[str, Any]], note: str | None = None) -> SampleConsignment:
+                    lines: Sequence[dict[str, Any]], note: str | None = None,
+                    sent_at: datetime | None = None) -> SampleConsignment:
     """Send samples from the company's warehouse to a field rep (administrators: ``sample.ship``).
 
-    Each line names a sku, one of its lots (not expired today) and a quantity. Nothing enters the rep's
-    inventory until they acknowledge receipt (``acknowledge``).
+    Each line names a sku, one of its lots (not expired on the day it is sent) and a quantity. Nothing
+    enters the rep's inventory until they acknowledge receipt (``acknowledge``). ``sent_at`` (default now)
+    lets the demo back-fill history; the API always sends now.
     """
     require_write(viewer, "sample.ship")
     _holder(session, to_user_id, "to_user_id")
-    lots, errors = _lots(session, lines, utcnow().date())
+    sent_at = sent_at or utcnow()
+    lots, errors = _lots(session, lines, sent_at.date())
     if errors:
         raise Invalid("The shipment has invalid lines.", errors=errors)
-    return _consign(session, actor, "shipment", None, to_user_id, lots, lines, note)
+    return _consign(session, actor, "shipment", None, to_user_id, lots, lines, note, sent_at)
 
 
 def _consign(session: DbSession, actor: Any, kind: str, from_user_id: int | None, to_user_id: int,
-             lots: list[LotRef], lines: Sequence[dict[str, Any]], note: str | None) -> SampleConsignment:
+             lots: list[LotRef], lines: Sequence[dict[str, Any]], note: str | None,
+             sent_at: datetime | None = None) -> SampleConsignment:
     consignment = SampleConsignment(kind=kind, status="sent", from_user_id=from_user_id, to_user_id=to_user_id,
-                                    sent_by_id=actor.id, sent_at=utcnow(), note=(note or "").strip() or None)
+                                    sent_by_id=actor.id, sent_at=sent_at or utcnow(),
+                                    note=(note or "").strip() or None)
     consignment.lines = [SampleConsignmentLine(lot_id=ref.lot.id, quantity_sent=line["quantity"])
                          for ref, line in zip(lots, lines, strict=True)]
     session.add(consignment)
@@ -214,7 +219,8 @@ def send_transfer(session: DbSession, actor: Any, viewer: Viewer, *, to_user_id:
 
 
 def acknowledge(session: DbSession, actor: Any, viewer: Viewer, consignment: SampleConsignment,
-                received: dict[int, int] | None = None) -> list[SampleDiscrepancy]:
+                received: dict[int, int] | None = None, *,
+                received_at: datetime | None = None) -> list[SampleDiscrepancy]:
     """The receiving rep confirms what arrived: ``received`` maps line ids to the units received (a line not
     in it arrived in full). The units enter their inventory; a line received short or over becomes a
     discrepancy for compliance. Only the recipient (403); twice is 409, also when two acknowledgements race.
@@ -232,7 +238,7 @@ def acknowledge(session: DbSession, actor: Any, viewer: Viewer, consignment: Sam
     # The status moves first, conditionally: of two acknowledgements at once only one finds it "sent".
     claimed = session.execute(
         update(SampleConsignment).where(SampleConsignment.id == consignment.id, SampleConsignment.status == "sent")
-        .values(status="received", received_at=utcnow(), received_by_id=actor.id)
+        .values(status="received", received_at=received_at or utcnow(), received_by_id=actor.id)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if not claimed:
@@ -245,7 +251,8 @@ def acknowledge(session: DbSession, actor: Any, viewer: Viewer, consignment: Sam
         line.quantity_received = qty
         if qty:
             _add(session, consignment.to_user_id, line.lot_id, qty)
-            _move(session, actor, consignment.to_user_id, line.lot_id, kind, qty, consignment_id=consignment.id)
+            _move(session, actor, consignment.to_user_id, line.lot_id, kind, qty, consignment_id=consignment.id,
+                  occurred_at=received_at)
         if qty != line.quantity_sent:
             found.append(SampleDiscrepancy(
                 user_id=consignment.to_user_id, lot_id=line.lot_id, source=consignment.kind,
@@ -508,7 +515,7 @@ def user_names(session: DbSession, user_ids: Iterable[int | None]) -> dict[int, 
     ids = {i for i in user_ids if i is not None}
     if not ids:
         return {}
-    return dict(session.execute(select(User.id, User.name).where(User.id.in_(ids))).tuples().all())
+    return {uid: name for uid, name in session.execute(select(User.id, User.name).where(User.id.in_(ids)))}
 
 
 def holders(session: DbSession) -> list[User]:

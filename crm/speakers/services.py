@@ -222,4 +222,4 @@ def speaking_engagements(session: DbSession, hcp_id: int) -> list[tuple[EventSpe
     """The events ``hcp_id`` speaks at, latest first (the HCP page)."""
     return [(s, e) for s, e in session.execute(
         select(EventSpeaker, Event).join(Event, Event.id == EventSpeaker.event_id)
-        .where(EventSpeaker.hcp_id == hcp_id).order_by(Event.starts_at.desc(), EventSpeaker.id.desc())).tuples()]
+        .where(EventSpeaker.hcp_id == hcp_id).order_by(Event.starts_at.desc(), EventSpeaker.id.desc())).all()]
