@@ -54,5 +54,9 @@ def _register() -> None:
 
     crm_cli.add_command(mail_cli)
 
+    from crm.samples.cli import samples_cli
+
+    crm_cli.add_command(samples_cli)
+
 
 _register()
