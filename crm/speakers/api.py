@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint
 
 from crm.auth.context import actor, api_auth, viewer
 from crm.db import utcnow
+from crm.events.currencies import minor_units
 from crm.events.services import get_event
 from crm.extensions import db
 from crm.hcps.models import HCP
@@ -38,10 +40,16 @@ def qualification_dict(q: SpeakerQualification) -> dict[str, Any]:
             "recorded_at": q.recorded_at}
 
 
+def _money(amount: Decimal, currency: str) -> str:
+    """The amount with the currency's decimals, the same on both engines (PostgreSQL keeps the column's 3)."""
+    return str(amount.quantize(Decimal(1).scaleb(-minor_units(currency))))
+
+
 def speaker_dict(s: EventSpeaker, hcp: HCP | None) -> dict[str, Any]:
     return {"id": s.id, "event_id": s.event_id, "hcp_id": s.hcp_id, "hcp_name": hcp.full_name if hcp else "",
             "topic": s.topic, "qualification_id": s.qualification_id,
-            "fee": ({"amount": str(s.fee_amount), "currency": s.fee_currency} if s.fee_amount is not None else None),
+            "fee": ({"amount": _money(s.fee_amount, s.fee_currency or "USD"), "currency": s.fee_currency}
+                    if s.fee_amount is not None else None),
             "added_at": s.added_at}
 
 
