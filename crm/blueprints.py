@@ -33,8 +33,12 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.plans.api import bp as plans_api
     from crm.plans.views import bp as plans_pages
     from crm.products.api import bp as products_api
+    from crm.samples.api import bp as samples_api
+    from crm.samples.views import bp as samples_pages
     from crm.segments.api import bp as segments_api
     from crm.segments.views import bp as segments_pages
+    from crm.speakers.api import bp as speakers_api
+    from crm.speakers.views import bp as speakers_pages
     from crm.surveys.api import bp as surveys_api
     from crm.surveys.views import bp as surveys_pages
     from crm.surveys.views import public_bp as surveys_public
@@ -82,4 +86,8 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (plans_api, True),
         (plans_pages, False),
         (insights_pages, False),
+        (samples_api, True),
+        (samples_pages, False),
+        (speakers_api, True),
+        (speakers_pages, False),
     ]

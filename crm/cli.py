@@ -60,6 +60,9 @@ def _register() -> None:
     from crm.plans.cli import plans_cli
 
     crm_cli.add_command(plans_cli)
+    from crm.samples.cli import samples_cli
+
+    crm_cli.add_command(samples_cli)
 
 
 _register()

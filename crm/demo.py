@@ -147,12 +147,16 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
         new_hcps.append((hcp, code))
         counts["hcps"] += 1
     session.flush()
+    if new_hcps:
+        counts["sample_shipments"] = _sample_stock(session, users, now)
     counts["visits"] = _visits(session, users, new_hcps, rnd, now)
     if new_hcps:  # the other channels ride on the HCPs created in this run, so a re-run adds nothing
         counts["consent_events"] = _consents(session, users, new_hcps, rnd, now)
         counts["events"] = _events(session, users, new_hcps, rnd, now)
         counts["call_centre_contacts"] = _call_centre(session, users, new_hcps, rnd, now)
         counts["orders"] = _orders(session, users, new_hcps, rnd)
+        counts["sample_discrepancies"] = _sample_accountability(session, users, now)
+        counts["speakers"] = _speakers(session, users, new_hcps, now)
         from crm.campaigns.demo import load_campaign_demo
 
         campaign_counts = load_campaign_demo(session, users, [h for h, _code in new_hcps], now)
@@ -181,6 +185,78 @@ def _sample_lots(session: DbSession, now: datetime) -> int:
                 add_sample_lot(session, None, None, product, f"{sku[:4]}-{expires_on:%y%m}", expires_on)
                 made += 1
     return made
+
+
+DEMO_STOCK_PER_LOT = 2000
+
+
+def _sample_stock(session: DbSession, users: dict[str, Any], now: datetime) -> int:
+    """Each rep's opening stock: a shipment of every demo lot two years ago (before the oldest visit, while
+    every lot was good), acknowledged on arrival, so the visits' samples come out of a real inventory."""
+    from crm.samples.services import acknowledge, create_shipment
+
+    admin = users["admin@demo.example"]
+    lines = [{"sku": sku, "lot": lot, "quantity": DEMO_STOCK_PER_LOT} for sku, lot in session.execute(
+        select(Product.sku, SampleLot.lot_number).join(SampleLot, SampleLot.product_id == Product.id)
+        .order_by(SampleLot.expires_on))]
+    if not lines:
+        return 0
+    made = 0
+    sent_at = now - timedelta(days=740)
+    for email in ("rep.north@demo.example", "rep.west@demo.example"):
+        rep = users[email]
+        shipment = create_shipment(session, admin, viewer_for(session, admin), to_user_id=rep.id, lines=lines,
+                                   note="Opening stock", sent_at=sent_at)
+        acknowledge(session, rep, viewer_for(session, rep), shipment, received_at=sent_at + timedelta(days=2))
+        made += 1
+    return made
+
+
+def _sample_accountability(session: DbSession, users: dict[str, Any], now: datetime) -> int:
+    """A shipment waiting for the north rep's acknowledgement, a transfer between the reps, and a count by
+    the west rep that finds two units missing: an open discrepancy on compliance's start page."""
+    from crm.samples.services import acknowledge, create_shipment, inventory, record_count, send_transfer
+
+    admin, north, west = (users[e] for e in ("admin@demo.example", "rep.north@demo.example",
+                                              "rep.west@demo.example"))
+    current = [row for row in inventory(session, north.id, now.date()) if not row["expired"]]
+    if not current:
+        return 0
+    newest = current[-1]
+    create_shipment(session, admin, viewer_for(session, admin), to_user_id=north.id,
+                    lines=[{"sku": newest["sku"], "lot": newest["lot"], "quantity": 120}], note="Quarterly top-up")
+    transfer = send_transfer(session, north, viewer_for(session, north), to_user_id=west.id,
+                             lines=[{"sku": newest["sku"], "lot": newest["lot"], "quantity": 20}],
+                             note="West ran short before the congress")
+    acknowledge(session, west, viewer_for(session, west), transfer)
+    held = inventory(session, west.id, now.date())
+    counted = [{"sku": r["sku"], "lot": r["lot"], "counted": r["quantity"] - (2 if i == len(held) - 1 else 0)}
+               for i, r in enumerate(held)]
+    count = record_count(session, west, viewer_for(session, west), counted, note="Quarterly count")
+    return sum(1 for line in count.lines if line.counted != line.expected)
+
+
+def _speakers(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any, str]], now: datetime) -> int:
+    """Two KOLs with their influence tier and expertise, qualified as speakers; one speaks at the webinar."""
+    from decimal import Decimal
+
+    from crm.events.models import Event
+    from crm.speakers.services import add_qualification, add_speaker, set_kol_profile
+
+    msl, marketer = users["msl@demo.example"], users["marketer@demo.example"]
+    sv, mv = viewer_for(session, msl), viewer_for(session, marketer)
+    kols = [h for h, _code in new_hcps[:2]]
+    for hcp, (tier, areas) in zip(kols, [("national", ["Heart failure", "Hypertension"]),
+                                         ("regional", ["Oncology", "Supportive care"])], strict=False):
+        set_kol_profile(session, msl, sv, hcp, influence_tier=tier, expertise=areas)
+        add_qualification(session, msl, sv, hcp, topics=areas, trained_on=(now - timedelta(days=90)).date(),
+                          valid_until=(now + timedelta(days=640)).date(), note="Speaker training, spring cohort")
+    webinar = session.scalar(select(Event).where(Event.external_id == "demo-webinar"))
+    if webinar is None or len(kols) < 2:
+        return 0
+    add_speaker(session, marketer, mv, webinar, hcp_id=kols[1].id, topic="Oncology", fee_amount=Decimal("1500.00"),
+                fee_currency="USD")
+    return 1
 
 
 def _lot_for(session: DbSession, sku: str, on: date) -> str | None:
@@ -250,6 +326,8 @@ def _visits(session: DbSession, users: dict[str, Any], new_hcps: list[tuple[Any,
                                               else "Interested in the patient support programme."),
                 "follow_up": follow_up, "attendee_hcp_ids": attendees,
             }
+            if data["mode"] == "remote":
+                data["meeting_url"] = f"https://meet.example.com/demo-{hcp.id}-{made}"
             visit = create_visit(session, actor, viewers[actor.id], data)
             submit_visit(session, actor, viewers[actor.id], visit, signature=DEMO_SIGNATURE if samples else None)
             made += 1

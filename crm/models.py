@@ -31,7 +31,17 @@ from crm.mail.models import MailOutbox  # noqa: F401
 from crm.orders.models import Order, OrderAttempt, OrderEvent, OrderLine, OrderOutbox  # noqa: F401
 from crm.plans.models import EngagementPlan, PlanTarget, PlanTerritory  # noqa: F401
 from crm.products.models import Product, SampleLot  # noqa: F401
+from crm.samples.models import (  # noqa: F401
+    SampleConsignment,
+    SampleConsignmentLine,
+    SampleCount,
+    SampleCountLine,
+    SampleDiscrepancy,
+    SampleInventory,
+    SampleMovement,
+)
 from crm.segments.models import Segment  # noqa: F401
+from crm.speakers.models import EventSpeaker, SpeakerQualification  # noqa: F401
 from crm.surveys.models import Survey, SurveyRecipient, SurveyResponse  # noqa: F401
 from crm.timeline.models import Interaction, InteractionParticipant, InteractionProduct, SensitiveRead  # noqa: F401
 from crm.visits.models import Visit, VisitAttendee, VisitSample  # noqa: F401

@@ -81,5 +81,10 @@ NAV["marketer"].extend([("plans_pages.index", "Plans"), ("segments_pages.index",
 NAV["field_rep"].append(("plans_pages.index", "Plans"))
 for _role in ("call_centre", "medical", "compliance", "admin"):
     NAV[_role].append(("plans_pages.index", "Plans"))
+# Sample accountability (issue 14): reps' samples; the admin ships; compliance reviews discrepancies.
+NAV["field_rep"].append(("samples_pages.index", "Samples"))
+NAV["admin"].append(("samples_pages.index", "Samples"))
+NAV["compliance"].append(("samples_pages.discrepancies", "Sample discrepancies"))
+# The glossary closes every menu (issue 12).
 for _role in NAV:
     NAV[_role].append(("insights_pages.glossary", "Glossary"))

@@ -68,6 +68,10 @@ NOT_WALKED = {
     "/orders/<int:order_id>": "order, standard",
     "/admin/masterdata/runs/<int:run_id>": "master-data import run (admin only)",
     "/admin/masterdata/runs/<int:run_id>/errors.csv": "master-data import errors (admin only)",
+    # Sample accountability (issue 14): lots and units sent to a rep, never HCP content; who may read one
+    # (its parties, compliance, admin) is asserted in tests/test_samples.py.
+    "/api/v1/samples/shipments/<int:shipment_id>": "sample shipment: lots and units, standard",
+    "/api/v1/samples/transfers/<int:transfer_id>": "sample transfer between reps: lots and units, standard",
 }
 
 # Filters on content a field rep or marketer may not see: walked too, with values from the data set.

@@ -77,10 +77,26 @@ class World:
         if name not in self._users:
             role, territory = self._ROLES[name]
             self._users[name] = self.factory.user(role, territories=[getattr(self, territory)] if territory else [])
+            if role == "field_rep":
+                stock(self.db, self._users[name])
         return self._users[name]
 
     def viewer(self, user: Any) -> Any:
         return viewer_for(self.db, user)
+
+
+STOCK = 1000  # units of every lot a rep of the visit tests carries (sample accountability, issue 14)
+
+
+def stock(db: Any, user: Any, units: int = STOCK, lots: Any = None) -> None:
+    """Put ``units`` of every sample lot (or of ``lots``) in ``user``'s inventory, as a received movement, so
+    submitting visits with samples has units to disburse."""
+    from crm.samples.models import SampleInventory, SampleMovement
+
+    for lot in lots if lots is not None else db.scalars(select(SampleLot)):
+        db.add(SampleInventory(user_id=user.id, lot_id=lot.id, quantity=units))
+        db.add(SampleMovement(user_id=user.id, lot_id=lot.id, kind="received", quantity=units))
+    db.flush()
 
 
 def make_world(db: Any, factory: Any) -> World:

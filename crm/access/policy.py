@@ -178,6 +178,16 @@ WRITE_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # segments and engagement plans (issue 12): the home office plans, everyone reads the results
     "segment.write": (frozenset({"marketer"}), frozenset()),
     "plan.write": (frozenset({"marketer"}), frozenset()),
+    # sample accountability (issue 14): SPEC section 4 has no sample-manager role, so administrators (who
+    # keep products and lots) ship samples to reps; reps transfer and count their own; compliance reviews.
+    "sample.ship": (frozenset({"admin"}), frozenset()),
+    "sample.transfer": (frozenset({"field_rep"}), frozenset()),
+    "sample.count": (frozenset({"field_rep"}), frozenset()),
+    "sample.oversight": (frozenset({"compliance", "admin"}), frozenset()),
+    "sample.discrepancy.review": (frozenset({"compliance"}), frozenset()),
+    # KOL profiles and speaker qualifications (issue 14): Medical Affairs and the data steward
+    "kol.write": (frozenset({"medical", "admin"}), frozenset()),
+    "speaker.qualify": (frozenset({"medical", "admin"}), frozenset()),
 }
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.db import Base, TimestampMixin, UTCDateTime, utcnow
@@ -61,6 +61,10 @@ class HCP(TimestampMixin, Base):
     email_status_reason: Mapped[str | None] = mapped_column(String(300))
     email_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # KOL profile (issue 14): how far the HCP's opinion carries (crm.speakers.models.INFLUENCE_TIERS) and
+    # the therapeutic areas they are known for. Professional profile, not personal data.
+    influence_tier: Mapped[str | None] = mapped_column(String(20))
+    expertise: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list, server_default="[]")
 
     territory: Mapped[Territory | None] = relationship(lazy="joined")
     identifiers: Mapped[list[HCPIdentifier]] = relationship(

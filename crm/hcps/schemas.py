@@ -154,6 +154,9 @@ class HCPOutSchema(Schema):
     country = fields.String()
     tags = fields.List(fields.String())
     tier = fields.String(allow_none=True, metadata={"description": "Priority: A (highest), B, C, or null"})
+    influence_tier = fields.String(allow_none=True, metadata={
+        "description": "KOL tier: international, national, regional or local (null: not assessed)"})
+    expertise = fields.List(fields.String(), metadata={"description": "KOL areas of expertise"})
     affiliations = fields.List(fields.Nested(AffiliationOutSchema))
     version = fields.Integer(metadata={"description": "Send it back in PATCH; a stale one is 409"})
     merged_into = fields.Integer(allow_none=True, metadata={"description": "Survivor's id when merged"})

@@ -169,6 +169,8 @@ def _public(viewer: Viewer, hcp: HCP, affiliations: list[dict[str, Any]]) -> dic
         "country": hcp.country,
         "tags": split_tags(hcp.tags),
         "tier": hcp.tier,
+        "influence_tier": hcp.influence_tier,
+        "expertise": list(hcp.expertise or []),
         "affiliations": affiliations,
         "version": hcp.version,
         "merged_into": hcp.merged_into_id,

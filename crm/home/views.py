@@ -116,6 +116,7 @@ def _awaiting_compliance(session: DbSession) -> list[dict[str, Any]]:
     from crm.callcentre.models import AdverseEventCase
     from crm.campaigns.models import EmailTemplate
     from crm.mail.models import MailOutbox
+    from crm.samples.models import SampleDiscrepancy
 
     now = utcnow()
 
@@ -140,6 +141,9 @@ def _awaiting_compliance(session: DbSession) -> list[dict[str, Any]]:
         # The mail outbox has no page yet: the command that re-arms failed mails is named instead.
         ("mail-failed", "Mails that failed in the outbox (crm mail status, crm mail retry)",
          count(MailOutbox, MailOutbox.state == "failed"), None),
+        ("sample-discrepancies", "Sample discrepancies to review (shipments received short, counts that differ)",
+         count(SampleDiscrepancy, SampleDiscrepancy.status == "open"),
+         url_if_known("samples_pages.discrepancies", status="open")),
     ]
     return [{"key": key, "label": label, "count": n, "url": url} for key, label, n, url in rows]
 

@@ -43,6 +43,8 @@ class Visit(TimestampMixin, Base):
     # so the same key with another body is refused instead of answered with this visit.
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # Where a remote visit took place (an https link to the video meeting); never set for in-person visits.
+    meeting_url: Mapped[str | None] = mapped_column(String(500))
 
     samples: Mapped[list[VisitSample]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="VisitSample.id"
@@ -57,6 +59,7 @@ class Visit(TimestampMixin, Base):
         return {
             "visit_id": self.id,
             "mode": self.mode,
+            "meeting_url": self.meeting_url,
             "duration_minutes": self.duration_minutes,
             "key_messages": list(self.key_messages),
             "samples": [{"sku": s.sku, "quantity": s.quantity, "lot": s.lot} for s in self.samples],

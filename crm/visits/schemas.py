@@ -52,6 +52,8 @@ class VisitChangesSchema(StrictSchema):
     occurred_at = UTCDateTime()
     duration_minutes = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=24 * 60))
     mode = fields.String(validate=validate.OneOf(VISIT_MODES))
+    meeting_url = fields.String(allow_none=True, validate=validate.Length(max=500), metadata={
+        "description": "Remote visits only: the https link of the video meeting (422 on an in-person visit)."})
     products = fields.List(Stripped(validate=validate.Length(max=40)), validate=validate.Length(max=50))
     key_messages = fields.List(Stripped(validate=validate.Length(max=500)), validate=validate.Length(max=20))
     samples = fields.List(fields.Nested(SampleSchema), validate=validate.Length(max=50))
@@ -115,6 +117,7 @@ class VisitOutSchema(Schema):
     occurred_at = UTCDateTime()
     duration_minutes = fields.Integer(allow_none=True)
     mode = fields.String(allow_none=True)
+    meeting_url = fields.String(allow_none=True, metadata={"description": "Remote visits: the meeting link."})
     sensitivity = fields.String()
     products = fields.List(fields.String())
     key_messages = fields.List(fields.String())

@@ -12,6 +12,7 @@ import binascii
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,7 @@ from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.models import HCP
 from crm.products.models import Product
 from crm.products.services import sample_problems
+from crm.samples.services import disburse_for_visit
 from crm.schemas import keyset_page
 from crm.timeline.models import Interaction
 from crm.timeline.services import record_interaction
@@ -34,6 +36,7 @@ from crm.visits.schemas import MAX_SIGNATURE_CHARS
 from crm.visits.signature import MIN_INK_PIXELS, SignatureImageError, ink_pixels
 
 SIGNATURE_PREFIX = "data:image/png;base64,"
+MAX_MEETING_URL_CHARS = 500
 # A visit is logged after it happened; allow for a phone clock that runs a little fast.
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 LOCKED = "submitted visits are locked; amend instead"
@@ -63,6 +66,24 @@ def check_signature(value: str) -> str:
     if problem:
         raise Invalid("The signature is not usable.", errors={"signature": [problem]})
     return value
+
+
+def meeting_url_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable meeting link (an absolute https URL with a host), or None."""
+    if len(value) > MAX_MEETING_URL_CHARS:
+        return f"is too long (at most {MAX_MEETING_URL_CHARS} characters)"
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "must not contain spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme != "https":
+        return "must be an https:// link"
+    if not parts.hostname or "." not in parts.hostname or parts.username or parts.password:
+        return "must name the meeting host (https://meet.example.com/...), without a user name or password"
+    return None
 
 
 def _participants(session: DbSession, hcp_id: int, attendee_ids: Iterable[int]) -> tuple[HCP, list[HCP]]:
@@ -137,6 +158,13 @@ def _apply_content(session: DbSession, visit: Visit, data: dict[str, Any]) -> No
             errors["occurred_at"] = ["Naive datetime refused: include an offset or Z (times are UTC)."]
     if "mode" in data and data["mode"] not in VISIT_MODES:
         errors["mode"] = [f"must be one of {', '.join(VISIT_MODES)}"]
+    mode = data.get("mode", visit.mode)
+    if data.get("meeting_url") is not None:
+        problem = meeting_url_problem(data["meeting_url"])
+        if problem:
+            errors["meeting_url"] = [problem]
+        elif mode != "remote":
+            errors["meeting_url"] = ["only a remote visit has a meeting link; set mode to remote or leave it out"]
     if "products" in data:
         for sku, problem in _check_skus(session, data["products"]).items():
             errors.setdefault("products", []).append(f"{sku}: {problem}")
@@ -154,9 +182,11 @@ def _apply_content(session: DbSession, visit: Visit, data: dict[str, Any]) -> No
     if errors:
         raise Invalid("The visit has invalid fields.", errors=errors)
 
-    for key in ("occurred_at", "duration_minutes", "mode", "notes"):
+    for key in ("occurred_at", "duration_minutes", "mode", "notes", "meeting_url"):
         if key in data:
             setattr(visit, key, data[key])
+    if visit.mode != "remote":
+        visit.meeting_url = None  # an in-person visit keeps no meeting link (it was remote before)
     if "products" in data:
         visit.products = list(dict.fromkeys(data["products"]))
     if "key_messages" in data:
@@ -196,6 +226,7 @@ def _snapshot(visit: Visit) -> dict[str, Any]:
         "occurred_at": visit.occurred_at,
         "duration_minutes": visit.duration_minutes,
         "mode": visit.mode,
+        "meeting_url": visit.meeting_url,
         "sensitivity": visit.sensitivity,
         "products": list(visit.products),
         "key_messages": list(visit.key_messages),
@@ -400,6 +431,10 @@ def submit_visit(session: DbSession, actor: Any, viewer: Viewer, visit: Visit, s
     errors.update(sample_problems(session, _sample_tuples(visit.samples), _visit_date(visit.occurred_at)))
     if errors:
         raise Invalid("The visit cannot be submitted yet.", errors=errors)
+    # Sample accountability: the units leave the owner's inventory in this transaction, or nothing does
+    # (422 on samples.N.quantity when the owner does not hold enough).
+    disburse_for_visit(session, actor, owner_id=visit.owner_id, visit_id=visit.id, occurred_at=visit.occurred_at,
+                       samples=_sample_tuples(visit.samples))
     if signature is not None:
         visit.signature = signature
         visit.signed_at = utcnow()
@@ -448,6 +483,7 @@ def amend_visit(
         occurred_at=visit.occurred_at,
         duration_minutes=visit.duration_minutes,
         mode=visit.mode,
+        meeting_url=visit.meeting_url,
         products=list(visit.products),
         key_messages=list(visit.key_messages),
         notes=visit.notes,
@@ -482,6 +518,10 @@ def amend_visit(
         with session.begin_nested():
             session.add(new)
             session.flush()
+            # Samples the amendment adds leave the owner's inventory; samples it removes go back (422 and
+            # nothing written when the owner does not hold the extra units).
+            disburse_for_visit(session, actor, owner_id=new.owner_id, visit_id=new.id, occurred_at=new.occurred_at,
+                               samples=_sample_tuples(new.samples), given_before=_sample_tuples(visit.samples))
     except IntegrityError as exc:  # a concurrent amendment of the same visit won
         raise Conflict("This visit was amended by someone else just now; reload it.") from exc
     item = _record_on_timeline(session, actor, new, supersedes=old_item)
@@ -522,6 +562,7 @@ def _dump_visit(visit: Visit, seen: Sight, sensitivity: str, amended_by_id: int 
         "occurred_at": visit.occurred_at,
         "duration_minutes": visit.duration_minutes,
         "mode": visit.mode,
+        "meeting_url": visit.meeting_url,
         "sensitivity": sensitivity,
         "products": list(visit.products),
         "key_messages": list(visit.key_messages),
@@ -547,7 +588,8 @@ def _dump_visit(visit: Visit, seen: Sight, sensitivity: str, amended_by_id: int 
 
 # ``summary``: no free text. ``existence``: who, when, which HCPs, and why the rest is withheld.
 _VISIT_REDACTION = Redaction(
-    below_full={"key_messages": lambda v: [], "notes": None, "amendment_reason": None, "follow_up.text": ""},
+    below_full={"key_messages": lambda v: [], "notes": None, "amendment_reason": None, "follow_up.text": "",
+                "meeting_url": None},
     below_summary={"duration_minutes": None, "mode": None, "products": lambda v: [], "samples": lambda v: [],
                    "follow_up": None},
 )

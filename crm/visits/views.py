@@ -60,8 +60,8 @@ class FormState:
     @classmethod
     def from_form(cls, form: MultiDict[str, str]) -> FormState:
         values: dict[str, Any] = {key: form.get(key, "") for key in (
-            "hcp_id", "occurred_at", "tz_choice", "tz_offset", "duration_minutes", "mode", "key_messages",
-            "notes", "follow_up_date", "follow_up_text", "attendee_hcp_ids", "version", "reason")}
+            "hcp_id", "occurred_at", "tz_choice", "tz_offset", "duration_minutes", "mode", "meeting_url",
+            "key_messages", "notes", "follow_up_date", "follow_up_text", "attendee_hcp_ids", "version", "reason")}
         values["products"] = form.getlist("products")
         values["samples"] = _sample_rows(form)
         values["signature"] = form.get("signature", "")
@@ -80,6 +80,7 @@ class FormState:
             "tz_offset": "",
             "duration_minutes": "" if shown["duration_minutes"] is None else str(shown["duration_minutes"]),
             "mode": shown["mode"],
+            "meeting_url": shown.get("meeting_url") or "",
             "products": list(shown["products"]),
             "key_messages": "\n".join(shown["key_messages"]),
             "samples": [{"sku": s["sku"], "quantity": str(s["quantity"]), "lot": s["lot"]} for s in shown["samples"]],
@@ -103,6 +104,7 @@ class FormState:
             "tz_offset": "",
             "duration_minutes": "" if visit.duration_minutes is None else str(visit.duration_minutes),
             "mode": visit.mode,
+            "meeting_url": visit.meeting_url or "",
             "products": list(visit.products),
             "key_messages": "\n".join(visit.key_messages),
             "samples": [{"sku": s.sku, "quantity": str(s.quantity), "lot": s.lot} for s in visit.samples],
@@ -115,6 +117,7 @@ class FormState:
 
 
 _LABELS = {"hcp_id": "HCP", "occurred_at": "Date and time", "duration_minutes": "Duration", "mode": "Mode",
+           "meeting_url": "Meeting link",
            "products": "Products", "key_messages": "Key messages", "notes": "Notes", "follow_up": "Follow-up",
            "follow_up.date": "Follow-up date", "follow_up.text": "Follow-up text", "signature": "Signature",
            "attendee_hcp_ids": "Other HCPs present", "samples": "Samples", "_schema": "Visit",
@@ -170,6 +173,8 @@ def _payload(state: FormState, *, with_hcp: bool) -> tuple[dict[str, Any], dict[
     errors: dict[str, list[str]] = {}
     payload: dict[str, Any] = {
         "mode": state["mode"] or "in_person",
+        # A link typed for a remote visit is dropped when the rep switches to in person (never stored then).
+        "meeting_url": (state["meeting_url"].strip() or None) if state["mode"] == "remote" else None,
         "products": state["products"],
         "key_messages": [line.strip() for line in state["key_messages"].splitlines() if line.strip()],
         "notes": state["notes"],

@@ -1,0 +1,1 @@
+"""Sample accountability: shipments, the rep's inventory ledger, disbursement, transfers, counts, discrepancies."""

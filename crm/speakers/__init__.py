@@ -1,0 +1,1 @@
+"""KOL profiles (influence tier, expertise), speaker qualifications, and the speakers of events."""
