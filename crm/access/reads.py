@@ -161,14 +161,18 @@ def read_records(session: DbSession | None, viewer: Viewer, records: Sequence[R]
         raise ValueError("a logged read needs the session to log it in")
     out: list[dict[str, Any]] = []
     reads: list[tuple[int | None, int | None, str]] = []
-    sights: dict[str, Sight] = {}  # a page asks the same few questions fifty times
+    # A page asks the same few questions fifty times: each sensitivity's sight and marks once per call
+    # (the items of one sensitivity share the marks' ``visibility`` dict; nothing changes it).
+    sights: dict[str, tuple[Sight, dict[str, Any]]] = {}
     for record in records:
         sensitivity = shape.sensitivity(record)
-        seen = sights.get(sensitivity)
-        if seen is None:
-            seen = sights[sensitivity] = sight(viewer, sensitivity)
+        known = sights.get(sensitivity)
+        if known is None:
+            seen = sight(viewer, sensitivity)
+            known = sights[sensitivity] = (seen, seen.marks())
+        seen, marks = known
         item = shape.redaction.apply(shape.dump(record, seen), record, seen)
-        item.update(seen.marks())
+        item.update(marks)
         out.append(item)
         if log and seen.full and sensitivity in LOGGED_SENSITIVITIES:
             reads.extend((interaction_id, hcp_id, sensitivity) for interaction_id, hcp_id in shape.logged(record))
