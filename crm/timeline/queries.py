@@ -154,7 +154,8 @@ ITEM_SHAPE: Shape[ItemRow] = Shape(
 
 def _for_hcp(hcp_id: int) -> Shape[ItemRow]:
     """Items read on one HCP's timeline are logged against that HCP only."""
-    return replace(ITEM_SHAPE, logged=lambda row: ((row.id, hcp_id),))
+    return Shape(ITEM_SHAPE.what, ITEM_SHAPE.sensitivity, ITEM_SHAPE.dump, ITEM_SHAPE.redaction,
+                 logged=lambda row: ((row.id, hcp_id),))
 
 
 def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
@@ -377,8 +378,9 @@ def timeline_page(
     Full-level reads of medical/pv items are logged against this HCP. The territory, profession and
     specialty filters are the feed's and do not apply here.
     """
-    shape, params = _shape(session, viewer, replace(filters, territory=None, profession=None, specialty=None),
-                           cursor, limit)
+    if filters.territory or filters.profession or filters.specialty:
+        filters = replace(filters, territory=None, profession=None, specialty=None)
+    shape, params = _shape(session, viewer, filters, cursor, limit)
     params["hcp_id"] = hcp_id
     rows, next_cursor = _page(_fetch_items(session, _timeline_statement(shape), params), limit)
     return read_records(session, viewer, rows, _for_hcp(hcp_id)), next_cursor
