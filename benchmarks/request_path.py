@@ -75,6 +75,16 @@ def run_driver(port: int, path: str, token: str, seconds: float) -> tuple[float,
 
 # -- the servers --------------------------------------------------------------------------------
 
+def cpu_seconds(master: int) -> float:
+    """CPU time (user + system) used so far by a gunicorn master and its workers, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    for pid in [str(master), *children]:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -140,24 +150,32 @@ def main(argv: list[str] | None = None) -> int:
     path = f"/api/v1/hcps/1/timeline?limit={args.limit}"
     targets = {"timeline": (crm_port, path, TOKEN), "hello": (hello_port, "/", "-")}
     rates: dict[str, list[float]] = {"timeline": [], "hello": []}
+    cpu: dict[str, list[float]] = {"timeline": [], "hello": []}  # server CPU seconds per request
+    masters = {"timeline": servers[0].pid, "hello": servers[1].pid}
     try:
         for port, p, tok in targets.values():  # warm-up: imports, connections, caches
             run_driver(port, p, tok, 1.0)
         for r in range(args.rounds):
             order = ["timeline", "hello"] if r % 2 == 0 else ["hello", "timeline"]
             for name in order:
+                used = cpu_seconds(masters[name])
                 rate, bad = run_driver(*targets[name], args.seconds)
+                used = cpu_seconds(masters[name]) - used
                 if bad:
                     raise SystemExit(f"{name}: {bad} requests did not answer 200")
                 rates[name].append(rate)
-            print(f"round {r + 1}: timeline {rates['timeline'][-1]:,.0f} req/s, hello {rates['hello'][-1]:,.0f} "
-                  f"req/s, ratio {rates['timeline'][-1] / rates['hello'][-1]:.2f}", flush=True)
+                cpu[name].append(used / max(1.0, rate * args.seconds))
+            print(f"round {r + 1}: timeline {rates['timeline'][-1]:,.0f} req/s "
+                  f"({cpu['timeline'][-1] * 1000:.2f} ms CPU each), hello {rates['hello'][-1]:,.0f} req/s "
+                  f"({cpu['hello'][-1] * 1000:.2f} ms CPU each), "
+                  f"ratio {rates['timeline'][-1] / rates['hello'][-1]:.2f}",
+                  flush=True)
     finally:
         for proc in servers:
             proc.send_signal(signal.SIGTERM)
         for proc in servers:
             proc.wait(timeout=30)
-    text_out = report(rates, args)
+    text_out = report(rates, cpu, args)
     print(text_out)
     if not args.no_write:
         write_subsection("Request path", INTRO, "Timeline request against hello world (SQLite)", text_out)
@@ -169,8 +187,13 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} (min {fmt.format(min(values))}, max {fmt.format(max(values))})"
 
 
-def report(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
+def report(rates: dict[str, list[float]], cpu: dict[str, list[float]], args: argparse.Namespace) -> str:
     ratios = [t / h for t, h in zip(rates["timeline"], rates["hello"], strict=True)]
+    cpu_ratios = [h / t for t, h in zip(cpu["timeline"], cpu["hello"], strict=True) if t > 0]
+    ms_cpu = "{:.2f}"
+    timeline_cpu = spread([c * 1000 for c in cpu["timeline"]], ms_cpu)
+    hello_cpu = spread([c * 1000 for c in cpu["hello"]], ms_cpu)
+    cpu_ratio = spread(cpu_ratios) if cpu_ratios else "-"
     median = statistics.median(ratios)
     verdict = "met" if median >= TARGET else "NOT met"
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -178,14 +201,15 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
 {args.limit} items of the HCP holding 10,000 (field rep, bearer token) on a SQLite data set of {args.rows:,}
 interactions. Machine: {machine()}. Load average at the end: {load} (1, 5, 15 min).
 
-| measure | requests/s, median (min, max over rounds) |
-|---|---|
-| `GET /api/v1/hcps/1/timeline?limit={args.limit}` | {spread(rates["timeline"], "{:,.0f}")} |
-| hello world `GET /` | {spread(rates["hello"], "{:,.0f}")} |
+| measure | requests/s, median (min, max over rounds) | server CPU ms per request, median (min, max) |
+|---|---|---|
+| `GET /api/v1/hcps/1/timeline?limit={args.limit}` | {spread(rates["timeline"], "{:,.0f}")} | {timeline_cpu} |
+| hello world `GET /` | {spread(rates["hello"], "{:,.0f}")} | {hello_cpu} |
 
 | ratio, round by round | median (min, max) | target | verdict |
 |---|---|---|---|
 | timeline / hello world requests/s | {spread(ratios)} | >= {TARGET:.2f} | {verdict} |
+| hello world / timeline server CPU per request (what a CPU-bound server would reach) | {cpu_ratio} | (ref.) | |
 """
 
 
@@ -195,7 +219,10 @@ and Flask's hello world (`benchmarks/hello_app.py`). A load driver in a separate
 one request at a time, a new connection per request, as sync workers close each) drives one server for a few
 seconds, then the other, A B A B in one run, the order alternating per round; each round's ratio compares
 two measurements taken seconds apart, so a shared machine's drift cancels out and the spread of the
-ratios says how noisy the run was. The CRM writes its request log line as in production (to /dev/null).
+ratios says how noisy the run was. The servers' CPU time per request (master and workers, from /proc) is
+reported too: on a machine that other work keeps busy, requests/s measure the share of a CPU a server was
+given as much as its cost, and the CPU ratio says what the same code would reach on a quiet machine.
+The CRM writes its request log line as in production (to /dev/null).
 
 What a timeline request costs on top of the hello world: the bearer token checked and the viewer (role,
 active, expiry, territories) read in one statement (no User loaded, no email decrypted); the page's one
