@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
 
-.PHONY: run test lint fuzz bench bench-import bench-email bench-read-locks venv dev-venv clean
+.PHONY: run test lint fuzz bench bench-import bench-email bench-read-locks bench-request venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-import: dev-venv
 # Email events and campaign sends (issue 4): SQLite by default; BENCH_ARGS="--database-url postgresql+psycopg://..."
 bench-email: dev-venv
 	$(BIN)/python -m benchmarks.email_events $(BENCH_ARGS)
+
+# A timeline request under gunicorn against Flask's hello world, same settings, interleaved (issue 15)
+bench-request: dev-venv
+	$(BIN)/python -m benchmarks.request_path $(BENCH_ARGS)
 
 bench-read-locks: dev-venv
 	$(BIN)/python -m benchmarks.read_locks $(BENCH_ARGS)

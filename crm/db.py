@@ -103,6 +103,28 @@ def iso_z(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+class StoredJSON:
+    """A JSON value as the database stores it (its text), passed through unparsed: the API's JSON
+    provider (crm.web) writes the text into the response as it is. Compares equal to the value it
+    holds, for code that looks inside (it parses then)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+
+    def value(self) -> Any:
+        return json.loads(self.raw)
+
+    def __eq__(self, other: object) -> bool:
+        return self.value() == (other.value() if isinstance(other, StoredJSON) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # like the dict it stands for
+
+    def __repr__(self) -> str:
+        return f"StoredJSON({self.raw!r})"
+
+
 # -- SQLite: WAL, foreign keys, busy timeout, IMMEDIATE writers and DEFERRED readers -------------
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -159,10 +181,19 @@ def sqlite_begin() -> str:
 def _sqlite_on_begin(conn: Any) -> None:
     deferred = _sqlite_begin.get() == DEFERRED
     info = conn.info  # the DBAPI connection's: the pragma's state outlives the checkout
-    if info.get("crm_query_only", False) != deferred:
-        conn.exec_driver_sql(f"PRAGMA query_only={'ON' if deferred else 'OFF'}")
-        info["crm_query_only"] = deferred
-    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+    if deferred:
+        # Neither statement can wait or fail on a lock: straight to the driver, without the statement
+        # machinery (every read request begins this way).
+        driver = conn.connection.driver_connection
+        if not info.get("crm_query_only", False):
+            driver.execute("PRAGMA query_only=ON")
+            info["crm_query_only"] = True
+        driver.execute("BEGIN")
+        return
+    if info.get("crm_query_only", False):
+        conn.exec_driver_sql("PRAGMA query_only=OFF")
+        info["crm_query_only"] = False
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_on_checkin(dbapi_conn: Any, record: Any) -> None:
@@ -237,6 +268,35 @@ def drop_after_reads(session: DbSession) -> None:
     as_session(session).info.pop("after_reads", None)
 
 
+# -- did this transaction write? -----------------------------------------------------------------
+
+# Statements that change nothing; anything else (INSERT, UPDATE, DELETE, a CTE, a SAVEPOINT) counts as a
+# write, so an unknown statement errs on the side of committing.
+_READ_STATEMENTS = ("SELECT", "PRAGMA", "BEGIN", "SHOW", "EXPLAIN")
+
+
+def _on_begin_clear_writes(conn: Any) -> None:
+    conn.info["crm_wrote"] = False
+
+
+def _on_execute_note_write(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
+                           _executemany: bool) -> None:
+    if not statement.lstrip()[:7].upper().startswith(_READ_STATEMENTS):
+        conn.info["crm_wrote"] = True
+
+
+def wrote_nothing(session: DbSession) -> bool:
+    """Whether ``session``'s transaction has nothing to commit: no statement that writes was run in it,
+    no change waits to be flushed and no after-commit hook waits. The request boundary then skips the
+    COMMIT; the transaction ends when the session is released."""
+    real = as_session(session)
+    if real.get_transaction() is None:
+        return True
+    if real.info.get("after_commit") or real.info.get("after_reads") or real.new or real.dirty or real.deleted:
+        return False
+    return not real.connection().info.get("crm_wrote", True)
+
+
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
@@ -253,6 +313,8 @@ def harden_engine(engine: Engine) -> None:
     if engine in _engines:
         return
     _engines.add(engine)
+    event.listen(engine, "begin", _on_begin_clear_writes)
+    event.listen(engine, "before_cursor_execute", _on_execute_note_write)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)

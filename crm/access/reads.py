@@ -161,16 +161,24 @@ def read_records(session: DbSession | None, viewer: Viewer, records: Sequence[R]
         raise ValueError("a logged read needs the session to log it in")
     out: list[dict[str, Any]] = []
     reads: list[tuple[int | None, int | None, str]] = []
-    sights: dict[str, Sight] = {}  # a page asks the same few questions fifty times
+    # A page asks the same few questions fifty times: each sensitivity's sight and marks once per call
+    # (the items of one sensitivity share the marks' ``visibility`` dict; nothing changes it).
+    sights: dict[str, tuple[Sight, dict[str, Any], bool, bool]] = {}
+    redaction, dump, sensitivity_of = shape.redaction, shape.dump, shape.sensitivity
     for record in records:
-        sensitivity = shape.sensitivity(record)
-        seen = sights.get(sensitivity)
-        if seen is None:
-            seen = sights[sensitivity] = sight(viewer, sensitivity)
-        item = shape.redaction.apply(shape.dump(record, seen), record, seen)
-        item.update(seen.marks())
+        sensitivity = sensitivity_of(record)
+        known = sights.get(sensitivity)
+        if known is None:
+            seen = sight(viewer, sensitivity)
+            known = sights[sensitivity] = (seen, seen.marks(), seen.full,
+                                           log and seen.full and sensitivity in LOGGED_SENSITIVITIES)
+        seen, marks, full, logged = known
+        item = dump(record, seen)
+        if not full:
+            redaction.apply(item, record, seen)
+        item.update(marks)
         out.append(item)
-        if log and seen.full and sensitivity in LOGGED_SENSITIVITIES:
+        if logged:
             reads.extend((interaction_id, hcp_id, sensitivity) for interaction_id, hcp_id in shape.logged(record))
     if reads and session is not None:
         log_reads(session, viewer, reads, what=shape.what)

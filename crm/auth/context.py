@@ -26,13 +26,14 @@ def bearer_token() -> str:
 
 
 def api_auth(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Require a live bearer token; sets ``g.actor`` (User) and ``g.viewer`` (policy Viewer)."""
+    """Require a live bearer token; sets ``g.viewer`` (policy Viewer). The token is checked and the
+    viewer read in one statement on every request (nothing cached: a revoked token, a disabled user or a
+    changed role is refused on the next request); the User itself is loaded only if the view asks for
+    ``actor()`` (most reads do not)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        user = services.user_for_token(db.session, bearer_token())
-        g.actor = user
-        g.viewer = services.viewer_for(db.session, user)
+        g.viewer = services.viewer_for_token(db.session, bearer_token())
         return fn(*args, **kwargs)
 
     return wrapper
@@ -59,7 +60,14 @@ def page_auth(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def actor() -> User:
-    return g.actor
+    """The signed-in User; on the API loaded on first use, by the id the token check found."""
+    user = g.get("actor")
+    if user is None:
+        user = db.session.get(User, g.viewer.user_id)
+        if user is None:  # deleted since the token was checked, in this very request
+            raise Unauthorized("The token is invalid, expired or revoked.")
+        g.actor = user
+    return user
 
 
 def viewer() -> Viewer:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, String, and_, bindparam, cast, func, or_, select
 
 from crm.access.policy import ROLES, Viewer
 from crm.audit import services as audit
 from crm.auth.models import ApiToken, LoginAttempt, User, WebSession
-from crm.db import DbSession, keep_on_error, utcnow
+from crm.db import DbSession, as_session, keep_on_error, utcnow
 from crm.errors import Invalid, TooManyAttempts, Unauthorized
 from crm.hcps.models import Territory, UserTerritoryAssignment
 from crm.security.crypto import blind_index
@@ -140,15 +141,45 @@ def revoke_token(session: DbSession, raw: str) -> None:
         session.flush()
 
 
-def user_for_token(session: DbSession, raw: str) -> User:
-    """The live user behind a bearer token; expired, revoked, disabled or re-roled: 401."""
-    tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(raw)))
-    if tok is None or tok.revoked_at is not None or tok.expires_at <= utcnow():
-        raise Unauthorized("The token is invalid, expired or revoked.")
-    user = session.get(User, tok.user_id)
-    if user is None or not user.active or user.role != tok.role_at_issue:
-        raise Unauthorized("The token is invalid, expired or revoked.")
-    return user
+_TOKEN_REFUSED = "The token is invalid, expired or revoked."  # noqa: S105 - a message, not a secret
+
+
+@cache
+def _token_viewer_statement(dialect: str) -> Select[Any]:
+    """Token -> (user id, role, current territory ids) in one statement, built once per dialect.
+
+    Only a live token of an active user whose role has not changed since the token was issued
+    matches: an expired, revoked, disabled or re-roled credential finds no row. Nothing about the
+    viewer is cached between requests, so a revocation holds from the very next request."""
+    agg = func.string_agg if dialect == "postgresql" else func.group_concat
+    now = bindparam("now", type_=ApiToken.expires_at.type)
+    a = UserTerritoryAssignment
+    territories = (
+        select(agg(cast(a.territory_id, String), ","))
+        .where(a.user_id == ApiToken.user_id, a.valid_from <= now, or_(a.valid_to.is_(None), a.valid_to > now))
+        .correlate(ApiToken).scalar_subquery()
+    )
+    return (
+        select(ApiToken.user_id, User.role, territories)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
+               ApiToken.expires_at > now, User.active.is_(True), User.role == ApiToken.role_at_issue)
+    )
+
+
+def viewer_for_token(session: DbSession, raw: str) -> Viewer:
+    """The policy's viewer behind a bearer token (role and territories covered now); expired, revoked,
+    disabled or re-roled: 401. One statement; no User is loaded and no personal datum decrypted
+    (``crm.auth.context.actor`` loads the User when a request needs it)."""
+    real = as_session(session)
+    real.flush()  # as autoflush would: a revocation earlier in this transaction counts
+    row = real.connection().execute(
+        _token_viewer_statement(real.get_bind().dialect.name), {"token_hash": token_hash(raw), "now": utcnow()}
+    ).first()
+    if row is None:
+        raise Unauthorized(_TOKEN_REFUSED)
+    user_id, role, joined = row
+    return Viewer(user_id, role, frozenset(int(t) for t in joined.split(",")) if joined else frozenset())
 
 
 def start_web_session(session: DbSession, user: User) -> str:

@@ -25,7 +25,7 @@ from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.navigation import url_if_known
 from crm.timeline.models import Interaction
-from crm.timeline.queries import TimelineFilters, feed_channel_counts, feed_page, read_interactions
+from crm.timeline.queries import TimelineFilters, feed_channel_counts, feed_page, for_pages, read_interactions
 from crm.visits.models import Visit
 from crm.visits.services import follow_ups_due, follow_ups_shown
 
@@ -94,6 +94,7 @@ def _field_rep(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
 def _marketer(session: DbSession, user: User, who: Viewer) -> dict[str, Any]:
     filters = TimelineFilters(since=utcnow() - timedelta(days=FEED_DAYS))
     items, _next = feed_page(session, who, filters, FEED_SHOWN)
+    for_pages(items)
     return {
         "items": items,
         "channel_counts": feed_channel_counts(session, who, filters),

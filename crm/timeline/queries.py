@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     String,
+    Text,
     and_,
     bindparam,
     case,
@@ -30,13 +32,14 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.orm import aliased
 
 from crm.access.policy import ROLE_LABELS, SEES_SUPERSEDED, Viewer
 from crm.access.reads import SENSITIVITIES, Redaction, Shape, Sight, read_record, read_records, visible_content
 from crm.auth.models import User
-from crm.db import DbSession, iso_z, utcnow
+from crm.db import DbSession, StoredJSON, iso_z, utcnow
 from crm.errors import NotFound
 from crm.hcps.models import HCP, Territory
 from crm.schemas import decode_cursor, encode_cursor
@@ -79,16 +82,19 @@ class TimelineFilters:
 # -- the shape of one item, redacted for the viewer ------------------------------------------------
 
 class ItemRow(NamedTuple):
-    """What serialising one item needs: the interaction's columns, its owner's name, participants, skus."""
+    """What serialising one item needs: the interaction's columns, its owner's name, participants, skus.
+
+    ``occurred_at`` is already the API's text (ISO 8601, UTC, ``Z``); ``details`` is a dict, or the
+    stored JSON text as the database returned it (``StoredJSON``), passed through to the response."""
 
     id: int
-    occurred_at: datetime
+    occurred_at: str
     channel: str
     kind: str
     source: str
     summary: str
     safe_summary: str
-    details: dict[str, Any] | None
+    details: dict[str, Any] | StoredJSON | None
     sensitivity: str
     owner_id: int | None
     owner_name: str | None
@@ -104,7 +110,8 @@ def _row_of(interaction: Interaction) -> ItemRow:
     i = interaction
     owner = i.owner
     return ItemRow(
-        i.id, i.occurred_at, i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details, i.sensitivity,
+        i.id, iso_z(i.occurred_at) or "", i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details,
+        i.sensitivity,
         i.owner_id, owner.name if owner is not None else None, i.owner_role, i.supersedes_id, i.superseded_by_id,
         i.consent_gap, sorted(p.hcp_id for p in i.participants), sorted(p.sku for p in i.products),
     )
@@ -112,11 +119,11 @@ def _row_of(interaction: Interaction) -> ItemRow:
 
 def _dump_item(row: ItemRow, seen: Sight) -> dict[str, Any]:
     """One item in full; ``ITEM_SHAPE``'s redaction withholds what the viewer may not see."""
+    details = row.details
     return {
         "id": row.id,
         "hcp_ids": row.hcp_ids,
-        # UTCDateTime hands back aware UTC values: only the ``Z`` is missing.
-        "occurred_at": row.occurred_at.isoformat().replace("+00:00", "Z"),
+        "occurred_at": row.occurred_at,
         "channel": row.channel,
         "kind": row.kind,
         "source": row.source,
@@ -124,7 +131,7 @@ def _dump_item(row: ItemRow, seen: Sight) -> dict[str, Any]:
         # Who made the contact is shared with everyone, whatever its content.
         "owner": {"id": row.owner_id, "name": row.owner_name, "role": row.owner_role},
         "products": row.skus,
-        "details": dict(row.details or {}),
+        "details": details if isinstance(details, StoredJSON) else dict(details or {}),
         "sensitivity": row.sensitivity,
         "consent_gap": row.consent_gap,
         "supersedes": row.supersedes_id,
@@ -147,7 +154,8 @@ ITEM_SHAPE: Shape[ItemRow] = Shape(
 
 def _for_hcp(hcp_id: int) -> Shape[ItemRow]:
     """Items read on one HCP's timeline are logged against that HCP only."""
-    return replace(ITEM_SHAPE, logged=lambda row: ((row.id, hcp_id),))
+    return Shape(ITEM_SHAPE.what, ITEM_SHAPE.sensitivity, ITEM_SHAPE.dump, ITEM_SHAPE.redaction,
+                 logged=lambda row: ((row.id, hcp_id),))
 
 
 def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
@@ -221,24 +229,51 @@ def _shape(session: DbSession, viewer: Viewer, filters: TimelineFilters, cursor:
 @cache
 def _item_columns(dialect: str) -> tuple[Any, ...]:
     """The columns of ``ItemRow``, in order: the page's rows, owners, participants and skus come back
-    in the same query as the keyset scan (participants and skus aggregated per row)."""
-    agg = func.string_agg if dialect == "postgresql" else func.group_concat
+    in the same query as the keyset scan (participants and skus aggregated per row).
+
+    No column has a result type processor: the time comes back as the text SQLite stores
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), formatted the same way by PostgreSQL, the details as their
+    stored JSON text, the flag as the driver's 0/1 or bool; ``_fetch_items`` turns each into the API's
+    form with a few string operations (``_iso_text``) or passes it through (``StoredJSON``)."""
+    postgresql = dialect == "postgresql"
+    agg = func.string_agg if postgresql else func.group_concat
     p, prod = aliased(InteractionParticipant), aliased(InteractionProduct)
     hcp_ids = (select(agg(cast(p.hcp_id, String), _SEP))
                .where(p.interaction_id == Interaction.id).correlate(Interaction).scalar_subquery())
     skus = (select(agg(prod.sku, _SEP))
             .where(prod.interaction_id == Interaction.id).correlate(Interaction).scalar_subquery())
     i = Interaction
-    return (i.id, i.occurred_at, i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details,
+    if postgresql:
+        occurred: Any = func.to_char(func.timezone("UTC", i.occurred_at), "YYYY-MM-DD HH24:MI:SS.US")
+        details: Any = cast(i.details, Text)
+    else:
+        occurred, details = type_coerce(i.occurred_at, Text), type_coerce(i.details, Text)
+    return (i.id, occurred, i.channel, i.kind, i.source, i.summary, i.safe_summary, details,
             i.sensitivity, i.owner_id, User.name, i.owner_role, i.supersedes_id, i.superseded_by_id,
-            i.consent_gap, hcp_ids, skus)
+            type_coerce(i.consent_gap, Integer) if not postgresql else i.consent_gap, hcp_ids, skus)
 
 
 def _fetch_items(session: DbSession, stmt: Select[Any], params: dict[str, Any]) -> list[ItemRow]:
-    """Run a page query on the session's connection: plain rows, without the ORM's result machinery."""
+    """Run a page query on the session's connection: rows as the driver returns them, without the ORM's
+    result machinery or per-row type processors (``_item_columns``)."""
     session.flush()  # what autoflush would do: the page must include this transaction's own writes
-    return [ItemRow._make((*row[:15], _ids(row[15]), _skus(row[16])))
+    return [ItemRow(row[0], _iso_text(row[1]), row[2], row[3], row[4], row[5], row[6],
+                    {} if row[7] in _EMPTY_JSON else StoredJSON(row[7]), row[8], row[9], row[10], row[11],
+                    row[12], row[13], bool(row[14]), _ids(row[15]), _skus(row[16]))
             for row in session.connection().execute(stmt, params).all()]
+
+
+_EMPTY_JSON = frozenset({None, "{}", "null"})
+
+
+def _iso_text(stored: str) -> str:
+    """``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC) as ``iso_z`` writes it: ``T``, no zero fraction, ``Z``."""
+    if stored[10:11] == " " and len(stored) in (19, 26):
+        if len(stored) == 19 or stored.endswith(".000000"):
+            return f"{stored[:10]}T{stored[11:19]}Z"
+        return f"{stored[:10]}T{stored[11:]}Z"
+    parsed = datetime.fromisoformat(stored)  # another spelling (written outside the app): the slow way
+    return iso_z(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)) or ""
 
 
 def _ids(joined: str | None) -> list[int]:
@@ -332,6 +367,15 @@ def _timeline_statement(shape: _Shape) -> Select[Any]:
     )
 
 
+def for_pages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items for an HTML page: the stored JSON passed through for the API (``StoredJSON``) parsed into
+    the dict a template looks inside (``item.details.meeting_url``). The API never calls this."""
+    for item in items:
+        if isinstance(item.get("details"), StoredJSON):
+            item["details"] = item["details"].value()
+    return items
+
+
 def timeline_page(
     session: DbSession, viewer: Viewer, hcp_id: int, filters: TimelineFilters, limit: int = 50,
     cursor: str | None = None,
@@ -343,8 +387,9 @@ def timeline_page(
     Full-level reads of medical/pv items are logged against this HCP. The territory, profession and
     specialty filters are the feed's and do not apply here.
     """
-    shape, params = _shape(session, viewer, replace(filters, territory=None, profession=None, specialty=None),
-                           cursor, limit)
+    if filters.territory or filters.profession or filters.specialty:
+        filters = replace(filters, territory=None, profession=None, specialty=None)
+    shape, params = _shape(session, viewer, filters, cursor, limit)
     params["hcp_id"] = hcp_id
     rows, next_cursor = _page(_fetch_items(session, _timeline_statement(shape), params), limit)
     return read_records(session, viewer, rows, _for_hcp(hcp_id)), next_cursor

@@ -141,6 +141,7 @@ def hcp(hcp_id: int):
     filters, form = _page_filters()
     cursor = request.args.get("cursor") or None
     items, next_cursor = queries.timeline_page(db.session, who, hcp_id, filters, PAGE_SIZE, cursor)
+    queries.for_pages(items)
     others = {h for item in items for h in item["hcp_ids"] if h != hcp_id}
     if record.merged_into_id:
         others.add(record.merged_into_id)
@@ -179,6 +180,7 @@ def feed():
     who = viewer()
     cursor = request.args.get("cursor") or None
     items, next_cursor = queries.feed_page(db.session, who, filters, PAGE_SIZE, cursor)
+    queries.for_pages(items)
     return render_template(
         "timeline/feed.html",
         items=items,
