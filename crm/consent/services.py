@@ -1063,7 +1063,7 @@ def _rebuild_states_many(session: DbSession, touched: dict[int, list[tuple[str, 
             upserts.append({"hcp_id": hcp_id, "channel": channel, "purpose": purpose, "state": ps.state,
                             "since": ps.since, "valid_until": ps.valid_until, "source": ps.source,
                             "last_event_id": ps.event_ids[-1] if ps.event_ids else None, "updated_at": now})
-    table = ConsentState.__table__
+    table: Any = ConsentState.__table__
     if upserts:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         stmt = insert(table)

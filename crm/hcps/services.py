@@ -449,7 +449,7 @@ def mark_emails_invalid(session: DbSession, actor: Any, reasons: dict[int, tuple
         HCP.email_status != "invalid").order_by(HCP.id)))
     if not changed:
         return 0
-    table = HCP.__table__
+    table: Any = HCP.__table__
     session.execute(
         update(table).where(table.c.id == bindparam("hcp_id"), table.c.email_status != "invalid")
         .values(email_status="invalid", email_status_reason=bindparam("reason"), email_status_at=bindparam("at"),
