@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Integer, and_, case, cast, false, func, null, or_, select
+from sqlalchemy import Integer, and_, case, cast, column, false, func, null, or_, select
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
@@ -416,7 +416,8 @@ def _id_table(session: DbSession, ids: list[int]) -> Any:
     from sqlalchemy.dialects.postgresql import ARRAY
 
     if session.get_bind().dialect.name == "postgresql":
-        values = func.unnest(bindparam(None, ids, type_=ARRAY(Integer()))).table_valued("value")
+        values = (func.unnest(bindparam(None, ids, type_=ARRAY(Integer())))
+                  .table_valued(column("value", Integer)).render_derived())
         return select(values.c.value.label("hcp_id")).subquery("audience_ids")
     values = func.json_each(bindparam(None, _json.dumps(ids), type_=String())).table_valued("value")
     return select(cast(values.c.value, Integer).label("hcp_id")).subquery("audience_ids")
