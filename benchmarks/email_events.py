@@ -348,10 +348,39 @@ def ingest_rounds(app: Any, key: ec.EllipticCurvePrivateKey, bodies: list[bytes]
                 ingest_events(db.session, parse_batch(raw, utcnow()).events)
                 db.session.rollback()
 
+        # PostgreSQL's sequences do not roll back: put them back after each rolled-back run, so that the
+        # replay (and then the measure) get the very ids the recorded statements name.
+        sequences = _sequences(app)
         calls = record(once)
+        _restore(app, sequences)
         floors.append(replay(app, calls))
+        _restore(app, sequences)
         measures.append(post_all(app, key, [raw])[0])
     return measures, floors
+
+
+def _sequences(app: Any) -> list[tuple[str, int | None]]:
+    from crm.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return []
+        with db.engine.connect() as conn:
+            return [(f"{r[0]}.{r[1]}", r[2]) for r in conn.execute(text(
+                "SELECT schemaname, sequencename, last_value FROM pg_sequences"))]
+
+
+def _restore(app: Any, sequences: list[tuple[str, int | None]]) -> None:
+    from crm.extensions import db
+
+    if not sequences:
+        return
+    with app.app_context(), db.engine.begin() as conn:
+        for name, last in sequences:
+            if last is None:
+                conn.execute(text("SELECT setval(CAST(:n AS regclass), 1, false)"), {"n": name})
+            else:
+                conn.execute(text("SELECT setval(CAST(:n AS regclass), :v, true)"), {"n": name, "v": last})
 
 
 def decide_rounds(app: Any, rounds: int) -> tuple[dict[str, list[float]], dict[str, int]]:
