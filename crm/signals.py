@@ -72,6 +72,20 @@ consent_changed = _signals.signal(
     """,
 )
 
+consent_changed_many = _signals.signal(
+    "consent-changed-many",
+    doc="""Sent by ``crm.consent.services.withdraw_many`` once for a batch of ledger events appended
+    together (the email platform's unsubscribes of one webhook batch), after the states were rebuilt;
+    such events do not also send ``consent_changed`` one by one, so that a receiver can do its work for
+    the whole batch in a few statements.
+
+    :param sender: the list of new ``ConsentEvent`` rows (read-only column tuples: ``id``, ``hcp_id``,
+        ``channel``, ``purpose``, ``event_type``, ``occurred_at``)
+    :param session: the SQLAlchemy session (its transaction is still open)
+    :param actor: the ``User`` who captured them, or ``None`` (an outside system)
+    """,
+)
+
 consent_confirmation_requested = _signals.signal(
     "consent-confirmation-requested",
     doc="""Sent by ``crm.consent.services.grant_consent`` when a double opt-in is needed: a confirmation

@@ -505,3 +505,101 @@ def test_openapi_documents_the_webhook_without_auth(client):
     item = properties["rejected"]["items"]
     item = spec["components"]["schemas"][item["$ref"].rsplit("/", 1)[-1]] if "$ref" in item else item
     assert set(item["properties"]) == {"index", "sg_event_id", "reason"}
+
+
+# -- mixed batches (set-based side effects) ---------------------------------------------------------
+
+def test_mixed_batch_duplicates_unsubscribe_and_open_of_one_hcp_unknown_and_already_withdrawn(client, db, factory):
+    """One batch: the same unsubscribe twice, an open and an unsubscribe of one HCP, an HCP already withdrawn,
+    an address nobody has, and a hard bounce: each effect once, in one statement per kind."""
+    from crm.audit.models import AuditRecord
+    from crm.consent.models import ConsentState
+
+    marketer, compliance = factory.user("marketer"), factory.user("compliance")
+    opener, gone, bouncer = factory.hcp(), factory.hcp(), factory.hcp()
+    for hcp in (opener, gone, bouncer):
+        email_consent(db, hcp, "events")
+    consent.withdraw_consent(db, None, gone, "email", "all", "esp", evidence={"event_id": "earlier"},
+                             external_id="sg-earlier")
+    campaign = make_campaign(db, marketer, make_template(db, marketer, compliance, purpose="events"),
+                             [opener.id, gone.id, bouncer.id])
+    # an ORM row of the state already in the session must not be read stale after the batch
+    assert db.get(ConsentState, (opener.id, "email", "events")).state == "granted"
+    now = time.time() + 1
+    cid = str(campaign.id)
+    events = [
+        event("sg-mix-open", "open", hcp_id=str(opener.id), campaign_id=cid, timestamp=now),
+        event("sg-mix-unsub", "unsubscribe", hcp_id=str(opener.id), campaign_id=cid, timestamp=now),
+        event("sg-mix-unsub", "unsubscribe", hcp_id=str(opener.id), campaign_id=cid, timestamp=now),
+        event("sg-mix-gone", "group_unsubscribe", email=gone.email, timestamp=now),
+        event("sg-mix-nobody", "unsubscribe", email="nobody@nowhere.example", timestamp=now),
+        event("sg-mix-bounce", "bounce", hcp_id=str(bouncer.id), type="bounce", reason="550 no such user"),
+        event("sg-mix-bounce-2", "bounce", hcp_id=str(bouncer.id), type="bounce", reason="550 again"),
+    ]
+    out = post(client, events).get_json()
+    assert (out["received"], out["recorded"], out["duplicates"], out["unmatched"]) == (7, 6, 1, 1)
+    assert (out["consent_withdrawals"], out["emails_invalid"]) == (2, 1)
+    assert db.get(ConsentState, (opener.id, "email", "events")).state == "withdrawn"
+    assert not consent.can_contact(db, opener.id, "email", "events").allowed
+    assert sorted(i.kind for i in items_of(db, opener.id, "")
+                  if i.kind != "consent.confirmed" and i.kind != "consent.granted") == [
+        "consent.withdrawn", "email.opened", "email.unsubscribed"]
+    # the HCP who had withdrawn already gets a second "no" on the ledger (a fact worth keeping), still withdrawn
+    gone_events = db.scalars(select(ConsentEvent).where(ConsentEvent.hcp_id == gone.id,
+                                                        ConsentEvent.event_type == "withdrawn")).all()
+    assert sorted(e.external_id for e in gone_events) == ["sg-earlier", "sg-mix-gone"]
+    assert consent.can_contact(db, gone.id, "email", "events").rule == "consent-withdrawn"
+    # evidence and its keyed digest as a single withdrawal keeps them; one audit record per ledger event
+    mine = db.scalar(select(ConsentEvent).where(ConsentEvent.external_id == "sg-mix-unsub"))
+    assert consent.read_evidence(mine) == {"event_id": "sg-mix-unsub"} and consent.verify_evidence(mine)
+    assert (mine.source, mine.purpose, mine.captured_by_role) == ("esp", "events", "system")
+    audited = db.scalars(select(AuditRecord.entity_id).where(AuditRecord.action == "consent.withdrawn",
+                                                             AuditRecord.entity_id.in_([str(mine.id)]))).all()
+    assert audited == [str(mine.id)]
+    db.refresh(bouncer)
+    assert (bouncer.email_status, bouncer.email_status_reason) == ("invalid", "bounce: 550 again")  # the last
+    assert db.scalar(select(func.count()).select_from(AuditRecord).where(
+        AuditRecord.action == "hcp.email_invalid", AuditRecord.entity_id == str(bouncer.id))) == 1
+    # the same batch again: nothing more
+    again = post(client, events).get_json()
+    assert (again["recorded"], again["consent_withdrawals"], again["emails_invalid"]) == (0, 0, 0)
+
+
+def test_unsubscribe_of_a_merged_duplicate_goes_to_the_survivor_and_an_erased_hcp_takes_nothing(client, db, factory):
+    survivor, duplicate, erased = factory.hcp(), factory.hcp(), factory.hcp()
+    email_consent(db, survivor, "events")
+    duplicate.status, duplicate.merged_into_id = "merged", survivor.id
+    erased.status = "erased"
+    db.flush()
+    out = post(client, [event("sg-dup", "unsubscribe", hcp_id=str(duplicate.id), timestamp=time.time() + 1),
+                        event("sg-erased", "unsubscribe", hcp_id=str(erased.id), timestamp=time.time() + 1)]).get_json()
+    assert out["consent_withdrawals"] == 1
+    assert consent.can_contact(db, survivor.id, "email", "events").rule == "consent-withdrawn"
+    assert db.scalar(select(ConsentEvent.hcp_id).where(ConsentEvent.external_id == "sg-dup")) == survivor.id
+    assert db.scalar(select(ConsentEvent.id).where(ConsentEvent.external_id == "sg-erased")) is None
+
+
+def test_a_backdated_unsubscribe_marks_the_campaign_mail_sent_after_it_as_a_consent_gap(client, db, factory):
+    """The platform reports an unsubscribe late: the campaign mail sent after its instant was sent without
+    consent (a gap); the other HCP's mail, whose unsubscribe came after the mail, is no gap."""
+    from datetime import timedelta
+
+    from crm.campaigns import services
+    from crm.db import utcnow
+    from tests.consent_support import grant
+
+    marketer, compliance = factory.user("marketer"), factory.user("compliance")
+    late, early = factory.hcp(), factory.hcp()
+    for hcp in (late, early):
+        grant(db, hcp, channel="email", purpose="events", occurred_at=utcnow() - timedelta(hours=3))
+    campaign = make_campaign(db, marketer, make_template(db, marketer, compliance, purpose="events"),
+                             [late.id, early.id])
+    services.send_campaign(db, marketer, viewer_of(marketer), campaign, at=utcnow() - timedelta(hours=1))
+    out = post(client, [
+        event("sg-late", "unsubscribe", hcp_id=str(late.id), campaign_id=str(campaign.id),
+              timestamp=time.time() - 2 * 3600),
+        event("sg-after", "unsubscribe", hcp_id=str(early.id), campaign_id=str(campaign.id),
+              timestamp=time.time() - 1800)]).get_json()
+    assert out["consent_withdrawals"] == 2
+    gaps = {hcp.id: [i.consent_gap for i in items_of(db, hcp.id) if i.kind == "email.sent"] for hcp in (late, early)}
+    assert gaps == {late.id: [True], early.id: [False]}

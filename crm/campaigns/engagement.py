@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import lazyload
 
 from crm.audit import services as audit
 from crm.campaigns.models import Campaign, EmailEvent, EmailTemplate
@@ -222,25 +221,18 @@ def _dead_address(e: IncomingEmailEvent) -> bool:
 
 
 def _withdraw(session: DbSession, withdrawals: list[tuple[IncomingEmailEvent, int]], campaigns: dict[int, Any]) -> int:
-    """One ledger withdrawal per unsubscribe/spam report (idempotent on the event id). The purpose is the
-    campaign's; without a known campaign, and for spam reports (the platform then stops all mail to the
-    address), every purpose."""
+    """One ledger withdrawal per unsubscribe/spam report (idempotent on the event id), for the whole batch
+    at once (``withdraw_many``). The purpose is the campaign's; without a known campaign, and for spam
+    reports (the platform then stops all mail to the address), every purpose."""
     if not withdrawals:
         return 0
-    from crm.consent.services import withdraw_consent
+    from crm.consent.services import Withdrawal, withdraw_many
 
-    done = 0
     now = utcnow()
-    hcps = {h.id: h for h in session.scalars(select(HCP).where(HCP.id.in_({h for _e, h in withdrawals}))
-                                             .options(lazyload(HCP.identifiers)))}
+    batch = []
     for e, hcp_id in withdrawals:
-        hcp = hcps.get(hcp_id)
-        if hcp is None or hcp.status == "erased":
-            continue
         campaign = campaigns.get(e.campaign_id) if e.campaign_id is not None else None
         purpose = campaign.purpose if campaign is not None and e.event_type != "spamreport" else "all"
-        _event, created = withdraw_consent(
-            session, None, hcp, "email", purpose, "esp", evidence={"event_id": e.sg_event_id},
-            occurred_at=min(e.occurred_at, now), external_id=e.sg_event_id)
-        done += created
-    return done
+        batch.append(Withdrawal(hcp_id, "email", purpose, min(e.occurred_at, now), e.sg_event_id,
+                                {"event_id": e.sg_event_id}))
+    return len(withdraw_many(session, None, "esp", batch))

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import Integer, and_, case, cast, column, false, func, null, or_, select
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
@@ -267,27 +267,187 @@ def evaluate(session: DbSession, hcp_ids: list[int], purpose: str, at: datetime,
     return out
 
 
+@dataclass
+class AudienceDecision:
+    """Who of an audience may be contacted now, decided by the database (``decide_audience``).
+
+    ``allowed_select``: a ``SELECT`` of one column, the allowed HCP ids (unordered), to be used inside
+    the caller's own statements (``INSERT ... SELECT``, ``WHERE id IN (...)``) in the same transaction:
+    the allowed set never travels to Python. ``skipped``: ``(hcp_id, rule)`` of everyone else, by id;
+    the rules are those of ``SKIP_TEXT``. ``allowed_count``: how many the select yields.
+    """
+
+    allowed_select: Any
+    skipped: list[tuple[int, str]]
+    allowed_count: int
+
+
+_FOLD = "?fold"  # the state table cannot answer for ``at`` (changed since): decided from the ledger
+
+
+def decide_audience(session: DbSession, audience_or_ids: Audience | Sequence[int], channel: str, purpose: str,
+                    at: datetime | None = None, *, already_sent: Any = None) -> AudienceDecision:
+    """The consent (and, for email, contact-point) decision for a whole audience in one SQL statement;
+    only the skipped ids and their rules come back. The interface for sends and previews (a background
+    send job calls it with ``at`` = its send instant and inserts its recipients from ``allowed_select``).
+
+    ``audience_or_ids``: a saved ``Audience`` (who it means now, ``audience_hcp_ids``) or HCP ids (ids
+    that do not exist are skipped as ``hcp-unknown``). ``already_sent``: HCPs never to be contacted
+    again: a one-column ``SELECT`` of HCP ids (e.g. the campaign's queued or sent messages) or a
+    collection of ids; they are skipped as ``already-sent`` before any other rule.
+
+    The rules are ``evaluate``'s (and ``can_contact_many``'s), in the same order: already sent; unknown,
+    erased, merged HCP; the pair's state read from ``consent_states`` (kept in step with the ledger in
+    every append's transaction): none, double opt-in pending, withdrawn, expired, and granted past its
+    ``valid_until`` at ``at`` is expired; then for email an address on record (its blind index) that has
+    not bounced. ``at`` is now by default; an HCP whose state changed after ``at`` is decided from the
+    ledger, and an ``at`` more than a second in the past is decided wholly from the ledger (``evaluate``;
+    the allowed set then travels as a bound list), as ``can_contact_many`` does.
+    """
+    from crm.consent.models import ConsentState
+    from crm.consent.services import _NOW_SLACK, _check_pair, can_contact_many, can_contact_many_with
+
+    _check_pair(channel, purpose, allow_all=False)
+    now = utcnow()
+    at = at or now
+    explicit = not isinstance(audience_or_ids, Audience)
+    if not explicit:
+        where = _audience_where(audience_or_ids)  # type: ignore[arg-type]
+        if where is None:
+            return AudienceDecision(select(HCP.id).where(false()), [], 0)
+    ids_list = list(dict.fromkeys(audience_or_ids)) if explicit else []  # type: ignore[arg-type]
+    if at < now - _NOW_SLACK:
+        ids = ids_list if explicit else audience_hcp_ids(session, audience_or_ids)  # type: ignore[arg-type]
+        sent = _already_ids(session, already_sent)
+        if channel == "email":
+            old = evaluate(session, ids, purpose, at, sent)
+            allowed, past = old.send, sorted(old.skipped)
+        else:
+            decisions = can_contact_many(session, ids, channel, purpose, at)
+            allowed = [i for i in ids if i not in sent and decisions[i].allowed]
+            past = sorted((i, "already-sent" if i in sent else decisions[i].rule) for i in ids
+                             if i in sent or not decisions[i].allowed)
+        return AudienceDecision(select(HCP.id).where(among(session, HCP.id, allowed)), past, len(allowed))
+
+    if explicit:
+        source = _id_table(session, ids_list)
+        hcp_id = source.c.hcp_id
+        base: Any = source.outerjoin(HCP, HCP.id == hcp_id)
+    else:
+        hcp_id = HCP.id
+        base = HCP.__table__
+    base = base.outerjoin(ConsentState, and_(ConsentState.hcp_id == hcp_id, ConsentState.channel == channel,
+                                             ConsentState.purpose == purpose))
+    whens: list[Any] = []
+    if already_sent is not None:
+        sent_condition = (hcp_id.in_(already_sent) if hasattr(already_sent, "subquery")
+                          else among(session, hcp_id, sorted(already_sent)))
+        whens.append((sent_condition, "already-sent"))
+    whens += [
+        (HCP.id.is_(None), "hcp-unknown"),
+        (HCP.status == "erased", "hcp-erased"),
+        (or_(HCP.status == "merged", HCP.merged_into_id.is_not(None)), "hcp-merged"),
+        (ConsentState.state.is_(None), "no-consent"),
+        (ConsentState.since > at, _FOLD),
+        (and_(ConsentState.state == "granted", ConsentState.valid_until.is_not(None),
+              ConsentState.valid_until <= at), "consent-expired"),
+        (ConsentState.state == "pending", "double-opt-in-pending"),
+        (ConsentState.state == "withdrawn", "consent-withdrawn"),
+        (ConsentState.state == "expired", "consent-expired"),
+        (ConsentState.state != "granted", "no-consent"),
+    ]
+    if channel == "email":
+        whens += [(HCP.email_bidx.is_(None), "no-email-address"), (HCP.email_status == "invalid", "email-invalid")]
+    reason = case(*whens, else_=None)
+    decided = select(hcp_id.label("hcp_id"), reason.label("reason")).select_from(base)
+    if not explicit:
+        decided = decided.where(where)
+    cte = decided.cte("audience_decision")
+    rows = session.execute(
+        select(cte.c.hcp_id, cte.c.reason).where(cte.c.reason.is_not(None))
+        .union_all(select(func.count(), null()).select_from(cte).where(cte.c.reason.is_(None)))).all()
+    allowed_count = 0
+    skipped: list[tuple[int, str]] = []
+    folded: list[int] = []
+    for first, rule in rows:
+        if rule is None:
+            allowed_count = int(first)
+        elif rule == _FOLD:
+            folded.append(int(first))
+        else:
+            skipped.append((int(first), rule))
+    allowed_select: Any = select(cte.c.hcp_id).where(cte.c.reason.is_(None))
+    if folded:  # rare: a state reached after ``at`` (a moment ago): the ledger answers for ``at``
+        columns = (HCP.email_bidx.is_not(None), HCP.email_status)
+        decisions, contact = can_contact_many_with(session, folded, channel, purpose, at, columns)
+        late: list[int] = []
+        for i in folded:
+            if not decisions[i].allowed:
+                skipped.append((i, decisions[i].rule))
+            elif channel == "email" and not contact[i][0]:
+                skipped.append((i, "no-email-address"))
+            elif channel == "email" and contact[i][1] == "invalid":
+                skipped.append((i, "email-invalid"))
+            else:
+                late.append(i)
+        if late:
+            allowed_select = select(cte.c.hcp_id).where(or_(
+                cte.c.reason.is_(None), and_(cte.c.reason == _FOLD, among(session, cte.c.hcp_id, late))))
+            allowed_count += len(late)
+        skipped.sort()
+    skipped.sort()
+    return AudienceDecision(allowed_select, skipped, allowed_count)
+
+
+def _id_table(session: DbSession, ids: list[int]) -> Any:
+    """The ids as a one-column table (``hcp_id``), bound as one parameter (see ``crm.db.among``)."""
+    import json as _json
+
+    from sqlalchemy import String, bindparam
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    if session.get_bind().dialect.name == "postgresql":
+        values = (func.unnest(bindparam(None, ids, type_=ARRAY(Integer())))
+                  .table_valued(column("value", Integer)).render_derived())
+        return select(values.c.value.label("hcp_id")).subquery("audience_ids")
+    values = func.json_each(bindparam(None, _json.dumps(ids), type_=String())).table_valued("value")
+    return select(cast(values.c.value, Integer).label("hcp_id")).subquery("audience_ids")
+
+
+def _already_ids(session: DbSession, already_sent: Any) -> frozenset[int]:
+    if already_sent is None:
+        return frozenset()
+    if hasattr(already_sent, "subquery"):
+        return frozenset(session.scalars(already_sent))
+    return frozenset(already_sent)
+
+
 def preview_audience(session: DbSession, audience: Audience, purpose: str, at: datetime | None = None
                      ) -> dict[str, Any]:
     """How many HCPs the audience holds now and how many a send for ``purpose`` would skip, per rule."""
     if purpose not in PURPOSES:
         raise Invalid(errors={"purpose": [f"must be one of {', '.join(PURPOSES)}"]})
-    ids = audience_hcp_ids(session, audience)
-    result = evaluate(session, ids, purpose, at or utcnow())
-    skipped = Counter(rule for _, rule in result.skipped)
-    return {"audience_id": audience.id, "purpose": purpose, "count": len(ids), "would_send": len(result.send),
-            "skipped": dict(sorted(skipped.items()))}
+    decision = decide_audience(session, audience, "email", purpose, at or utcnow())
+    skipped = Counter(rule for _, rule in decision.skipped)
+    return {"audience_id": audience.id, "purpose": purpose, "count": decision.allowed_count + len(decision.skipped),
+            "would_send": decision.allowed_count, "skipped": dict(sorted(skipped.items()))}
+
+
+def _already_sent(campaign_id: int) -> Any:
+    """The campaign's recipients queued or handed over: never mailed again. A failed mail (it never
+    left) is evaluated again."""
+    return select(CampaignMessage.hcp_id).where(CampaignMessage.campaign_id == campaign_id,
+                                                CampaignMessage.status.in_(("queued", "sent")))
 
 
 def preview_send(session: DbSession, campaign: Campaign, at: datetime | None = None) -> dict[str, Any]:
     """What ``send_campaign`` would do now, without doing it: the audience size, how many would be mailed
     and how many skipped per rule (consent, and those this campaign already mailed), for the confirmation."""
-    ids = audience_hcp_ids(session, campaign.audience)
-    already = frozenset(session.scalars(select(CampaignMessage.hcp_id).where(
-        CampaignMessage.campaign_id == campaign.id, CampaignMessage.status.in_(("queued", "sent")))))
-    result = evaluate(session, ids, campaign.template.purpose, at or utcnow(), already)
-    skipped = Counter(rule for _, rule in result.skipped)
-    return {"count": len(ids), "would_send": len(result.send), "skipped": dict(sorted(skipped.items()))}
+    decision = decide_audience(session, campaign.audience, "email", campaign.template.purpose, at or utcnow(),
+                               already_sent=_already_sent(campaign.id))
+    skipped = Counter(rule for _, rule in decision.skipped)
+    return {"count": decision.allowed_count + len(decision.skipped), "would_send": decision.allowed_count,
+            "skipped": dict(sorted(skipped.items()))}
 
 
 # -- campaigns ---------------------------------------------------------------------------------------
@@ -361,14 +521,14 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
                       "must approve it before the campaign can be sent.",
                       errors={"template_id": ["the template version is not approved"]})
     now = at or utcnow()
-    ids = audience_hcp_ids(session, campaign.audience)
+    # The decision is the database's (decide_audience): only the skipped come back with their rule, and
+    # the recipients are read straight from its allowed set.
+    decision = decide_audience(session, campaign.audience, "email", template.purpose, now,
+                               already_sent=_already_sent(campaign.id))
     messages = {m.hcp_id: m for m in session.scalars(
         select(CampaignMessage).where(CampaignMessage.campaign_id == campaign.id))}
-    # Queued or handed over: never mailed again. A failed mail (it never left) is evaluated again.
-    already = frozenset(h for h, m in messages.items() if m.status in ("queued", "sent"))
-    evaluation = evaluate(session, ids, template.purpose, now, already)
     result = SendResult()
-    for hcp_id, rule in evaluation.skipped:
+    for hcp_id, rule in decision.skipped:
         result.skipped.append({"hcp_id": hcp_id, "reason": rule, "detail": SKIP_TEXT.get(rule, rule)})
         if rule == "already-sent":
             continue
@@ -377,13 +537,11 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
             message = messages[hcp_id] = CampaignMessage(campaign_id=campaign.id, hcp_id=hcp_id)
             session.add(message)
         message.status, message.reason, message.detail = "skipped", rule, SKIP_TEXT.get(rule, rule)[:300]
-    hcps = {}
-    for start in range(0, len(evaluation.send), 5000):
-        chunk = evaluation.send[start:start + 5000]
-        hcps.update({h.id: h for h in session.scalars(select(HCP).where(HCP.id.in_(chunk)))})
-    outgoing = _build_mails(session, campaign, template, [hcps[h] for h in evaluation.send])
+    recipients = list(session.scalars(select(HCP).where(HCP.id.in_(decision.allowed_select)).order_by(HCP.id)))
+    send = [h.id for h in recipients]
+    outgoing = _build_mails(session, campaign, template, recipients)
     facts = []
-    for hcp_id, mail in zip(evaluation.send, outgoing, strict=True):
+    for hcp_id, mail in zip(send, outgoing, strict=True):
         message = messages.get(hcp_id)
         if message is None:
             message = messages[hcp_id] = CampaignMessage(campaign_id=campaign.id, hcp_id=hcp_id)
@@ -397,7 +555,7 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
             safe_summary=f"Campaign email sent: {campaign.name}",
             details={"purpose": template.purpose, "campaign_id": campaign.id, "campaign_name": campaign.name,
                      "template_id": template.id, "template_version": template.version,
-                     "message_id": mail.message_id, "consent_rule": evaluation.decisions[hcp_id].rule},
+                     "message_id": mail.message_id, "consent_rule": "consent-granted"},
             products=tuple(template.products or ()), owner_id=actor.id, owner_role=actor.role,
         ))
     session.flush()
@@ -407,9 +565,10 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
     skipped_by_rule = Counter(s["reason"] for s in result.skipped)
     audit.record(session, actor, "campaign.send", "campaign", campaign.id, audit.created({
         "template_id": template.id, "template_version": template.version, "purpose": template.purpose,
-        "audience": len(ids), "sent": len(result.sent), "skipped": dict(sorted(skipped_by_rule.items())),
+        "audience": len(send) + len(decision.skipped), "sent": len(result.sent),
+        "skipped": dict(sorted(skipped_by_rule.items())),
     }))
-    _enqueue(session, campaign.id, [(messages[h], mail) for h, mail in zip(evaluation.send, outgoing, strict=True)])
+    _enqueue(session, campaign.id, [(messages[h], mail) for h, mail in zip(send, outgoing, strict=True)])
     return result
 
 

@@ -124,6 +124,60 @@ def recheck_gaps_after_backdated_event(event: Any, session: Any = None, **_: Any
 signals.consent_changed.connect(recheck_gaps_after_backdated_event)
 
 
+def recheck_gaps_after_backdated_events(events: Any, session: Any = None, **_: Any) -> None:
+    """``recheck_gaps_after_backdated_event`` for a batch of ledger events (``consent_changed_many``) in a
+    fixed number of queries: the promotional contacts of the HCPs concerned since each one's earliest
+    back-dated event, their participants, and one fold of the ledgers involved at each contact's instant."""
+    from datetime import timedelta
+
+    from sqlalchemy import or_, select
+    from sqlalchemy.orm import lazyload, selectinload
+
+    from crm.consent.services import allowed_at_many
+    from crm.db import among, utcnow
+    from crm.timeline.models import InteractionParticipant
+
+    if session is None:
+        return
+    cutoff = utcnow() - timedelta(minutes=5)
+    since: dict[int, Any] = {}
+    for event in events:
+        if event.occurred_at < cutoff:
+            since[event.hcp_id] = min(since.get(event.hcp_id, event.occurred_at), event.occurred_at)
+    if not since:
+        return
+    kinds = [k for k in PROMOTIONAL_CONTACTS if not k.endswith(".")]
+    channels = [k[:-1] for k in PROMOTIONAL_CONTACTS if k.endswith(".")]
+    found: dict[int, Interaction] = {}
+    for item, hcp_id, occurred_at in session.execute(
+            select(Interaction, InteractionParticipant.hcp_id, InteractionParticipant.occurred_at)
+            .join(InteractionParticipant, InteractionParticipant.interaction_id == Interaction.id)
+            .where(among(session, InteractionParticipant.hcp_id, sorted(since)),
+                   InteractionParticipant.occurred_at >= min(since.values()), Interaction.channel != "consent",
+                   or_(Interaction.kind.in_(kinds), Interaction.channel.in_(channels)))
+            .options(lazyload(Interaction.products), selectinload(Interaction.participants))):
+        if occurred_at >= since[hcp_id]:
+            found[item.id] = item
+    checks: list[tuple[Interaction, list[int]]] = []
+    requests: list[tuple[int, str, str, Any]] = []
+    for item in found.values():
+        needed = needed_consent(item)
+        if needed is None:
+            continue
+        ids = [p.hcp_id for p in item.participants]
+        checks.append((item, ids))
+        requests.extend((h, needed[0], needed[1], item.occurred_at) for h in ids)
+    allowed = iter(allowed_at_many(session, requests))
+    for item, ids in checks:
+        gap = not all([next(allowed) for _ in ids])
+        if item.consent_gap != gap:
+            item.consent_gap = gap
+    session.flush()
+
+
+signals.consent_changed_many.connect(recheck_gaps_after_backdated_events)
+
+
 def _register_merge_handlers() -> None:
     # The ledger is append-only: a merge copies the loser's events to the survivor instead of
     # re-pointing them, and rebuilds the survivor's derived state (least-permissive across both).

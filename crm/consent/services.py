@@ -49,10 +49,10 @@ from crm.consent.models import (
     ConsentToken,
     Notice,
 )
-from crm.db import DbSession, among, utcnow
+from crm.db import DbSession, among, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Forbidden, Invalid, NotFound
 from crm.hcps.models import HCP
-from crm.timeline.services import record_interaction
+from crm.timeline.services import Fact, record_interaction, record_interactions
 
 PAIRS: tuple[tuple[str, str], ...] = tuple((c, p) for c in CONSENT_CHANNELS for p in PURPOSES)
 
@@ -915,6 +915,195 @@ def withdraw_consent(
     event = _append(session, actor, hcp, channel=channel, purpose=purpose, event_type="withdrawn",
                     occurred_at=at, source=source, evidence=clean, notice=notice, external_id=external_id)
     return event, True
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """One withdrawal of a batch for ``withdraw_many``: the HCP record it was reported for, the pair
+    (``all`` allowed), its instant, the outside system's id of it (the batch is idempotent on it) and
+    the evidence it brings."""
+
+    hcp_id: int
+    channel: str
+    purpose: str
+    occurred_at: datetime
+    external_id: str
+    evidence: dict[str, Any] | None = None
+
+
+def withdraw_many(session: DbSession, actor: Any, source: str, withdrawals: Sequence[Withdrawal]) -> dict[str, int]:
+    """``withdraw_consent`` for a batch (the email platform's unsubscribes of one webhook batch), with a
+    number of statements that does not grow with the batch: one read of the ids already recorded, one
+    of the HCP records (each merge hop one more), one multi-row ledger insert, one read of the affected
+    HCPs' ledgers and one upsert of their derived states, one timeline insert, one audit insert.
+
+    The same rules and the same records as one ``withdraw_consent`` per item: the ledger rows (evidence
+    encrypted, its keyed digest kept), the states folded from the whole ledger, a ``consent.withdrawn``
+    timeline item and a ``consent.withdrawn`` audit record per event. A "no" reported for a merged
+    duplicate goes to the record that survived; an HCP that is erased or unknown takes nothing; an
+    ``external_id`` already recorded for ``source`` (a replay) adds nothing. The batch sends
+    ``consent_changed_many`` once (instead of ``consent_changed`` per event).
+    Returns ``{external_id: ledger event id}`` of the withdrawals recorded now.
+    """
+    _check_source(source)
+    wanted: dict[str, Withdrawal] = {}
+    for w in withdrawals:
+        _check_pair(w.channel, w.purpose, allow_all=True)
+        wanted.setdefault(w.external_id, w)
+    if not wanted:
+        return {}
+    recorded = set(session.scalars(select(ConsentEvent.external_id).where(
+        ConsentEvent.source == source, among(session, ConsentEvent.external_id, list(wanted)))))
+    todo = [w for key, w in wanted.items() if key not in recorded]
+    if not todo:
+        return {}
+    records: dict[int, Any] = {}
+    ask = {w.hcp_id for w in todo}
+    for _ in range(11):  # each merge hop is one query for the whole batch
+        ask -= records.keys()
+        if not ask:
+            break
+        for row in session.execute(select(HCP.id, HCP.status, HCP.merged_into_id, HCP.territory_id)
+                                   .where(among(session, HCP.id, sorted(ask)))):
+            records[row.id] = row
+        ask = {r.merged_into_id for r in records.values() if r.merged_into_id is not None}
+
+    def final(hcp_id: int) -> Any:
+        row = records.get(hcp_id)
+        for _ in range(10):
+            if row is None or row.merged_into_id is None:
+                break
+            row = records.get(row.merged_into_id)
+        return row
+
+    targets = [(w, row) for w in todo if (row := final(w.hcp_id)) is not None and row.status != "erased"]
+    if not targets:
+        return {}
+    if actor is not None:
+        from crm.auth.services import viewer_for
+
+        require_write(viewer_for(session, actor), "consent.capture", sorted({r.territory_id for _w, r in targets}))
+        if source not in ROLE_SOURCES.get(actor.role, frozenset()):
+            raise Forbidden(f"A {actor.role} may not capture consent with source {source}",
+                            rule="consent.capture:source")
+    hcp_ids = sorted({r.id for _w, r in targets})
+    if session.get_bind().dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE already serialises writers
+        session.execute(select(HCP.id).where(among(session, HCP.id, hcp_ids)).order_by(HCP.id).with_for_update())
+    now = utcnow()
+    role = _actor_role(actor)
+    rows = []
+    for w, row in targets:
+        clean = clean_evidence(source, w.evidence, required=False)
+        ev_json = evidence_json(clean) if clean else None
+        rows.append({
+            "hcp_id": row.id, "origin_hcp_id": row.id, "channel": w.channel, "purpose": w.purpose,
+            "event_type": "withdrawn", "occurred_at": _occurred(w.occurred_at), "recorded_at": now, "source": source,
+            "external_id": w.external_id, "captured_by_id": getattr(actor, "id", None), "captured_by_role": role,
+            "notice_id": None, "notice_version": None, "notice_text_hash": None, "evidence": ev_json,
+            "evidence_hash": evidence_digest(ev_json, EVIDENCE_HASH_SCHEME) if ev_json else None,
+            "evidence_hash_scheme": EVIDENCE_HASH_SCHEME if ev_json else None, "valid_until": None,
+            "refers_to_event_id": None, "merged_from_event_id": None})
+    # A concurrent writer of the same ids (PostgreSQL) is settled by the unique (source, external_id):
+    # its rows stand and are not counted here.
+    created = dict(insert_ignoring_conflicts(session, ConsentEvent.__table__, rows, ["source", "external_id"],
+                                             ["external_id", "id"]))
+    if not created:
+        return {}
+    mine = [(w, row) for (w, row) in targets if w.external_id in created]
+    _rebuild_states_many(session, {row.id: _pairs_touched(w.channel, w.purpose) for w, row in mine}, now)
+    events = {e.id: e for e in session.execute(select(*_EVENT_COLUMNS).where(
+        among(session, ConsentEvent.id, sorted(created.values()))))}
+    label = TIMELINE_SOURCE[source]
+    facts = []
+    for w, row in mine:
+        event_id = created[w.external_id]
+        channel_label = {"all": "all channels"}.get(w.channel, w.channel.replace("_", " "))
+        purpose_label = {"all": "all purposes"}.get(w.purpose, w.purpose.replace("_", " "))
+        facts.append(Fact(
+            hcp_id=row.id, occurred_at=events[event_id].occurred_at, kind="consent.withdrawn",
+            external_id=f"consent-event:{event_id}",
+            summary=f"Consent withdrawn: {channel_label} / {purpose_label} (source {source})",
+            safe_summary=f"Consent withdrawn: {channel_label} / {purpose_label}",
+            details={"consent_event_id": event_id, "event": "withdrawn", "channel": w.channel,
+                     "purpose": w.purpose, "ledger_source": source, "notice_version": None},
+            owner_id=getattr(actor, "id", None), owner_role=role))
+    items = record_interactions(session, actor, facts, channel="consent", source=label)
+    audit.record_many(session, actor, [
+        ("consent.withdrawn", "consent_event", created[w.external_id], audit.created({
+            "hcp_id": row.id, "channel": w.channel, "purpose": w.purpose, "source": source,
+            "occurred_at": events[created[w.external_id]].occurred_at, "notice_version": None,
+            "evidence_fields": sorted(clean_evidence(source, w.evidence, required=False)),
+            "evidence_hash": next(r["evidence_hash"] for r in rows if r["external_id"] == w.external_id),
+            "valid_until": None, "refers_to_event_id": None, "merged_from_event_id": None,
+            "interaction_id": items.get(f"consent-event:{created[w.external_id]}")}), None)
+        for w, row in mine])
+    signals.consent_changed_many.send(tuple(events[created[w.external_id]] for w, _row in mine),
+                                      session=session, actor=actor)
+    return {w.external_id: created[w.external_id] for w, _row in mine}
+
+
+def _rebuild_states_many(session: DbSession, touched: dict[int, list[tuple[str, str]]], now: datetime) -> None:
+    """``rebuild_states`` for many HCPs at once: one read of their ledgers, one upsert of the states
+    (and one delete, only if a pair has nothing left to say)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    from sqlalchemy.orm.util import identity_key
+
+    events: dict[int, list[Any]] = defaultdict(list)
+    for e in session.execute(select(*_EVENT_COLUMNS).where(among(session, ConsentEvent.hcp_id, sorted(touched)))):
+        events[e.hcp_id].append(e)
+    upserts: list[dict[str, Any]] = []
+    gone: list[tuple[int, str, str]] = []
+    for hcp_id, pairs in touched.items():
+        for channel, purpose in sorted(set(pairs)):
+            ps = fold(events[hcp_id], channel, purpose, None)
+            if ps.state == "none":
+                gone.append((hcp_id, channel, purpose))
+                continue
+            upserts.append({"hcp_id": hcp_id, "channel": channel, "purpose": purpose, "state": ps.state,
+                            "since": ps.since, "valid_until": ps.valid_until, "source": ps.source,
+                            "last_event_id": ps.event_ids[-1] if ps.event_ids else None, "updated_at": now})
+    table: Any = ConsentState.__table__
+    if upserts:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.hcp_id, table.c.channel, table.c.purpose],
+            set_={c: stmt.excluded[c] for c in ("state", "since", "valid_until", "source", "last_event_id",
+                                                 "updated_at")})
+        session.execute(stmt, upserts)
+    for hcp_id, channel, purpose in gone:  # pragma: no cover - a withdrawal always leaves a state
+        session.execute(table.delete().where(table.c.hcp_id == hcp_id, table.c.channel == channel,
+                                             table.c.purpose == purpose))
+    # Rows of these HCPs already loaded in the session are stale now: read them again when next used.
+    for key in [*((r["hcp_id"], r["channel"], r["purpose"]) for r in upserts), *gone]:
+        loaded = session.identity_map.get(identity_key(ConsentState, key))
+        if loaded is not None:
+            session.expire(loaded)
+
+
+def allowed_at_many(session: DbSession, requests: Sequence[tuple[int, str, str, datetime]]) -> list[bool]:
+    """``can_contact(...).allowed`` for many ``(hcp_id, channel, purpose, at)`` at once, each at its own
+    instant, folded from the ledger: two queries whatever the number (the consent-gap recheck of a
+    batch of back-dated events)."""
+    if not requests:
+        return []
+    ids = sorted({r[0] for r in requests})
+    open_ids = {row.id for row in session.execute(select(HCP.id, HCP.status, HCP.merged_into_id).where(
+        among(session, HCP.id, ids))) if row.status not in ("erased", "merged") and row.merged_into_id is None}
+    latest = max(r[3] for r in requests)
+    events: dict[int, list[Any]] = defaultdict(list)
+    for e in session.execute(select(*_EVENT_COLUMNS).where(among(session, ConsentEvent.hcp_id, sorted(open_ids)),
+                                                            ConsentEvent.occurred_at <= latest)):
+        events[e.hcp_id].append(e)
+    out = []
+    for hcp_id, channel, purpose, at in requests:
+        if hcp_id not in open_ids:
+            out.append(False)
+            continue
+        ps = fold(events[hcp_id], channel, purpose, at)
+        out.append(effective(ps, at) == "granted")
+    return out
 
 
 class LinkNoLongerValid(Conflict):

@@ -20,7 +20,7 @@ from crm.access.policy import (
     require_write,
 )
 from crm.audit import services as audit
-from crm.db import DbSession, iso_z, utcnow
+from crm.db import DbSession, among, iso_z, utcnow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.hcps.identifiers import npi_problem
 from crm.hcps.models import (
@@ -438,22 +438,34 @@ def _snapshot(hcp: HCP) -> dict[str, Any]:
 
 def mark_emails_invalid(session: DbSession, actor: Any, reasons: dict[int, tuple[str, Any]]) -> int:
     """Mark the email contact point of each HCP in ``reasons`` (``{hcp_id: (reason, at)}``) invalid, as the
-    email platform reported a hard bounce; one query for the HCPs, one audit record per HCP changed.
-    Erased HCPs and addresses already marked are left alone. Returns how many HCPs changed."""
+    email platform reported a hard bounce. Set-based: one read of the HCPs that change, one UPDATE for
+    all of them (each with its own reason and instant; the record's version goes up as an edit's does),
+    one audit insert (a record per HCP changed). Erased HCPs, HCPs without an address and addresses
+    already marked are left alone. Returns how many HCPs changed."""
+    from sqlalchemy import bindparam, update
+    from sqlalchemy.orm.util import identity_key
+
     if not reasons:
         return 0
-    changed: list[HCP] = []
-    for hcp in session.scalars(select(HCP).where(HCP.id.in_(list(reasons))).order_by(HCP.id)):
-        reason, at = reasons[hcp.id]
-        if hcp.status == "erased" or not hcp.email or hcp.email_status == "invalid":
-            continue
-        hcp.email_status, hcp.email_status_reason, hcp.email_status_at = "invalid", reason[:300], at
-        changed.append(hcp)
-    session.flush()  # one flush for the batch
+    changed = list(session.scalars(select(HCP.id).where(
+        among(session, HCP.id, sorted(reasons)), HCP.status != "erased", HCP.email.is_not(None),
+        HCP.email_status != "invalid").order_by(HCP.id)))
+    if not changed:
+        return 0
+    table: Any = HCP.__table__
+    session.execute(
+        update(table).where(table.c.id == bindparam("hcp_id"), table.c.email_status != "invalid")
+        .values(email_status="invalid", email_status_reason=bindparam("reason"), email_status_at=bindparam("at"),
+                version=table.c.version + 1, updated_at=utcnow()),
+        [{"hcp_id": hcp_id, "reason": reasons[hcp_id][0][:300], "at": reasons[hcp_id][1]} for hcp_id in changed])
+    for hcp_id in changed:  # an HCP already loaded in the session is read again when next used
+        loaded = session.identity_map.get(identity_key(HCP, hcp_id))
+        if loaded is not None:
+            session.expire(loaded)
     audit.record_many(session, actor, [
-        ("hcp.email_invalid", "hcp", hcp.id,
-         audit.diff({"email_status": "valid"}, {"email_status": "invalid", "reason": hcp.email_status_reason}), None)
-        for hcp in changed])
+        ("hcp.email_invalid", "hcp", hcp_id,
+         audit.diff({"email_status": "valid"}, {"email_status": "invalid", "reason": reasons[hcp_id][0][:300]}), None)
+        for hcp_id in changed])
     return len(changed)
 
 

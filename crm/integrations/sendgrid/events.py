@@ -45,12 +45,14 @@ def _text(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) and value.strip() else None
 
 
-def parse_event(item: Any, now: datetime) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
-    """One event, or the reasons it cannot be used (field -> messages)."""
+def parse_event(item: Any, now: datetime, nul_possible: bool = True
+                ) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
+    """One event, or the reasons it cannot be used (field -> messages). ``nul_possible=False``: the body
+    holds no ``\\u0000`` escape, so no string of it holds a NUL (JSON text cannot carry a raw one)."""
     if not isinstance(item, dict):
         return None, {"_schema": ["Expected a JSON object."]}
     errors: dict[str, list[str]] = {}
-    if has_nul(item):  # PostgreSQL stores no NUL in text
+    if nul_possible and has_nul(item):  # PostgreSQL stores no NUL in text
         errors["_schema"] = ["Must not contain a NUL character."]
     sg_event_id = item.get("sg_event_id")
     if not isinstance(sg_event_id, str) or not sg_event_id.strip():
@@ -120,8 +122,9 @@ def parse_batch(body: bytes, now: datetime) -> ParsedBatch:
         raise Invalid("The body must be a JSON array of events; nothing was stored.",
                       errors={"_schema": ["Expected a JSON array."]})
     batch = ParsedBatch(received=len(data))
+    nul_possible = b"\\u0000" in body
     for index, item in enumerate(data):
-        event, problems = parse_event(item, now)
+        event, problems = parse_event(item, now, nul_possible)
         if event is not None:
             batch.events.append(event)
             continue
