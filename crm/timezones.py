@@ -52,7 +52,7 @@ def user_zone() -> tzinfo:
         return UTC
     cached = g.get("_user_zone")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     zone: tzinfo = UTC
     if current_user and current_user.is_authenticated:
         zone = parse_zone(getattr(current_user, "time_zone", None)) or UTC

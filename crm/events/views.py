@@ -182,7 +182,8 @@ def resolve_row(event_id: int, row_id: int):
     key = request.form.get("picker_find", "")
     if key == f"hcp_id-{row_id}":  # the row's HCP picker without JavaScript: the page again, with the matches
         typed = request.form.get(f"{key}_q", "").strip()[:200]
-        return redirect(url_for(".attendance_import_page", event_id=event.id, **{f"{key}_q": typed}))
+        args: dict[str, Any] = {f"{key}_q": typed}
+        return redirect(url_for(".attendance_import_page", event_id=event.id, **args))
     if request.form.get("action") == "dismiss":
         attendance_import.dismiss_unmatched(db.session, actor(), viewer(), event, row_id)
         flash(f"Row {row_id} dismissed.")

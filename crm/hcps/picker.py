@@ -56,7 +56,7 @@ def search(session: DbSession, viewer: Viewer, q: str, action: str | None = None
 
 def ids_of(selected: Any) -> list[int]:
     """Ids from a list or a ``1, 2 3`` string; anything that is not an id in range is dropped."""
-    raw: list[Any] = selected if isinstance(selected, list | tuple) else re.split(r"[,\s]+", str(selected or ""))
+    raw = list(selected) if isinstance(selected, list | tuple) else re.split(r"[,\s]+", str(selected or ""))
     out: list[int] = []
     for value in raw:
         number = page_id(str(value))
