@@ -311,6 +311,7 @@ def test_settings_page_sets_and_shows_the_zone_per_user(client, auth, factory, d
     auth.login(rep)
     page = client.get("/settings").get_data(as_text=True)
     assert '<label for="time_zone">Time zone</label>' in page and "timezone.js" in page  # unset: propose
+    assert "timezone.js" in client.get("/").get_data(as_text=True)  # where a sign-in lands
     assert "2026-07-01 12:00 UTC" in client.get(f"/hcps/{hcp.id}").get_data(as_text=True)
     token = auth.csrf_token("/settings")
     resp = client.post("/settings", data={"csrf_token": token, "time_zone": "Europe/Berlin"})
@@ -319,7 +320,7 @@ def test_settings_page_sets_and_shows_the_zone_per_user(client, auth, factory, d
     assert rep.time_zone == "Europe/Berlin"
     page = client.get(f"/hcps/{hcp.id}").get_data(as_text=True)
     assert "2026-07-01 14:00 CEST" in page and 'datetime="2026-07-01T12:00:00Z"' in page  # zone shown, UTC kept
-    assert "timezone.js" not in page
+    assert "timezone.js" not in client.get("/").get_data(as_text=True)  # chosen: nothing to propose
     record = db.scalars(select(AuditRecord).where(AuditRecord.action == "user.settings")).all()[-1]
     assert record.entity_id == str(rep.id) or record.entity_id == rep.id
     # the browser's later proposal never overrides a chosen zone

@@ -84,7 +84,7 @@ def create():
     else:
         bad = [i for i in ids if not i.isdigit()]
         if bad:
-            return _campaign_form(["HCPs: choose them from the search."], 422)
+            return _campaign_form([f"HCPs: choose them from the search ({', '.join(bad[:5])}: not a number)."], 422)
         data["audience"] = {"hcp_ids": [int(i) for i in ids]}
     if data["template_id"] is None:
         return _campaign_form(["template: choose one"], 422)
@@ -239,7 +239,7 @@ def create_audience():
     ids = _lines("hcp_ids")
     bad = [i for i in ids if not i.isdigit()]
     if bad:
-        return _audience_page(["HCPs: choose them from the search."], 422)
+        return _audience_page([f"HCPs: choose them from the search ({', '.join(bad[:5])}: not a number)."], 422)
     data = {"name": request.form.get("name", ""), "professions": request.form.getlist("professions"),
             "specialties": _lines("specialties"), "territory_codes": request.form.getlist("territory_codes"),
             "tags": _lines("tags"), "hcp_ids": [int(i) for i in ids]}

@@ -174,6 +174,7 @@
     renderChosen();
   }
 
-  var boxes = document.querySelectorAll("[data-hcp-picker]");
-  for (var n = 0; n < boxes.length; n++) { setup(boxes[n]); }
+  // Each picker includes this script; the first run sets up every picker on the page, later runs none.
+  var boxes = document.querySelectorAll("[data-hcp-picker]:not([data-picker-ready])");
+  for (var n = 0; n < boxes.length; n++) { boxes[n].setAttribute("data-picker-ready", ""); setup(boxes[n]); }
 })();
