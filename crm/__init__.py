@@ -60,10 +60,16 @@ def register_request_lifecycle(app: Flask) -> None:
 
 
 def register_templates(app: Flask) -> None:
+    from crm.icons import register_icons
+    from crm.labels import register_labels
     from crm.navigation import nav_links, url_if_known
+    from crm.timezones import register_timezones
 
     app.jinja_env.globals["nav_links"] = nav_links
     app.jinja_env.globals["url_if_known"] = url_if_known
+    register_labels(app)
+    register_timezones(app)
+    register_icons(app)
 
 
 def register_blueprints(app: Flask) -> None:

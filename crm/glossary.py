@@ -30,12 +30,13 @@ TERMS: tuple[Term, ...] = (
     Term("territory", "A named set of HCPs that a field rep covers. A rep may cover several; an HCP belongs to one."),
     Term("interaction", "One fact on the timeline: something that happened between the company and one or more "
                         "HCPs (its participants), at one instant, through one channel."),
-    Term("channel", "visit, email, event, call_centre, order, survey, consent (consent changes are timeline "
+    Term("channel", "visit, email, event, call centre, order, survey, consent (consent changes are timeline "
                     "facts too)."),
-    Term("kind", "The channel-specific sub-type, e.g. email.delivered, email.opened, email.clicked, "
-                 "event.attended, call_centre.medical_inquiry, visit.submitted."),
+    Term("kind", "The channel-specific sub-type of an item, e.g. an email delivered, opened or clicked, an event "
+                 "attended, a medical inquiry to the call centre, a submitted visit (the API names them with "
+                 "codes such as the email-delivered kind; the API guide lists them)."),
     Term("source", "The system an interaction came from: crm (typed in here), esp (email platform), "
-                   "event_platform, call_centre_system, erp, import."),
+                   "the event platform, the call-centre system, the ERP, an import."),
     Term("sensitivity", "standard, medical (medical-information content), pv (pharmacovigilance: adverse event)."),
     Term("consent", "Permission from one HCP for one (channel, purpose) pair."),
     Term("purpose", "promotional, medical_information, events, market_research."),

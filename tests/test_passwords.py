@@ -160,7 +160,8 @@ def test_every_role_changes_its_password_on_the_page(client, auth, api, factory,
     auth.login(user)
     page = client.get("/password")
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
-    assert 'href="/password"' in client.get("/").get_data(as_text=True)
+    assert 'href="/settings"' in client.get("/").get_data(as_text=True)  # the header: your settings
+    assert 'href="/password"' in client.get("/settings").get_data(as_text=True)
     done = _change_page(client, auth, PASSWORD, GOOD)
     assert done.status_code == 302 and done.headers["Location"] == "/login"
     assert client.get("/").status_code == 302  # signed out here...

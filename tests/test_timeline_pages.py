@@ -138,7 +138,7 @@ def test_feed_page_shows_last_week_with_counts_and_filters(client, auth, factory
     assert "recent visit north" in page and "recent email south" in page and "old visit" not in page
     assert "Nora North" in page and "Sam South" in page
     assert "dizzy after dose" not in page and "Details restricted to Pharmacovigilance" in page
-    assert "email <strong>2</strong>" in page and "visit <strong>1</strong>" in page
+    assert "Email <strong>2</strong>" in page and "Visit <strong>1</strong>" in page
     assert "All <strong>4</strong>" in page
     north_page = client.get(f"/feed?territory={north.code}").get_data(as_text=True)
     assert "recent visit north" in north_page and "recent email south" not in north_page

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from crm.audit import queries, services
 from crm.audit.schemas import SENSITIVE_READ_KINDS
 from crm.auth.context import actor, page_auth, viewer
+from crm.auth.models import User
 from crm.extensions import db
+from crm.hcps.models import HCP
 from crm.navigation import url_if_known
 from crm.pageforms import page_id
 from crm.timeline.models import SENSITIVITIES
@@ -18,6 +21,7 @@ bp = Blueprint("audit_pages", __name__)
 
 PAGE_SIZE = 50
 _OVERSIGHT = ("compliance", "admin")
+MAX_READERS_LISTED = 500
 
 
 @bp.context_processor
@@ -90,4 +94,13 @@ def sensitive_reads():
         filters=args,
         kinds=SENSITIVE_READ_KINDS,
         sensitivities=SENSITIVITIES,
+        readers=db.session.scalars(select(User).order_by(User.name, User.id).limit(MAX_READERS_LISTED)).all(),
+        hcp_names=_hcp_names({read.hcp_id for read, _reader in rows if read.hcp_id is not None}),
     )
+
+
+def _hcp_names(ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = db.session.execute(select(HCP.id, HCP.first_name, HCP.last_name).where(HCP.id.in_(ids)))
+    return {i: f"{first} {last}" for i, first, last in rows}

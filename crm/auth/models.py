@@ -19,6 +19,8 @@ class User(TimestampMixin, Base):
     role: Mapped[str] = mapped_column(String(20), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    # IANA zone name (``Europe/Berlin``) the pages show times in; None until chosen (pages show UTC)
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     # Flask-Login protocol, without UserMixin's id-based get_id (sessions are server-side).
     @property

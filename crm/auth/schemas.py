@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from crm.schemas import StrictSchema, UTCDateTime
+from crm.schemas import QuerySchema, StrictSchema, UTCDateTime
 
 
 class TokenRequestSchema(StrictSchema):
@@ -12,6 +12,13 @@ class PasswordChangeSchema(StrictSchema):
     current_password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
     new_password = fields.String(required=True, validate=validate.Length(min=1, max=1024), metadata={
         "description": "at least 12 characters; not a common password; not the user's email or name"})
+
+
+class SettingsFormSchema(QuerySchema):
+    """The settings page's form (the zone itself is checked by ``services.set_time_zone``)."""
+
+    time_zone = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    only_if_unset = fields.Boolean(load_default=False)
 
 
 class UserOutSchema(Schema):

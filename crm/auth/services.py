@@ -301,6 +301,30 @@ def set_password(session: DbSession, actor: Any, user: User, password: str) -> N
                  audit.diff({"password": before}, {"password": user.password_hash}))
 
 
+def set_time_zone(session: DbSession, actor: Any, user: User, name: str, *, only_if_unset: bool = False) -> bool:
+    """Set the zone ``user`` reads times in (an IANA name; ``UTC`` allowed). Returns whether it changed.
+
+    ``only_if_unset`` is the browser's proposal on first sign-in: it never overrides a zone the user chose.
+    An unknown name is a 422 on ``time_zone`` with a message that says what is expected.
+    """
+    from crm.timezones import parse_zone
+
+    zone = parse_zone(name)
+    if zone is None:
+        raise Invalid("The time zone cannot be set.", errors={"time_zone": [
+            "Unknown time zone; choose one from the list, e.g. Europe/Berlin or America/New_York."]})
+    if only_if_unset and user.time_zone:
+        return False
+    if user.time_zone == zone.key:
+        return False
+    before = user.time_zone
+    user.time_zone = zone.key
+    session.flush()
+    audit.record(session, actor, "user.settings", "user", user.id,
+                 audit.diff({"time_zone": before}, {"time_zone": zone.key}))
+    return True
+
+
 def change_own_password(session: DbSession, user: User, current: str, new: str, address: str | None) -> None:
     """A signed-in user changes their password; the current one is checked (and throttled) like a login."""
     try:

@@ -6,11 +6,15 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
+from marshmallow import ValidationError
 
 from crm.auth import services
 from crm.auth.context import actor, client_address, page_auth
+from crm.auth.schemas import SettingsFormSchema
+from crm.db import utcnow
 from crm.errors import Invalid, TooManyAttempts, Unauthorized
 from crm.extensions import db
+from crm.timezones import local_time, zone_names
 
 bp = Blueprint("auth", __name__)
 
@@ -79,6 +83,36 @@ def password():
                 flash("Your password is changed; sign in with the new one.")
                 return redirect(url_for("auth.login"))
     return render_template("auth/password.html", error=error, errors=errors, labels=_PASSWORD_LABELS), status, headers
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@page_auth()
+def settings():
+    """Each user's own settings: the time zone pages show times in (a list of IANA names, typed or picked).
+
+    The browser's proposal on first sign-in (crm/static/timezone.js) posts ``only_if_unset=1`` and gets
+    204: it never overrides a zone the user chose.
+    """
+    errors: dict[str, list[str]] = {}
+    status = 200
+    typed = actor().time_zone or ""
+    if request.method == "POST":
+        typed = request.form.get("time_zone", "")
+        try:
+            data = SettingsFormSchema().load(request.form.to_dict())
+            changed = services.set_time_zone(db.session, actor(), actor(), data["time_zone"],
+                                             only_if_unset=data["only_if_unset"])
+        except ValidationError:  # empty, too long, or a malformed flag
+            errors, status = {"time_zone": ["Choose a time zone from the list, e.g. Europe/Berlin."]}, 422
+        except Invalid as exc:
+            errors, status = exc.errors, exc.status
+        else:
+            if data["only_if_unset"]:
+                return "", 204
+            flash(f"Times are now shown in {actor().time_zone}." if changed else "Nothing changed.")
+            return redirect(url_for("auth.settings"))
+    return render_template("auth/settings.html", errors=errors, typed=typed, zones=zone_names(),
+                           example=local_time(utcnow())), status
 
 
 @bp.post("/logout")

@@ -16,6 +16,7 @@ from crm.campaigns.models import Audience, Campaign, EmailEvent, EmailTemplate
 from crm.consent.models import PURPOSES
 from crm.errors import Conflict, Invalid
 from crm.extensions import db
+from crm.hcps import picker
 from crm.hcps.models import Territory
 from crm.hcps.professions import PROFESSIONS
 from crm.hcps.views import hcp_url
@@ -77,6 +78,8 @@ def new():
 @bp.post("/new")
 @page_auth("marketer")
 def create():
+    if picker.finding():  # "Find" in the HCP picker without JavaScript: the form again, with the matches
+        return _campaign_form()
     data: dict[str, Any] = {"name": request.form.get("name", ""),
                             "template_id": page_id(request.form.get("template_id"))}
     audience_id = page_id(request.form.get("audience_id"))
@@ -89,7 +92,7 @@ def create():
     else:
         bad = [i for i in ids if not i.isdigit()]
         if bad:
-            return _campaign_form([f"HCP ids: not a number: {', '.join(bad[:5])}"], 422)
+            return _campaign_form([f"HCPs: choose them from the search ({', '.join(bad[:5])}: not a number)."], 422)
         data["audience"] = {"hcp_ids": [int(i) for i in ids]}
     if data["template_id"] is None:
         return _campaign_form(["template: choose one"], 422)
@@ -239,10 +242,12 @@ def audiences():
 @bp.post("/audiences")
 @page_auth("marketer")
 def create_audience():
+    if picker.finding():
+        return _audience_page()
     ids = _lines("hcp_ids")
     bad = [i for i in ids if not i.isdigit()]
     if bad:
-        return _audience_page([f"HCP ids: not a number: {', '.join(bad[:5])}"], 422)
+        return _audience_page([f"HCPs: choose them from the search ({', '.join(bad[:5])}: not a number)."], 422)
     data = {"name": request.form.get("name", ""), "professions": request.form.getlist("professions"),
             "specialties": _lines("specialties"), "territory_codes": request.form.getlist("territory_codes"),
             "tags": _lines("tags"), "hcp_ids": [int(i) for i in ids],

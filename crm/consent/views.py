@@ -27,6 +27,7 @@ from crm.db import utcnow
 from crm.errors import Invalid
 from crm.extensions import csrf, db
 from crm.hcps.models import Territory
+from crm.timezones import local_time
 
 public_bp = Blueprint("consent_public", __name__, url_prefix="/consent")
 bp = Blueprint("consent_pages", __name__)
@@ -34,8 +35,8 @@ bp = Blueprint("consent_pages", __name__)
 
 @bp.app_template_filter("consent_time")
 def consent_time(value: datetime | None) -> str:
-    """UTC, to the second, readable on a phone: ``2026-01-02 09:30:00 UTC``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+    """To the second, in the reader's time zone with the zone shown: ``2026-01-02 10:30:00 CET``."""
+    return local_time(value, "seconds") if value else ""
 
 
 def _label(value: str) -> str:

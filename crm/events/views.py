@@ -179,15 +179,21 @@ def attendance_import_page(event_id: int):
 @page_auth("marketer", "medical")
 def resolve_row(event_id: int, row_id: int):
     event = services.get_event(db.session, event_id)
+    key = request.form.get("picker_find", "")
+    if key == f"hcp_id-{row_id}":  # the row's HCP picker without JavaScript: the page again, with the matches
+        typed = request.form.get(f"{key}_q", "").strip()[:200]
+        args: dict[str, Any] = {f"{key}_q": typed}
+        return redirect(url_for(".attendance_import_page", event_id=event.id, **args))
     if request.form.get("action") == "dismiss":
         attendance_import.dismiss_unmatched(db.session, actor(), viewer(), event, row_id)
         flash(f"Row {row_id} dismissed.")
     else:
         raw = request.form.get("hcp_id", "").strip()
         if not raw.isdigit():
-            raise Invalid(errors={"hcp_id": ["Enter the HCP's id (the number in the HCP page's address)."]})
+            raise Invalid(errors={"hcp_id": ["Search for the HCP and choose them, then Match."]})
         attendance_import.resolve_unmatched(db.session, actor(), viewer(), event, row_id, int(raw))
-        flash(f"Row {row_id} matched to HCP {raw}.")
+        matched = db.session.get(HCP, int(raw))
+        flash(f"Row {row_id} matched to {matched.full_name if matched else 'the HCP'}.")
     return redirect(url_for(".attendance_import_page", event_id=event.id))
 
 

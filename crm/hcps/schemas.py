@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from crm.hcps.models import TIERS
 from crm.hcps.professions import PROFESSIONS
-from crm.schemas import PageArgs, StrictSchema, UTCDateTime
+from crm.schemas import PageArgs, QuerySchema, StrictSchema, UTCDateTime
 
 IDENTIFIER_KIND = validate.Regexp(
     r"^[a-z][A-Za-z0-9_.:-]{0,39}$", error="An identifier kind starts with a lower-case letter: npi, licence:IL."
@@ -99,6 +99,28 @@ class HCPQuerySchema(_HCPFilterArgs):
 
 class HCPSearchPageArgs(_HCPFilterArgs):
     scope = fields.String(validate=validate.OneOf(("mine", "all")))
+
+
+# The writes a picker may be scoped to (its form's action; see crm.hcps.picker).
+PICKER_ACTIONS = ("visit.create", "order.write", "consent.capture", "campaign.write", "event.write", "hcp.export",
+                  "call_centre.contact", "sensitive_log.read")
+
+
+class HCPPickArgs(QuerySchema):
+    """The picker's search (``GET /hcps/pick``): what was typed, and the write the form leads to."""
+
+    q = fields.String(load_default="", validate=validate.Length(max=200))
+    for_ = fields.String(data_key="for", load_default=None, validate=validate.OneOf(PICKER_ACTIONS))
+
+
+class HCPPickItemSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    detail = fields.String(metadata={"description": "specialty or profession, city, territory code"})
+
+
+class HCPPickSchema(Schema):
+    items = fields.List(fields.Nested(HCPPickItemSchema))
 
 
 class HCOQuerySchema(_DropBlankArgs):

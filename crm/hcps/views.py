@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template, url_for
+from flask import Blueprint, jsonify, render_template, url_for
 from sqlalchemy import select
 
 from crm.auth.context import page_auth, viewer
 from crm.extensions import db
-from crm.hcps import services
+from crm.hcps import picker, services
 from crm.hcps.models import HCP, Territory
 from crm.hcps.professions import PROFESSIONS
-from crm.hcps.schemas import HCPSearchPageArgs
+from crm.hcps.schemas import HCPPickArgs, HCPPickSchema, HCPSearchPageArgs
 from crm.navigation import url_if_known
 from crm.schemas import load_args
 
@@ -59,3 +59,25 @@ def _specialties() -> list[str]:
         select(HCP.specialty).where(HCP.specialty.is_not(None)).distinct().order_by(HCP.specialty).limit(300)
     )
     return [s for s in rows if s]
+
+
+@bp.get("/hcps/pick")
+@page_auth()
+def pick():
+    """The picker's search as the user types (crm/static/picker.js): JSON for a signed-in page user.
+
+    The same search and scope as the no-JavaScript fallback (``picker.search``): a field rep's picker for
+    a visit or an order keeps to the rep's territories; only names and a telling-apart line come back.
+    """
+    args = load_args(HCPPickArgs())
+    hcps = picker.search(db.session, viewer(), args["q"], args["for_"])
+    response = jsonify(HCPPickSchema().dump({"items": [picker.choice(h) for h in hcps]}))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.app_template_global("hcp_picker_choices")
+def hcp_picker_choices(key: str, selected: Any = None, action: str | None = None,
+                       query: str | None = None) -> dict[str, Any]:
+    """For ``templates/_picker.html``: the chosen HCPs and the matches of what was typed (no JavaScript)."""
+    return picker.choices(db.session, viewer(), key, selected, action, query)

@@ -1,23 +1,12 @@
-/* Events and call-centre pages: times in the viewer's time zone.
+/* Events and call-centre pages: times typed in the viewer's time zone.
 
-   Times are rendered in UTC inside <time datetime="...Z" data-local>; this script rewrites their text in
-   the browser's local time. A datetime-local input carries no offset and the server never guesses one:
-   for each input with data-offset-field, the named hidden field gets the browser's UTC offset in minutes
+   Times are shown by the server in the user's zone (crm/timezones.py). A datetime-local input carries no
+   offset and the server never guesses one: for each input with data-offset-field, the named hidden field gets the browser's UTC offset in minutes
    for the date and time entered (so daylight saving is right for that day). */
 (function () {
   "use strict";
 
   function pad(n) { return (n < 10 ? "0" : "") + n; }
-
-  var times = document.querySelectorAll("time[data-local]");
-  for (var i = 0; i < times.length; i++) {
-    var d = new Date(times[i].getAttribute("datetime"));
-    if (!isNaN(d.getTime())) {
-      times[i].textContent = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-        pad(d.getHours()) + ":" + pad(d.getMinutes());
-      times[i].title = times[i].getAttribute("datetime") + " (UTC)";
-    }
-  }
 
   function offsetAt(value) {
     var d = value ? new Date(value) : new Date();

@@ -15,16 +15,13 @@ from crm.extensions import db
 from crm.hcps.models import HCP, Territory
 from crm.hcps.professions import PROFESSIONS
 from crm.hcps.services import hcp_public_dict
+from crm.icons import CHANNEL_ICONS
 from crm.navigation import url_if_known
 from crm.timeline import queries
 from crm.timeline.models import CHANNELS, Interaction
 
 bp = Blueprint("timeline_pages", __name__)
 
-CHANNEL_ICONS = {
-    "visit": "🤝", "email": "✉️", "event": "🎤", "call_centre": "☎️", "order": "📦", "survey": "📝",
-    "consent": "✅",
-}
 PAGE_SIZE = 50
 FEED_DEFAULT_DAYS = 7
 

@@ -22,6 +22,7 @@ from crm.auth.context import actor, page_auth, viewer
 from crm.db import utcnow
 from crm.errors import Conflict, Forbidden, Invalid, flatten_messages
 from crm.extensions import db
+from crm.hcps import picker
 from crm.hcps.models import HCP
 from crm.products.models import Product, SampleLot
 from crm.visits import services
@@ -61,7 +62,9 @@ class FormState:
     def from_form(cls, form: MultiDict[str, str]) -> FormState:
         values: dict[str, Any] = {key: form.get(key, "") for key in (
             "hcp_id", "occurred_at", "tz_choice", "tz_offset", "duration_minutes", "mode", "meeting_url",
-            "key_messages", "notes", "follow_up_date", "follow_up_text", "attendee_hcp_ids", "version", "reason")}
+            "key_messages", "notes", "follow_up_date", "follow_up_text", "version", "reason")}
+        # the picker's multi-select sends one value per HCP; a typed list (older form) still parses
+        values["attendee_hcp_ids"] = ", ".join(v.strip() for v in form.getlist("attendee_hcp_ids") if v.strip())
         values["products"] = form.getlist("products")
         values["samples"] = _sample_rows(form)
         values["signature"] = form.get("signature", "")
@@ -188,7 +191,7 @@ def _payload(state: FormState, *, with_hcp: bool) -> tuple[dict[str, Any], dict[
         if state["hcp_id"].strip().isdigit():
             payload["hcp_id"] = int(state["hcp_id"])
         else:
-            errors["hcp_id"] = ["Which HCP was visited? Give the HCP's id."]
+            errors["hcp_id"] = ["Which HCP was visited? Search for the HCP and choose them."]
     duration = state["duration_minutes"].strip()
     if duration:
         if duration.isdigit():
@@ -211,7 +214,7 @@ def _payload(state: FormState, *, with_hcp: bool) -> tuple[dict[str, Any], dict[
         if part.isdigit():
             payload["attendee_hcp_ids"].append(int(part))
         else:
-            errors["attendee_hcp_ids"] = ["HCP ids, separated by commas."]
+            errors["attendee_hcp_ids"] = ["Choose the other HCPs from the search."]
     if state["signature"]:
         payload["signature"] = state["signature"]
     return payload, errors
@@ -333,6 +336,8 @@ def _record_visit_consents(visit: Visit) -> Callable[[], None]:
 def new():
     require_write(viewer(), "visit.create")
     if request.method == "POST":
+        if picker.finding():  # "Find" in an HCP picker without JavaScript: the form again, with the matches
+            return _render(FormState.from_form(request.form), None, {})
         return _save(FormState.from_form(request.form), None)
     hcp_id = request.args.get("hcp_id", "").strip()
     if hcp_id.isdigit():
@@ -352,6 +357,8 @@ def edit(visit_id: int):
         require_owner(viewer(), visit.owner_id, "visit.edit")
         if visit.status != "draft":
             raise Conflict(services.LOCKED)
+        if picker.finding():
+            return _render(FormState.from_form(request.form), visit, {})
         return _save(FormState.from_form(request.form), visit)
     if visit.status == "draft" and visit.owner_id == actor().id:
         return _render(FormState.from_visit(visit), visit, {})
@@ -395,6 +402,8 @@ def amend(visit_id: int):
         return _render(FormState.from_shown(shown), None, {}, amending=visit)
     state = FormState.from_form(request.form)
     state.values["hcp_id"] = str(visit.hcp_id)  # the HCP is kept; attendees may change
+    if picker.finding():
+        return _render(state, None, {}, amending=visit)
     payload, errors = _payload(state, with_hcp=False)
     reason = state["reason"].strip()
     if not reason:

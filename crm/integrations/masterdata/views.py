@@ -178,5 +178,9 @@ def export(hcp_id: int):
 @bp.get("/export/go")
 @page_auth("admin", "compliance")
 def export_go():
+    if request.args.get("picker_find") or not (request.args.get("hcp_id") or "").strip():
+        # the picker's "Find" without JavaScript, or nobody chosen yet: the form again, with the matches
+        errors = [] if request.args.get("picker_find") else ["Search for the HCP and choose them."]
+        return render_template("masterdata/export.html", errors=errors), 422 if errors else 200
     hcp = _hcp_or_404(request.args.get("hcp_id"), "hcp_id")
     return redirect(url_for("masterdata_pages.export", hcp_id=hcp.id))
