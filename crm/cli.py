@@ -54,5 +54,9 @@ def _register() -> None:
 
     crm_cli.add_command(mail_cli)
 
+    from crm.jobs.cli import queue_cli
+
+    crm_cli.add_command(queue_cli)
+
 
 _register()

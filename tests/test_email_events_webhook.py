@@ -24,8 +24,8 @@ from tests.campaigns_support import (
     make_campaign,
     make_template,
     new_key,
+    send_now,
     signed,
-    viewer_of,
 )
 
 URL = "/api/v1/integrations/email/events"
@@ -463,10 +463,9 @@ def test_hard_bounce_marks_the_address_invalid_and_the_next_send_skips_it(client
     assert resp.get_json()["emails_invalid"] == 1
     db.refresh(hcp)
     assert hcp.email_status == "invalid" and "does not exist" in hcp.email_status_reason
-    from crm.campaigns import services
 
     campaign = make_campaign(db, marketer, make_template(db, marketer, compliance), [hcp.id])
-    result = services.send_campaign(db, marketer, viewer_of(marketer), campaign)
+    result = send_now(db, marketer, campaign)
     assert result.sent == [] and result.skipped[0]["reason"] == "email-invalid"
 
 

@@ -272,11 +272,10 @@ def test_compliance_follows_the_same_links_to_the_full_records(client, auth, db,
 
 
 def test_order_and_campaign_items_link_to_their_pages(client, auth, db, factory, api, app):
-    from crm.campaigns import services as campaigns
-    from tests.campaigns_support import viewer_of
+    from tests.campaigns_support import send_now
 
     marketer, campaign, hcp = _campaign_world(db, factory)
-    campaigns.send_campaign(db, marketer, viewer_of(marketer), campaign)
+    send_now(db, marketer, campaign)
     w = OrderWorld(db, factory, app)
     stub(app).faults.reset()
     order_id = _queued_order(api, w)
