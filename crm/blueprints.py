@@ -26,6 +26,8 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.home.views import bp as home_views
     from crm.integrations.masterdata.views import bp as masterdata_pages
     from crm.integrations.sendgrid.api import bp as email_events_api
+    from crm.jobs.api import bp as jobs_api
+    from crm.jobs.views import bp as jobs_pages
     from crm.openapi import bp as openapi_bp
     from crm.orders.api import bp as orders_api
     from crm.orders.views import bp as orders_pages
@@ -66,4 +68,6 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (campaigns_api, True),
         (campaigns_pages, False),
         (email_events_api, True),
+        (jobs_api, True),
+        (jobs_pages, False),
     ]

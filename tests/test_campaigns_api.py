@@ -206,9 +206,11 @@ def test_send_reports_sent_and_skipped_and_mails_carry_the_headers(app, api, db,
     t = make_template(db, people["marketer"], people["compliance"])
     campaign = _create(api, people["marketer"], t.id, [consented.id, without.id])
     resp = api(people["marketer"]).post(f"/api/v1/campaigns/{campaign['id']}/send")
-    assert resp.status_code == 200, resp.get_json()
+    assert resp.status_code == 202, resp.get_json()
     result = resp.get_json()
-    assert result["sent"] == 1
+    assert result["sent"] == 1 and result["status"] == "queued" and result["job_id"]
+    job = api(people["marketer"]).get(f"/api/v1/jobs/{result['job_id']}").get_json()
+    assert (job["kind"], job["state"], job["progress"]) == ("campaign.send", "done", {"done": 1, "total": 1})
     assert result["skipped"] == [{"hcp_id": without.id, "reason": "no-consent",
                                   "detail": "No consent for this purpose by email"}]
     assert campaign_mails(outbox(app), without.email) == []

@@ -216,7 +216,7 @@ def test_send_asks_for_confirmation_with_audience_skips_template_and_purpose(cli
 
     done = client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": _token(page), "confirm": "yes"},
                        follow_redirects=True)
-    assert "Sent to 1 HCP(s); 1 skipped." in done.get_data(as_text=True)
+    assert "Accepted for sending to 1 HCP(s); 1 skipped." in done.get_data(as_text=True)
     assert len(campaign_mails(app.config["CRM_OUTBOX_DIR"], consented.email)) == 1
     again = client.get(f"/campaigns/{campaign.id}/send").get_data(as_text=True)
     assert _funnel(again, "expected to be skipped: Already sent this campaign") == 1

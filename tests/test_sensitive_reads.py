@@ -64,6 +64,10 @@ NOT_WALKED = {
     "/orders/<int:order_id>": "order, standard",
     "/admin/masterdata/runs/<int:run_id>": "master-data import run (admin only)",
     "/admin/masterdata/runs/<int:run_id>/errors.csv": "master-data import errors (admin only)",
+    # Background jobs hold ids, counts and error text, never interaction content; who may read one (its
+    # creator and admins) is asserted in tests/test_jobs.py.
+    "/api/v1/jobs/<int:job_id>": "background job: state, progress, counts",
+    "/jobs/<int:job_id>": "background job page: state, progress, counts",
 }
 
 # Filters on content a field rep or marketer may not see: walked too, with values from the data set.
