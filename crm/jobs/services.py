@@ -222,19 +222,22 @@ def run_job(app: Flask, job_id: int) -> str:
         return outcome
 
 
-def run_now(app: Flask, session: DbSession, actor: Any, kind: str, params: dict[str, Any] | None = None) -> Job:
-    """Create a job and run it in this process at once (scheduled jobs, CLI); returns the finished row."""
-    job = Job(kind=kind, state="queued", params=params or {}, created_by_id=None if actor is None else actor.id,
-              next_attempt_at=utcnow())
-    session.add(job)
-    session.commit()
-    job_id = job.id
+def run_now(app: Flask, actor_id: int | None, kind: str, params: dict[str, Any] | None = None) -> Job:
+    """Create a job and run it in this process at once (the nightly jobs, CLI); returns the finished row."""
+    with fresh_session() as s:
+        job = Job(kind=kind, state="queued", params=params or {}, created_by_id=actor_id, next_attempt_at=utcnow())
+        s.add(job)
+        s.commit()
+        job_id = job.id
     try:
         run_job(app, job_id)
     except RetryLater:
         pass
-    session.expire_all()
-    return session.get_one(Job, job_id)
+    with fresh_session() as s:
+        done = s.get_one(Job, job_id)
+        s.expunge(done)
+        s.rollback()
+    return done
 
 
 # -- recovery and the periodic work ------------------------------------------------------------------
@@ -320,10 +323,7 @@ def nightly(app: Flask) -> None:
     jobs older than 90 days are deleted."""
     with app.app_context():
         for kind in ("consent.expire", "audit.verify"):
-            try:
-                run_now(app, db.session, None, kind)
-            finally:
-                db.session.remove()
+            run_now(app, None, kind)
         with fresh_session() as s:
             old = utcnow() - timedelta(days=90)
             s.execute(Job.__table__.delete().where(Job.state == "done", Job.finished_at < old))
