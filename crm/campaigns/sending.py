@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crm.campaigns.models import Campaign, CampaignMessage
-from crm.db import among, utcnow
+from crm.db import DbSession, among, utcnow
 from crm.hcps.models import HCP
 from crm.jobs.batches import hand_over_in_batches, lock_pending
 from crm.jobs.services import JobFailed, JobRun
@@ -33,7 +33,7 @@ def pending_count(session: Session, campaign_id: int) -> int:
         CampaignMessage.campaign_id == campaign_id, CampaignMessage.status == "pending")) or 0
 
 
-def take_pending(session: Session, campaign_id: int, n: int) -> list[int]:
+def take_pending(session: DbSession, campaign_id: int, n: int) -> list[int]:
     """The HCP ids of at most ``n`` recipients still pending, locked for this batch."""
     query = (select(CampaignMessage.hcp_id)
              .where(CampaignMessage.campaign_id == campaign_id, CampaignMessage.status == "pending")
@@ -41,7 +41,7 @@ def take_pending(session: Session, campaign_id: int, n: int) -> list[int]:
     return list(session.scalars(lock_pending(session, query)))
 
 
-def hand_over(session: Session, actor: Any, campaign_id: int, hcp_ids: list[int], at: datetime | None) -> None:
+def hand_over(session: DbSession, actor: Any, campaign_id: int, hcp_ids: list[int], at: datetime | None) -> None:
     """One batch (see the module), in the caller's transaction."""
     from crm.campaigns.services import SKIP_TEXT, _build_mails, _enqueue, evaluate
 
@@ -83,7 +83,7 @@ def hand_over(session: Session, actor: Any, campaign_id: int, hcp_ids: list[int]
     _enqueue(session, campaign.id, [(messages[h], mail) for h, mail in zip(evaluation.send, outgoing, strict=True)])
 
 
-def hand_over_now(session: Session, actor: Any, campaign_id: int, at: datetime | None = None) -> int:
+def hand_over_now(session: DbSession, actor: Any, campaign_id: int, at: datetime | None = None) -> int:
     """Hand every pending recipient over in the caller's transaction (the demo loader's replayed sends; the
     CLI). Returns how many. The request path leaves this to the job."""
     ids = take_pending(session, campaign_id, 10**9)

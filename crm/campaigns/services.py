@@ -399,12 +399,12 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
             fresh.append({"campaign_id": campaign.id, "hcp_id": hcp_id, "status": "pending", "reason": None,
                           "detail": None, "message_id": None, "sent_at": None})
     insert_ignoring_conflicts(session, table, fresh, ["campaign_id", "hcp_id"], ["id"])
-    for (status, rule), hcp_ids in again.items():
-        detail = None if rule is None else SKIP_TEXT.get(rule, rule)[:300]
+    for (status, why), hcp_ids in again.items():
+        detail = None if why is None else SKIP_TEXT.get(why, why)[:300]
         session.execute(update(CampaignMessage).where(
             CampaignMessage.campaign_id == campaign.id, among(session, CampaignMessage.hcp_id, hcp_ids),
             CampaignMessage.status.in_(("skipped", "failed")))
-            .values(status=status, reason=rule, detail=detail, updated_at=utcnow())
+            .values(status=status, reason=why, detail=detail, updated_at=utcnow())
             .execution_options(synchronize_session=False))
     campaign.status, campaign.last_sent_at = "sent", now
     session.flush()

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
+from crm.db import DbSession
 from crm.jobs.services import JobRun, fresh_session
 
 
@@ -37,7 +38,7 @@ class LeaseLost(RuntimeError):
     """This run no longer holds its job; nothing of the current batch was written."""
 
 
-def lock_pending(session: Session, query: Select[Any]) -> Select[Any]:
+def lock_pending(session: DbSession, query: Select[Any]) -> Select[Any]:
     """``query`` (rows still pending) locked for the batch: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
     consumers take different rows; on SQLite the transaction already holds the write lock."""
     if session.get_bind().dialect.name == "postgresql":

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm.access.policy import Viewer
@@ -326,7 +326,7 @@ def nightly(app: Flask) -> None:
             run_now(app, None, kind)
         with fresh_session() as s:
             old = utcnow() - timedelta(days=90)
-            s.execute(Job.__table__.delete().where(Job.state == "done", Job.finished_at < old))
+            s.execute(delete(Job).where(Job.state == "done", Job.finished_at < old))
             s.commit()
 
 
