@@ -47,4 +47,6 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 
-    created_by = relationship("User", lazy="joined")
+    # Loaded when asked for (the jobs list joins it): the row is locked FOR UPDATE, which PostgreSQL refuses
+    # on the nullable side of an outer join.
+    created_by = relationship("User", lazy="select")

@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from crm.access.policy import Viewer
 from crm.audit import services as audit
@@ -352,7 +352,7 @@ def list_jobs(session: DbSession, viewer: Viewer, *, state: str | None = None, l
               before_id: int | None = None) -> list[Job]:
     if viewer.role != "admin":
         raise Forbidden("Only admins see the jobs of everyone.")
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    query = select(Job).options(joinedload(Job.created_by)).order_by(Job.id.desc()).limit(limit)
     if state:
         query = query.where(Job.state == state)
     if before_id is not None:
