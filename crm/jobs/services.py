@@ -46,6 +46,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "mail.sweep": ("crm.jobs.services:run_mail_sweep", "Mail hand-over"),
     "erp.sync": ("crm.jobs.services:run_erp_sync", "ERP orders and statuses"),
     "jobs.recover": ("crm.jobs.services:run_recover", "Recovery of interrupted jobs"),
+    "nppes.import": ("crm.integrations.masterdata.jobs:run_import", "NPPES import of an uploaded file"),
 }
 
 
