@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
+CONSUMER_WORKERS ?= 2
 
-.PHONY: run test lint fuzz bench bench-import bench-email bench-read-locks bench-request venv dev-venv clean
+.PHONY: run serve consume test lint fuzz bench bench-import bench-email bench-read-locks bench-request bench-send venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -24,8 +25,21 @@ run: venv
 	mkdir -p instance
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/flask --app wsgi crm demo
-	@echo "Serving on http://$(HOST):$(PORT) - sign in with one of the demo logins above (Ctrl-C stops)."
+	@echo "Serving on http://$(HOST):$(PORT) with one queue consumer - sign in with one of the demo logins above (Ctrl-C stops both)."
+	@# The web server and one queue consumer (background jobs, mail and ERP hand-overs, the periodic work);
+	@# when either stops (Ctrl-C, or a failure), the other is stopped too.
+	@bash -c 'trap "kill $$(jobs -p) 2>/dev/null; wait" EXIT; \
+	  $(BIN)/flask --app wsgi crm queue consume --workers $(CONSUMER_WORKERS) & \
+	  $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --config crm/gunicorn_conf.py wsgi:app & \
+	  wait -n'
+
+# The web server alone (consumers run elsewhere: `flask --app wsgi crm queue consume`, see README).
+serve: venv
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --config crm/gunicorn_conf.py wsgi:app
+
+# A queue consumer alone (CONSUMER_ARGS="--no-periodic" for every consumer but one).
+consume: venv
+	$(BIN)/flask --app wsgi crm queue consume --workers $(CONSUMER_WORKERS) $(CONSUMER_ARGS)
 
 test: dev-venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -52,6 +66,10 @@ bench-email: dev-venv
 # A timeline request under gunicorn against Flask's hello world, same settings, interleaved (issue 15)
 bench-request: dev-venv
 	$(BIN)/python -m benchmarks.request_path $(BENCH_ARGS)
+
+# Campaign send of 50,000 recipients through the queue (issue 13): request time and background completion
+bench-send: dev-venv
+	$(BIN)/python -m benchmarks.campaign_send $(BENCH_ARGS)
 
 bench-read-locks: dev-venv
 	$(BIN)/python -m benchmarks.read_locks $(BENCH_ARGS)

@@ -27,6 +27,8 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.insights.views import bp as insights_pages
     from crm.integrations.masterdata.views import bp as masterdata_pages
     from crm.integrations.sendgrid.api import bp as email_events_api
+    from crm.jobs.api import bp as jobs_api
+    from crm.jobs.views import bp as jobs_pages
     from crm.openapi import bp as openapi_bp
     from crm.orders.api import bp as orders_api
     from crm.orders.views import bp as orders_pages
@@ -90,4 +92,6 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (samples_pages, False),
         (speakers_api, True),
         (speakers_pages, False),
+        (jobs_api, True),
+        (jobs_pages, False),
     ]

@@ -63,6 +63,9 @@ def _register() -> None:
     from crm.samples.cli import samples_cli
 
     crm_cli.add_command(samples_cli)
+    from crm.jobs.cli import queue_cli
+
+    crm_cli.add_command(queue_cli)
 
 
 _register()

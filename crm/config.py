@@ -66,6 +66,7 @@ class Settings:
     max_body_mb: float = 10.0
     trusted_proxies: int = 0  # proxy hops in front whose X-Forwarded-For/-Proto are believed (issue 11)
     logging: dict[str, Any] = field(default_factory=dict)  # CRM_LOG_LEVEL, CRM_LOG_FORMAT (issue 13)
+    queue: dict[str, Any] = field(default_factory=dict)  # CRM_QUEUE_URL and the jobs' settings (issue 13)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -134,6 +135,7 @@ class Settings:
             max_body_mb=max_body,
             trusted_proxies=_number(env, "CRM_TRUSTED_PROXIES", "0", int),
             logging=log_settings(env),
+            queue=queue_settings(env, instance),
         )
 
     def flask_config(self) -> dict[str, Any]:
@@ -177,6 +179,7 @@ class Settings:
             **self.consent,
             **self.reporting,
             **self.logging,
+            **self.queue,
         }
 
 
@@ -222,6 +225,37 @@ def log_settings(env: dict[str, str]) -> dict[str, str]:
     if fmt not in ("json", "text"):
         raise ConfigError("CRM_LOG_FORMAT must be 'json' or 'text'")
     return {"CRM_LOG_LEVEL": level, "CRM_LOG_FORMAT": fmt}
+
+
+QUEUE_SCHEMES = ("sqlite", "redis", "rediss", "postgresql", "postgresql+psycopg", "memory")
+
+
+def queue_settings(env: dict[str, str], instance: Path) -> dict[str, Any]:
+    """The job queue (docs/architecture.md, "Background jobs"): where huey keeps its messages, and how
+    jobs are leased, retried and batched."""
+    url = env.get("CRM_QUEUE_URL", "").strip() or f"sqlite:///{instance / 'queue.db'}"
+    scheme = url.partition("://")[0].lower()
+    if "://" not in url or scheme not in QUEUE_SCHEMES:
+        raise ConfigError("CRM_QUEUE_URL must be sqlite:///path, redis://host:port/db or postgresql://...")
+    attempts = _number(env, "CRM_JOB_MAX_ATTEMPTS", "5", int)
+    if attempts < 1:
+        raise ConfigError("CRM_JOB_MAX_ATTEMPTS must be at least 1")
+    batch = _number(env, "CRM_SEND_BATCH_SIZE", "500", int)
+    if batch < 1:
+        raise ConfigError("CRM_SEND_BATCH_SIZE must be at least 1")
+    lease = _number(env, "CRM_JOB_LEASE_SECONDS", "300")
+    if lease < 1:
+        raise ConfigError("CRM_JOB_LEASE_SECONDS must be at least 1")
+    return {
+        "CRM_QUEUE_URL": url,
+        # Tests only: run each job at once, in the process that queued it (huey's immediate mode).
+        "CRM_QUEUE_IMMEDIATE": False,
+        "CRM_JOB_MAX_ATTEMPTS": attempts,
+        "CRM_JOB_RETRY_BASE_SECONDS": _number(env, "CRM_JOB_RETRY_BASE_SECONDS", "30"),
+        "CRM_JOB_LEASE_SECONDS": lease,
+        "CRM_SEND_BATCH_SIZE": batch,
+        "CRM_QUEUE_PERIODIC": _flag(env, "CRM_QUEUE_PERIODIC", "true"),
+    }
 
 
 def _mail_settings(env: dict[str, str]) -> dict[str, Any]:

@@ -149,6 +149,8 @@ def configure_logging(level: str, fmt: str) -> None:
 
     for name in ("crm",):
         logging.getLogger(name).removeHandler(default_handler)
+    # huey logs a line per task executed; the job runner's own lines (with the job id) say more.
+    logging.getLogger("huey").setLevel("WARNING" if level in ("DEBUG", "INFO") else level)
 
 
 def gunicorn_logconfig(level: str, fmt: str) -> dict[str, Any]:

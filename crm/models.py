@@ -27,6 +27,7 @@ from crm.hcps.models import (  # noqa: F401
 from crm.integrations.erp.models import ErpStubOrder, ErpStubProduct, ErpStubStock  # noqa: F401
 from crm.integrations.eventplatform.models import UnmatchedAttendanceRow  # noqa: F401
 from crm.integrations.masterdata.models import ImportFingerprint, ImportRowError, ImportRun  # noqa: F401
+from crm.jobs.models import Job  # noqa: F401
 from crm.mail.models import MailOutbox  # noqa: F401
 from crm.orders.models import Order, OrderAttempt, OrderEvent, OrderLine, OrderOutbox  # noqa: F401
 from crm.plans.models import EngagementPlan, PlanTarget, PlanTerritory  # noqa: F401

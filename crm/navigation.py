@@ -38,6 +38,7 @@ NAV["compliance"].append(("masterdata_pages.export_form", "Data export"))
 # Orders (issue 6): a rep's orders; the admin's ERP outbox.
 NAV["field_rep"].append(("orders_pages.orders", "Orders"))
 NAV["admin"].append(("orders_pages.outbox", "ERP outbox"))
+NAV["admin"].append(("jobs_pages.index", "Jobs"))
 
 # Email campaigns (issue 4): marketers run them; compliance approves templates; admins see unmatched events.
 NAV["marketer"].append(("campaigns_pages.index", "Campaigns"))

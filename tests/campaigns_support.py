@@ -33,6 +33,16 @@ def email_consent(db: Any, hcp: Any, purpose: str = "promotional") -> None:
         consent.confirm(db, token, ip_address="203.0.113.9", user_agent="Mozilla/5.0 (test)")
 
 
+def send_now(db: Any, marketer: Any, campaign: Any) -> Any:
+    """``send_campaign`` and, in the same transaction, the hand-over its job would do after the commit (for
+    service-level tests that look at the outbox before any commit)."""
+    from crm.campaigns.sending import hand_over_now
+
+    result = services.send_campaign(db, marketer, viewer_of(marketer), campaign)
+    hand_over_now(db, marketer, campaign.id)
+    return result
+
+
 def make_template(db: Any, marketer: Any, compliance: Any | None = None, **overrides: Any) -> Any:
     data: dict[str, Any] = {"name": f"Cardiozol launch {time.monotonic_ns()}",
                             "subject": "News for {{ hcp.last_name }}", "html_body": HTML, "text_body": TEXT,

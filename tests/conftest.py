@@ -93,6 +93,11 @@ def make_app(url: str, **extra: Any) -> Flask:
         # The ERP stub answers without waiting in tests (issue 6).
         "CRM_ERP_STUB_ACCEPT_AFTER_SECONDS": 0,
         "CRM_ERP_STUB_SHIP_AFTER_SECONDS": 0,
+        # Jobs run at once, in the process that queued them (huey's immediate mode), after the commit;
+        # the queue's own tests (tests/test_queue*.py) use real SQLite and Redis storage.
+        "CRM_QUEUE_URL": "memory://",
+        "CRM_QUEUE_IMMEDIATE": True,
+        "CRM_QUEUE_PERIODIC": False,
     }
     config.update(extra)
     application = create_app(config)

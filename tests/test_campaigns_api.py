@@ -22,6 +22,7 @@ from tests.campaigns_support import (
     email_consent,
     make_campaign,
     make_template,
+    send_now,
     unsubscribe_url,
     viewer_of,
 )
@@ -205,9 +206,11 @@ def test_send_reports_sent_and_skipped_and_mails_carry_the_headers(app, api, db,
     t = make_template(db, people["marketer"], people["compliance"])
     campaign = _create(api, people["marketer"], t.id, [consented.id, without.id])
     resp = api(people["marketer"]).post(f"/api/v1/campaigns/{campaign['id']}/send")
-    assert resp.status_code == 200, resp.get_json()
+    assert resp.status_code == 202, resp.get_json()
     result = resp.get_json()
-    assert result["sent"] == 1
+    assert result["sent"] == 1 and result["status"] == "queued" and result["job_id"]
+    job = api(people["marketer"]).get(f"/api/v1/jobs/{result['job_id']}").get_json()
+    assert (job["kind"], job["state"], job["progress"]) == ("campaign.send", "done", {"done": 1, "total": 1})
     assert result["skipped"] == [{"hcp_id": without.id, "reason": "no-consent",
                                   "detail": "No consent for this purpose by email"}]
     assert campaign_mails(outbox(app), without.email) == []
@@ -391,7 +394,7 @@ def test_smtp_backend_delivers_campaign_mail_to_a_real_smtp_server(app, db, fact
                                  [hcp.id])
         db.commit()  # the consent confirmation mail leaves here
         received.clear()
-        services.send_campaign(db, people["marketer"], viewer_of(people["marketer"]), campaign)
+        send_now(db, people["marketer"], campaign)
         assert received == []  # nothing leaves before the commit
         db.commit()
     finally:
@@ -406,7 +409,7 @@ def test_mails_are_not_handed_over_when_the_transaction_rolls_back(app, db, fact
     email_consent(db, hcp)
     campaign = make_campaign(db, people["marketer"], make_template(db, people["marketer"], people["compliance"]),
                              [hcp.id])
-    services.send_campaign(db, people["marketer"], viewer_of(people["marketer"]), campaign)
+    send_now(db, people["marketer"], campaign)
     db.rollback()
     db.commit()
     assert campaign_mails(outbox(app), hcp.email) == []
@@ -419,7 +422,9 @@ def test_cli_sends_as_the_campaigns_creator(app, runner, db, factory, people):
                              [hcp.id, other.id])
     result = runner.invoke(args=["crm", "campaigns", "send", str(campaign.id)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"campaign_id": campaign.id, "sent": 1, "skipped": {"no-consent": 1}}
+    out = json.loads(result.stdout)
+    assert out == {"campaign_id": campaign.id, "sent": 1, "skipped": {"no-consent": 1}, "job_id": out["job_id"]}
+    assert out["job_id"] is not None
     assert len(campaign_mails(outbox(app), hcp.email)) == 1
     again = runner.invoke(args=["crm", "campaigns", "send", str(campaign.id)])
     assert json.loads(again.output)["skipped"] == {"already-sent": 1, "no-consent": 1}

@@ -63,7 +63,7 @@ def test_from_the_pages_alone_a_campaign_is_drafted_approved_and_sent(app, clien
     resp = client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": token, "confirm": "yes"},
                        follow_redirects=True)
     page = resp.get_data(as_text=True)
-    assert "Sent to 1 HCP(s); 1 skipped." in page
+    assert "Accepted for sending to 1 HCP(s); 1 skipped." in page
     assert f'href="/hcps/{hcp.id}"' in page
     assert re.search(r'class="n">1</span> sent', page)
     (mail,) = campaign_mails(app.config["CRM_OUTBOX_DIR"], hcp.email)

@@ -24,8 +24,8 @@ from tests.campaigns_support import (
     make_campaign,
     make_template,
     new_key,
+    send_now,
     signed,
-    viewer_of,
 )
 
 URL = "/api/v1/integrations/email/events"
@@ -463,10 +463,9 @@ def test_hard_bounce_marks_the_address_invalid_and_the_next_send_skips_it(client
     assert resp.get_json()["emails_invalid"] == 1
     db.refresh(hcp)
     assert hcp.email_status == "invalid" and "does not exist" in hcp.email_status_reason
-    from crm.campaigns import services
 
     campaign = make_campaign(db, marketer, make_template(db, marketer, compliance), [hcp.id])
-    result = services.send_campaign(db, marketer, viewer_of(marketer), campaign)
+    result = send_now(db, marketer, campaign)
     assert result.sent == [] and result.skipped[0]["reason"] == "email-invalid"
 
 
@@ -585,7 +584,9 @@ def test_a_backdated_unsubscribe_marks_the_campaign_mail_sent_after_it_as_a_cons
     from datetime import timedelta
 
     from crm.campaigns import services
+    from crm.campaigns.sending import hand_over_now
     from crm.db import utcnow
+    from tests.campaigns_support import viewer_of
     from tests.consent_support import grant
 
     marketer, compliance = factory.user("marketer"), factory.user("compliance")
@@ -594,7 +595,9 @@ def test_a_backdated_unsubscribe_marks_the_campaign_mail_sent_after_it_as_a_cons
         grant(db, hcp, channel="email", purpose="events", occurred_at=utcnow() - timedelta(hours=3))
     campaign = make_campaign(db, marketer, make_template(db, marketer, compliance, purpose="events"),
                              [late.id, early.id])
-    services.send_campaign(db, marketer, viewer_of(marketer), campaign, at=utcnow() - timedelta(hours=1))
+    sent_at = utcnow() - timedelta(hours=1)
+    services.send_campaign(db, marketer, viewer_of(marketer), campaign, at=sent_at)
+    hand_over_now(db, marketer, campaign.id, at=sent_at)  # what the send job does after the commit
     out = post(client, [
         event("sg-late", "unsubscribe", hcp_id=str(late.id), campaign_id=str(campaign.id),
               timestamp=time.time() - 2 * 3600),

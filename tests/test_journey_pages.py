@@ -216,7 +216,7 @@ def test_send_asks_for_confirmation_with_audience_skips_template_and_purpose(cli
 
     done = client.post(f"/campaigns/{campaign.id}/send", data={"csrf_token": _token(page), "confirm": "yes"},
                        follow_redirects=True)
-    assert "Sent to 1 HCP(s); 1 skipped." in done.get_data(as_text=True)
+    assert "Accepted for sending to 1 HCP(s); 1 skipped." in done.get_data(as_text=True)
     assert len(campaign_mails(app.config["CRM_OUTBOX_DIR"], consented.email)) == 1
     again = client.get(f"/campaigns/{campaign.id}/send").get_data(as_text=True)
     assert _funnel(again, "expected to be skipped: Already sent this campaign") == 1
@@ -272,11 +272,10 @@ def test_compliance_follows_the_same_links_to_the_full_records(client, auth, db,
 
 
 def test_order_and_campaign_items_link_to_their_pages(client, auth, db, factory, api, app):
-    from crm.campaigns import services as campaigns
-    from tests.campaigns_support import viewer_of
+    from tests.campaigns_support import send_now
 
     marketer, campaign, hcp = _campaign_world(db, factory)
-    campaigns.send_campaign(db, marketer, viewer_of(marketer), campaign)
+    send_now(db, marketer, campaign)
     w = OrderWorld(db, factory, app)
     stub(app).faults.reset()
     order_id = _queued_order(api, w)

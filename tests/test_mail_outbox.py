@@ -19,7 +19,7 @@ from crm.extensions import db as _db
 from crm.integrations.email import EmailError, EmailMessage
 from crm.mail import services as mail
 from crm.mail.models import MailOutbox
-from tests.campaigns_support import email_consent, make_campaign, make_template, viewer_of
+from tests.campaigns_support import email_consent, make_campaign, make_template, send_now, viewer_of
 from tests.consent_support import grant, withdraw
 from tests.events_support import make_event
 
@@ -69,9 +69,8 @@ def _campaign(db, factory, people, n=1):
     db.execute(delete(MailOutbox))  # the double opt-in confirmations are not these tests' business
     template = make_template(db, people["marketer"], people["compliance"])
     campaign = make_campaign(db, people["marketer"], template, [h.id for h in hcps])
-    from crm.campaigns import services
 
-    result = services.send_campaign(db, people["marketer"], viewer_of(people["marketer"]), campaign)
+    result = send_now(db, people["marketer"], campaign)
     assert result.sent == [h.id for h in hcps]
     return campaign, hcps
 
@@ -205,10 +204,9 @@ def test_a_queued_mail_of_an_erased_hcp_never_leaves_and_keeps_no_address(app, d
 
 
 def test_a_resend_of_the_campaign_never_queues_a_second_mail(app, db, factory, people, sender):
-    from crm.campaigns import services
 
     campaign, (hcp,) = _campaign(db, factory, people)
-    again = services.send_campaign(db, people["marketer"], viewer_of(people["marketer"]), campaign)
+    again = send_now(db, people["marketer"], campaign)
     assert again.sent == [] and again.skipped[0]["reason"] == "already-sent"  # queued counts as sent
     assert len(_rows(db)) == 1
     mail.deliver_pending(app)
@@ -217,7 +215,6 @@ def test_a_resend_of_the_campaign_never_queues_a_second_mail(app, db, factory, p
 
 def test_a_failed_recipient_is_evaluated_again_by_the_next_send_and_keeps_its_message_id(app, db, factory, people,
                                                                                         sender, monkeypatch):
-    from crm.campaigns import services
 
     monkeypatch.setitem(app.config, "CRM_MAIL_MAX_ATTEMPTS", 1)
     sender.refuse = 1
@@ -226,7 +223,7 @@ def test_a_failed_recipient_is_evaluated_again_by_the_next_send_and_keeps_its_me
     failed = _rows(db)[0]
     failed_id, message_id = failed.id, failed.message_id
     assert failed.state == "failed"
-    again = services.send_campaign(db, people["marketer"], viewer_of(people["marketer"]), campaign)
+    again = send_now(db, people["marketer"], campaign)
     assert again.sent == [hcp.id]
     row = _rows(db)[0]
     assert (row.id, row.state, row.attempts, row.message_id) == (failed_id, "queued", 0, message_id)
@@ -283,7 +280,6 @@ def test_a_worker_that_died_after_the_hand_over_causes_at_most_one_repeat_with_t
 
 def _committed_campaign(app, n):
     from crm.auth.services import create_user
-    from crm.campaigns import services
     from tests.conftest import PASSWORD, Factory
 
     with app.app_context():
@@ -300,7 +296,7 @@ def _committed_campaign(app, n):
         template = make_template(session, marketer, compliance)
         campaign = make_campaign(session, marketer, template, [h.id for h in hcps])
         session.execute(delete(MailOutbox))  # the double opt-in confirmations are not this test's business
-        result = services.send_campaign(session, marketer, viewer_of(marketer), campaign)
+        result = send_now(session, marketer, campaign)
         assert len(result.sent) == n, result.skipped
         session.commit()
         _db.session.remove()

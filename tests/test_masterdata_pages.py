@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from crm.hcps.duplicates import suspected_duplicates
 from crm.hcps.models import HCP, HCPIdentifier
 from crm.integrations.masterdata.models import ImportRun
+from crm.jobs.models import Job
 from tests.masterdata_helpers import SAMPLE, csv_bytes, row
 
 
@@ -38,8 +40,14 @@ def test_upload_imports_and_shows_counts_and_the_error_report(client, admin, db)
     assert 'type="file"' in page and "csrf_token" in page
     resp = upload(client, csv_bytes([row(0), row(1, **{"Provider First Name": "=HYPERLINK(\"x\")"}), row(6)]))
     assert resp.status_code == 302
+    # The request stored the file and made a job; the job page shows the progress and links to the run.
+    job = db.scalar(select(Job).where(Job.kind == "nppes.import"))
+    assert resp.headers["Location"].endswith(f"/jobs/{job.id}")
     run = db.scalar(select(ImportRun))
-    assert resp.headers["Location"].endswith(f"/admin/masterdata/runs/{run.id}")
+    job_page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert "Finished" in job_page and f'href="/admin/masterdata/runs/{run.id}"' in job_page
+    assert job.result["import_run_id"] == run.id and job.progress_done == job.progress_total
+    assert not Path(job.params["path"]).exists()  # the upload is deleted once imported
     page = client.get(f"/admin/masterdata/runs/{run.id}").get_data(as_text=True)
     assert "Created <strong>2</strong>" in page and "Rejected <strong>1</strong>" in page
     assert "formula" in page and f"/admin/masterdata/runs/{run.id}/errors.csv" in page
@@ -57,7 +65,7 @@ def test_upload_refusals_show_a_message(client, admin, db):
     resp = client.post("/admin/masterdata/import", data={"csrf_token": token}, content_type="multipart/form-data")
     assert resp.status_code == 422 and "Choose" in resp.get_data(as_text=True)
     assert upload(client, csv_bytes([row(0)]), token="forged").status_code == 400
-    assert db.scalar(select(ImportRun)) is None
+    assert db.scalar(select(ImportRun)) is None and db.scalar(select(Job)) is None  # refused on the page
 
 
 @pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance"])

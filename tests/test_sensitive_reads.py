@@ -72,6 +72,10 @@ NOT_WALKED = {
     # (its parties, compliance, admin) is asserted in tests/test_samples.py.
     "/api/v1/samples/shipments/<int:shipment_id>": "sample shipment: lots and units, standard",
     "/api/v1/samples/transfers/<int:transfer_id>": "sample transfer between reps: lots and units, standard",
+    # Background jobs hold ids, counts and error text, never interaction content; who may read one (its
+    # creator and admins) is asserted in tests/test_jobs.py.
+    "/api/v1/jobs/<int:job_id>": "background job: state, progress, counts",
+    "/jobs/<int:job_id>": "background job page: state, progress, counts",
 }
 
 # Filters on content a field rep or marketer may not see: walked too, with values from the data set.

@@ -173,14 +173,19 @@ def get_campaign(campaign_id: int):
 
 
 @bp.post("/campaigns/<int:campaign_id>/send")
-@doc("Send a campaign", tags=TAGS, responses={200: SendOut}, errors=(401, 403, 404, 422))
+@doc("Send a campaign (accepted at once, mailed by a background job)", tags=TAGS, responses={202: SendOut},
+     errors=(401, 403, 404, 422))
 @api_auth
 def send_campaign(campaign_id: int):
     """Marketer. 422 unless the template version is approved. Consent (email, the template's purpose) is
-    checked for every recipient at this instant; a repeated send mails nobody twice (`already-sent`)."""
+    checked for every recipient at this instant; a repeated send mails nobody twice (`already-sent`).
+    Answers 202 at once: `sent` are the recipients accepted for sending, which the job `job_id` hands to the
+    mail outbox in batches (its progress: GET /api/v1/jobs/{job_id})."""
     campaign = services.get_campaign(db.session, campaign_id)
     result = services.send_campaign(db.session, actor(), viewer(), campaign)
-    return SendOut().dump({"sent": len(result.sent), "skipped": result.skipped})
+    job_id = result.job.id if result.job is not None else None
+    return SendOut().dump({"sent": len(result.sent), "skipped": result.skipped, "job_id": job_id,
+                           "status": "queued" if job_id is not None else "done"}), 202
 
 
 @bp.get("/campaigns/<int:campaign_id>/recipients")

@@ -16,8 +16,11 @@ campaigns_cli = AppGroup("campaigns", help="Email campaigns.")
 @click.argument("campaign_id", type=int)
 @click.option("--as", "as_email", default=None,
               help="Send as this marketer (default: the marketer who created the campaign).")
-def send_command(campaign_id: int, as_email: str | None) -> None:
-    """Send campaign CAMPAIGN_ID to everyone in its audience who may be mailed now (prints the result)."""
+@click.option("--now", "run_here", is_flag=True,
+              help="Run the send job in this process instead of leaving it to a queue consumer.")
+def send_command(campaign_id: int, as_email: str | None, run_here: bool) -> None:
+    """Send campaign CAMPAIGN_ID to everyone in its audience who may be mailed now (prints the result). The
+    recipients are handed to the mail outbox by a job: a queue consumer runs it (or this command, --now)."""
     from crm.auth.models import User
     from crm.auth.services import find_user_by_email, viewer_for
     from crm.campaigns import services
@@ -33,8 +36,20 @@ def send_command(campaign_id: int, as_email: str | None) -> None:
     except DomainError as exc:
         session.rollback()
         raise click.ClickException(exc.detail) from exc
-    session.commit()  # the mails are handed to the email adapter once this commit succeeded
+    job_id = result.job.id if result.job is not None else None
+    session.commit()  # the job is put on the queue once this commit succeeded
     skipped: dict[str, int] = {}
     for s in result.skipped:
         skipped[s["reason"]] = skipped.get(s["reason"], 0) + 1
-    click.echo(json.dumps({"campaign_id": campaign_id, "sent": len(result.sent), "skipped": skipped}))
+    out: dict[str, object] = {"campaign_id": campaign_id, "sent": len(result.sent), "skipped": skipped,
+                              "job_id": job_id}
+    if run_here and job_id is not None:
+        from flask import current_app
+
+        from crm.jobs.services import RetryLater, run_job
+
+        try:
+            out["job"] = run_job(current_app._get_current_object(), job_id)  # type: ignore[attr-defined]
+        except RetryLater:
+            out["job"] = "retry"
+    click.echo(json.dumps(out))

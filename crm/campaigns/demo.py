@@ -19,6 +19,7 @@ from crm.auth.services import viewer_for
 from crm.campaigns import services
 from crm.campaigns.engagement import IncomingEmailEvent, ingest_events
 from crm.campaigns.models import Campaign, CampaignMessage, EmailTemplate
+from crm.campaigns.sending import hand_over_now
 from crm.db import DbSession
 from crm.hcps.models import HCP
 
@@ -145,10 +146,13 @@ def load_campaign_demo(session: DbSession, users: Mapping[str, Any], hcps: Seque
             "name": name, "template_id": templates[index].id, "audience": criteria})
         sent_at = now - timedelta(days=days_ago)
         result = services.send_campaign(session, marketer, m_viewer, campaign, at=sent_at)
+        # The demo replays a send of the past: hand the recipients over now, in this transaction (the send's
+        # job then finds nobody pending and ends at once).
+        hand_over_now(session, marketer, campaign.id, sent_at)
         counts["campaigns"] += 1
         counts["messages"] += len(result.sent)
         sent = session.scalars(select(CampaignMessage.hcp_id).where(
-            CampaignMessage.campaign_id == campaign.id, CampaignMessage.status.in_(("queued", "sent")))
+            CampaignMessage.campaign_id == campaign.id, CampaignMessage.status.in_(("pending", "queued", "sent")))
             .order_by(CampaignMessage.hcp_id)).all()
         events = [e for hcp_id in sent for e in _stream(campaign.id, hcp_id, sent_at, rnd, now)]
         # forwarded mail and an old address: the platform reports addresses that match no HCP

@@ -19,8 +19,9 @@ from crm.security.crypto import BLIND_INDEX_TYPE, EncryptedString
 
 TEMPLATE_STATUSES = ("draft", "approved")
 CAMPAIGN_STATUSES = ("draft", "sent")
-# queued: in the mail outbox; sent: the email adapter took it; failed: not handed over after the retries
-MESSAGE_STATUSES = ("queued", "sent", "failed", "skipped")
+# pending: accepted by a send, waiting for the send job; queued: in the mail outbox; sent: the email adapter
+# took it; failed: not handed over after the retries; skipped: not mailed, with the rule
+MESSAGE_STATUSES = ("pending", "queued", "sent", "failed", "skipped")
 # The platform's event types we know; anything else is kept with type ``unknown``.
 EMAIL_EVENT_TYPES = ("processed", "delivered", "open", "click", "bounce", "dropped", "deferred", "spamreport",
                      "unsubscribe", "group_unsubscribe", "unknown")

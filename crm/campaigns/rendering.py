@@ -8,6 +8,7 @@ and an unknown field is an error when the template is saved rather than a blank 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,13 @@ def hcp_context(hcp: Any) -> dict[str, str]:
     return {name: str(getattr(hcp, name, None) or "") for name in HCP_FIELDS}
 
 
+@functools.cache
+def _footer() -> Any:
+    """The unsubscribe footer, compiled once per process (not once per recipient)."""
+    return _HTML.from_string('<p>You receive this email because you agreed to hear from us. '
+                             '<a href="{{ url }}">Unsubscribe</a></p>')
+
+
 class CompiledTemplate:
     """A template version compiled once per send and rendered per recipient."""
 
@@ -56,9 +64,7 @@ class CompiledTemplate:
         text = self.text.render(context)
         # One click from any email: a template that does not place the link itself gets a footer.
         if not self.html_has_link:
-            html += _HTML.from_string(
-                '<p>You receive this email because you agreed to hear from us. '
-                '<a href="{{ url }}">Unsubscribe</a></p>').render(url=unsubscribe_url)
+            html += _footer().render(url=unsubscribe_url)
         if not self.text_has_link:
             text += f"\n\n--\nUnsubscribe with one click: {unsubscribe_url}\n"
         return Rendered(subject, html, text)

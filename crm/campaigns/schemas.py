@@ -161,9 +161,15 @@ class SkippedOut(Schema):
 
 
 class SendOut(Schema):
-    sent = fields.Integer(metadata={"description": "mails put in the outbox (queued); each recipient's status "
-                                                   "says when it left (GET /campaigns/{id}/recipients)"})
+    sent = fields.Integer(metadata={"description": "recipients accepted for sending (consent allowed it at the "
+                                                   "send instant); the job hands them to the mail outbox and each "
+                                                   "recipient's status says when it left "
+                                                   "(GET /campaigns/{id}/recipients)"})
     skipped = fields.List(fields.Nested(SkippedOut))
+    job_id = fields.Integer(allow_none=True, metadata={"description": "the send job (GET /jobs/{id}: progress); "
+                                                                     "null when nobody was accepted"})
+    status = fields.String(metadata={"description": "queued: the job will hand the accepted recipients over; "
+                                                    "done: nobody to mail"})
 
 
 class RecipientOut(Schema):

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Integer, and_, case, cast, column, false, func, null, or_, select
+from sqlalchemy import Integer, and_, case, cast, column, false, func, null, or_, select, update
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
@@ -45,7 +45,6 @@ from crm.segments.filters import (
     matching_ids,
 )
 from crm.segments.models import Segment
-from crm.timeline.services import Fact, record_interactions
 
 SKIP_TEXT = {
     "already-sent": "Already sent this campaign",
@@ -434,10 +433,10 @@ def preview_audience(session: DbSession, audience: Audience, purpose: str, at: d
 
 
 def _already_sent(campaign_id: int) -> Any:
-    """The campaign's recipients queued or handed over: never mailed again. A failed mail (it never
-    left) is evaluated again."""
+    """The campaign's recipients pending (accepted, waiting for the send job), queued or handed over: never
+    mailed again. A failed mail (it never left) is evaluated again."""
     return select(CampaignMessage.hcp_id).where(CampaignMessage.campaign_id == campaign_id,
-                                                CampaignMessage.status.in_(("queued", "sent")))
+                                                CampaignMessage.status.in_(("pending", "queued", "sent")))
 
 
 def preview_send(session: DbSession, campaign: Campaign, at: datetime | None = None) -> dict[str, Any]:
@@ -497,6 +496,7 @@ def create_campaign(session: DbSession, actor: Any, viewer: Viewer, data: dict[s
 class SendResult:
     sent: list[int] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    job: Any = None  # the campaign.send job handing the accepted recipients over (None: nobody to mail)
 
 
 def _mail_domain() -> str:
@@ -506,13 +506,22 @@ def _mail_domain() -> str:
 
 def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Campaign, *,
                   at: datetime | None = None) -> SendResult:
-    """Send the campaign to everyone in its audience who may be mailed now; see the module's rules.
+    """Accept a send of the campaign: decide now who may be mailed (see the module's rules) and leave the
+    mailing to a job (crm/campaigns/sending.py), which answers at once however large the audience.
+
+    The consent decision for the whole audience is made here, set-based (``evaluate``). The recipients to
+    mail are stored as ``pending`` rows in a few set-based statements, those skipped with their rule, and
+    a ``campaign.send`` job is created; it hands the pending rows to the mail outbox in batches after the
+    commit. ``result.sent`` are the recipients accepted for sending.
 
     Two sends of one campaign at once are serialised on the campaign row, and ``campaign_messages`` is
-    unique per recipient, so nobody is mailed twice. The mails are handed to the email adapter after the
-    commit; a recipient skipped before (no consent then) is evaluated again and may be sent this time.
+    unique per recipient: a recipient pending, queued or sent is never accepted again; one skipped before
+    (no consent then) or whose mail failed is evaluated again and may be accepted this time.
     ``at`` is the send instant: now, except for the demo loader, which replays sends of the past.
     """
+    from crm.db import insert_ignoring_conflicts
+    from crm.jobs import services as jobs
+
     require_write(viewer, "campaign.write")
     session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
     template = campaign.template
@@ -521,45 +530,40 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
                       "must approve it before the campaign can be sent.",
                       errors={"template_id": ["the template version is not approved"]})
     now = at or utcnow()
-    # The decision is the database's (decide_audience): only the skipped come back with their rule, and
-    # the recipients are read straight from its allowed set.
+    # The consent decision is the database's (decide_audience): only the skipped come back with their rule;
+    # the recipients are stored as pending rows and handed to the outbox by the send job, in batches.
+    states: dict[int, str] = {hcp_id: status for hcp_id, status in session.execute(
+        select(CampaignMessage.hcp_id, CampaignMessage.status).where(CampaignMessage.campaign_id == campaign.id))}
     decision = decide_audience(session, campaign.audience, "email", template.purpose, now,
                                already_sent=_already_sent(campaign.id))
-    messages = {m.hcp_id: m for m in session.scalars(
-        select(CampaignMessage).where(CampaignMessage.campaign_id == campaign.id))}
-    result = SendResult()
+    send = list(session.scalars(decision.allowed_select))
+    result = SendResult(sent=send)
+    table = CampaignMessage.__table__
+    fresh: list[dict[str, Any]] = []
+    again: dict[tuple[str, str | None], list[int]] = defaultdict(list)
     for hcp_id, rule in decision.skipped:
         result.skipped.append({"hcp_id": hcp_id, "reason": rule, "detail": SKIP_TEXT.get(rule, rule)})
         if rule == "already-sent":
             continue
-        message = messages.get(hcp_id)
-        if message is None:
-            message = messages[hcp_id] = CampaignMessage(campaign_id=campaign.id, hcp_id=hcp_id)
-            session.add(message)
-        message.status, message.reason, message.detail = "skipped", rule, SKIP_TEXT.get(rule, rule)[:300]
-    recipients = list(session.scalars(select(HCP).where(HCP.id.in_(decision.allowed_select)).order_by(HCP.id)))
-    send = [h.id for h in recipients]
-    outgoing = _build_mails(session, campaign, template, recipients)
-    facts = []
-    for hcp_id, mail in zip(send, outgoing, strict=True):
-        message = messages.get(hcp_id)
-        if message is None:
-            message = messages[hcp_id] = CampaignMessage(campaign_id=campaign.id, hcp_id=hcp_id)
-            session.add(message)
-        message.status, message.reason, message.detail = "queued", None, None
-        message.message_id, message.sent_at = mail.message_id, None
-        result.sent.append(hcp_id)
-        facts.append(Fact(
-            hcp_id=hcp_id, occurred_at=now, kind="email.sent", external_id=f"campaign:{campaign.id}:{hcp_id}",
-            summary=f"Campaign email sent: {campaign.name} ({mail.subject})",
-            safe_summary=f"Campaign email sent: {campaign.name}",
-            details={"purpose": template.purpose, "campaign_id": campaign.id, "campaign_name": campaign.name,
-                     "template_id": template.id, "template_version": template.version,
-                     "message_id": mail.message_id, "consent_rule": "consent-granted"},
-            products=tuple(template.products or ()), owner_id=actor.id, owner_role=actor.role,
-        ))
-    session.flush()
-    record_interactions(session, actor, facts, channel="email", source="crm")
+        if hcp_id in states:
+            again[("skipped", rule)].append(hcp_id)
+        else:
+            fresh.append({"campaign_id": campaign.id, "hcp_id": hcp_id, "status": "skipped", "reason": rule,
+                          "detail": SKIP_TEXT.get(rule, rule)[:300], "message_id": None, "sent_at": None})
+    for hcp_id in send:
+        if hcp_id in states:
+            again[("pending", None)].append(hcp_id)
+        else:
+            fresh.append({"campaign_id": campaign.id, "hcp_id": hcp_id, "status": "pending", "reason": None,
+                          "detail": None, "message_id": None, "sent_at": None})
+    insert_ignoring_conflicts(session, table, fresh, ["campaign_id", "hcp_id"], ["id"])
+    for (status, why), hcp_ids in again.items():
+        detail = None if why is None else SKIP_TEXT.get(why, why)[:300]
+        session.execute(update(CampaignMessage).where(
+            CampaignMessage.campaign_id == campaign.id, among(session, CampaignMessage.hcp_id, hcp_ids),
+            CampaignMessage.status.in_(("skipped", "failed")))
+            .values(status=status, reason=why, detail=detail, updated_at=utcnow())
+            .execution_options(synchronize_session=False))
     campaign.status, campaign.last_sent_at = "sent", now
     session.flush()
     skipped_by_rule = Counter(s["reason"] for s in result.skipped)
@@ -568,7 +572,12 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
         "audience": len(send) + len(decision.skipped), "sent": len(result.sent),
         "skipped": dict(sorted(skipped_by_rule.items())),
     }))
-    _enqueue(session, campaign.id, [(messages[h], mail) for h, mail in zip(send, outgoing, strict=True)])
+    pending = session.scalar(select(func.count()).select_from(CampaignMessage).where(
+        CampaignMessage.campaign_id == campaign.id, CampaignMessage.status == "pending")) or 0
+    if pending:
+        result.job = jobs.create(session, actor, "campaign.send",
+                                 {"campaign_id": campaign.id, "at": at.isoformat() if at else None},
+                                 subject=f"campaign:{campaign.id}", total=pending)
     return result
 
 
@@ -647,7 +656,9 @@ def funnels(session: DbSession, campaign_ids: Sequence[int]) -> dict[int, dict[s
     out: dict[int, dict[str, Any]] = {}
     for cid in ids:
         sent, skips = statuses[cid].get("sent", 0), statuses[cid].get("skipped", 0)
-        queued, failed = statuses[cid].get("queued", 0), statuses[cid].get("failed", 0)
+        # pending (the send job has not reached it yet) and queued (in the mail outbox): both wait
+        queued = statuses[cid].get("queued", 0) + statuses[cid].get("pending", 0)
+        failed = statuses[cid].get("failed", 0)
         out[cid] = {"audience": sent + skips + queued + failed, "skipped": dict(sorted(skipped[cid].items())),
                     "queued": queued, "sent": sent, "failed": failed,
                     **{step: steps[cid].get(step, 0) for step in FUNNEL_EVENTS}}

@@ -20,6 +20,7 @@ from crm.hcps import picker
 from crm.hcps.models import Territory
 from crm.hcps.professions import PROFESSIONS
 from crm.hcps.views import hcp_url
+from crm.jobs import services as jobs
 from crm.pageforms import page_id
 from crm.products.models import Product
 from crm.segments.models import Segment
@@ -113,9 +114,13 @@ def show(campaign_id: int):
     for item in items:
         item["url"] = hcp_url(item["hcp_id"])
     audience_size = services.audience_size(db.session, campaign.audience)
+    job = jobs.latest_for(db.session, f"campaign:{campaign.id}")
     return render_template("campaigns/show.html", campaign=campaign, funnel=services.funnel(db.session, campaign),
                            items=items, next_after=last, after=after, audience_size=audience_size,
-                           can_send=_may("campaign.write"), skip_text=services.SKIP_TEXT)
+                           can_send=_may("campaign.write"), skip_text=services.SKIP_TEXT, job=job,
+                           job_link=job is not None and jobs.may_read(viewer(), job),
+                           job_states={"queued": "Waiting", "running": "Running", "done": "Finished",
+                                       "failed": "Failed"})
 
 
 @bp.get("/<int:campaign_id>/send")
@@ -138,7 +143,11 @@ def send(campaign_id: int):
         require_write(viewer(), "campaign.write")
         return redirect(url_for(".confirm_send", campaign_id=campaign.id), code=303)
     result = services.send_campaign(db.session, actor(), viewer(), campaign)
-    flash(f"Sent to {len(result.sent)} HCP(s); {len(result.skipped)} skipped.")
+    if result.job is not None:
+        flash(f"Accepted for sending to {len(result.sent)} HCP(s); {len(result.skipped)} skipped. The mails are "
+              "handed over in the background: the progress is shown below.")
+    else:
+        flash(f"Nobody to send to: {len(result.skipped)} skipped.")
     return redirect(url_for(".show", campaign_id=campaign.id), code=303)
 
 

@@ -155,11 +155,11 @@ def _deliver_after_commit(session: DbSession, ids: list[int]) -> None:
         return
 
     def deliver() -> None:
-        try:
-            deliver_pending(app, ids=ids, trigger="after_commit")
-        except Exception:
-            # The mails are safely queued; ``crm mail send`` (or the next run) hands them over.
-            app.logger.exception("mail hand-over after commit failed; the mails stay queued")
+        # A queue task hands them over (a consumer, or at once in huey's immediate mode); the rows are
+        # committed, so a queue that cannot be reached only delays them until the sweep or `crm mail send`.
+        from crm.jobs.queue import enqueue_mail
+
+        enqueue_mail(app, ids)
 
     on_commit(session, deliver)
 

@@ -295,7 +295,16 @@ def _send_after_commit(session: DbSession, outbox_id: int, trigger: str) -> None
     from crm.orders import outbox as sender
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    on_commit(session, lambda: sender.deliver_quietly(app, outbox_id, trigger))
+    if trigger == "retry":
+        # An admin's "retry now": sent in this request after the commit, so the outbox page it returns to
+        # can say what came of it.
+        on_commit(session, lambda: sender.deliver_quietly(app, outbox_id, trigger))
+        return
+    from crm.jobs.queue import enqueue_order
+
+    # A queue task carries it to the ERP (a consumer; at once in huey's immediate mode); the sweep and
+    # `crm erp sync` take up what a lost message left behind.
+    on_commit(session, lambda: enqueue_order(app, outbox_id, trigger))
 
 
 def retry_outbox(session: DbSession, actor: Any, viewer: Viewer, outbox_id: int) -> OrderOutbox:

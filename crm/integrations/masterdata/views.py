@@ -4,8 +4,6 @@ and the data-subject export (also open to compliance, the data protection office
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
@@ -20,7 +18,6 @@ from crm.hcps.export import export_hcp
 from crm.hcps.merge import hcp_references, identifier_conflicts, merge_hcps
 from crm.hcps.models import HCP
 from crm.integrations.masterdata import report
-from crm.integrations.masterdata.importer import import_nppes_file
 from crm.integrations.masterdata.models import ImportRowError
 from crm.navigation import url_if_known
 from crm.pageforms import page_id
@@ -49,26 +46,35 @@ def index():
 @bp.route("/import", methods=["GET", "POST"])
 @page_auth("admin")
 def upload():
-    """Runs the import in the request: meant for files that fit the upload limit (the command line
-    takes any size)."""
+    """Stores the upload and leaves the import to a job (the request returns at once); the job's page shows
+    how far it got and links to the import run. A file that is not an NPPES CSV is refused here."""
+    from crm.integrations.masterdata.jobs import new_upload_path
+    from crm.integrations.masterdata.nppes import NppesReader
+    from crm.jobs import services as jobs
+
     if request.method == "GET":
         return render_template("masterdata/upload.html", error=None)
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return render_template("masterdata/upload.html", error="Choose an NPPES CSV file."), 422
     filename = secure_filename(upload.filename) or "upload.csv"
-    fd, path = tempfile.mkstemp(prefix="nppes-upload-", suffix=".csv")
+    path = new_upload_path()
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with path.open("wb") as fh:
             upload.save(fh)
         upload.close()
-        run = import_nppes_file(db.session, actor(), path, filename=filename)
+        with path.open("rb") as fh:
+            NppesReader(fh)  # the header: a wrong file is refused now, not in the job
     except DomainError as exc:
+        path.unlink(missing_ok=True)
         return render_template("masterdata/upload.html", error=exc.detail), exc.status
-    finally:
-        os.unlink(path)
-    flash(f"Import run {run.id} {run.status}.")
-    return redirect(url_for("masterdata_pages.run", run_id=run.id))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    job = jobs.create(db.session, actor(), "nppes.import", {"path": str(path), "filename": filename},
+                      subject="nppes-upload", total=path.stat().st_size)
+    flash(f"{filename} is being imported in the background; this page shows how far it got.")
+    return redirect(url_for("jobs_pages.show", job_id=job.id))
 
 
 @bp.get("/runs/<int:run_id>")
