@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 AXE_JS = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
@@ -28,6 +28,8 @@ CHROMIUM = os.environ.get("CRM_CHROMIUM", "/usr/bin/chromium")
 # test browser has no business calling home) and quiet.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+# Generous waits: the machine is shared and small; a wait only costs time when something is really wrong.
+expect.set_options(timeout=15_000)
 DEMO_HCPS = 45  # enough for every channel of the demo, small enough to load in seconds
 
 PASSWORDS = {
@@ -111,8 +113,10 @@ def live_server() -> Iterator[Server]:
     os.environ.pop("CRM_ENV", None)  # development: keys are generated under the instance folder
     os.environ["CRM_LOG_LEVEL"] = "WARNING"
     for args in (("db", "upgrade"), ("crm", "demo", "--hcps", str(DEMO_HCPS))):
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.fail(f"flask {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
 
     from werkzeug.serving import make_server
 
