@@ -7,7 +7,7 @@ PORT ?= 8000
 WORKERS ?= 3
 CONSUMER_WORKERS ?= 2
 
-.PHONY: run serve consume test lint fuzz bench bench-import bench-email bench-read-locks bench-request bench-send venv dev-venv clean
+.PHONY: run serve consume test test-browser browser-deps lint fuzz bench bench-import bench-email bench-read-locks bench-request bench-send venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,27 @@ consume: venv
 test: dev-venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# The browser suite (tests_browser/, docs/testing.md): Playwright (pinned in requirements-dev.txt, no browser
+# download) drives Debian's chromium; axe-core comes from npm at the version package-lock.json pins.
+# browser-deps installs chromium with apt-get when /usr/bin/chromium is missing (needs root, as in CI).
+CHROMIUM ?= /usr/bin/chromium
+AXE_DIR := tests_browser/axe
+AXE_JS := $(AXE_DIR)/node_modules/axe-core/axe.min.js
+
+$(AXE_JS): $(AXE_DIR)/package.json $(AXE_DIR)/package-lock.json
+	npm ci --prefix $(AXE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+browser-deps: dev-venv $(AXE_JS)
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  echo "installing Debian's chromium (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@test -x "$(CHROMIUM)" || { echo "FAIL: no browser at $(CHROMIUM)" >&2; exit 1; }
+
+test-browser: browser-deps
+	CRM_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -p no:cacheprovider tests_browser $(PYTEST_ARGS)
+
 lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -75,4 +96,4 @@ bench-read-locks: dev-venv
 	$(BIN)/python -m benchmarks.read_locks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(AXE_DIR)/node_modules
