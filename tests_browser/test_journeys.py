@@ -185,8 +185,14 @@ def test_marketer_sends_a_campaign_only_after_the_confirmation(as_role, live_ser
     template = page.get_by_label("Template version")
     approved = template.locator("option", has_text="approved").first.get_attribute("value")
     template.select_option(approved)
-    hcps = live_server.column("SELECT id FROM hcps ORDER BY id LIMIT 5")
-    page.get_by_label("Or HCP ids").fill(", ".join(map(str, hcps)))
+    # Five HCPs chosen with the picker, by name (search as you type, then the match).
+    hcps = live_server.column("SELECT id FROM hcps WHERE merged_into_id IS NULL ORDER BY id LIMIT 5")
+    search = page.get_by_label("Or these HCPs")
+    for hcp_id in hcps:
+        last = live_server.scalar("SELECT last_name FROM hcps WHERE id = :i", i=hcp_id)
+        search.fill(last)
+        page.locator(f"#hcp_ids-option-{hcp_id}").click()
+    expect(page.locator(".picker-chosen .chip")).to_have_count(5)
     page.get_by_role("button", name="Create campaign").click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
 
@@ -199,7 +205,7 @@ def test_marketer_sends_a_campaign_only_after_the_confirmation(as_role, live_ser
     assert live_server.scalar("SELECT count(*) FROM campaign_messages WHERE campaign_id = :c", c=campaign_id) == 0
 
     page.get_by_role("button", name="Confirm and send").click()
-    expect(page.get_by_text(re.compile(r"Sent to \d+ HCP\(s\); \d+ skipped\."))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Accepted for sending to \d+ HCP\(s\); \d+ skipped\."))).to_be_visible()
     assert live_server.scalar("SELECT count(*) FROM campaign_messages WHERE campaign_id = :c", c=campaign_id) == 5
 
 
