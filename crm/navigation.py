@@ -81,5 +81,6 @@ NAV["marketer"].extend([("plans_pages.index", "Plans"), ("segments_pages.index",
 NAV["field_rep"].append(("plans_pages.index", "Plans"))
 for _role in ("call_centre", "medical", "compliance", "admin"):
     NAV[_role].append(("plans_pages.index", "Plans"))
+# Insights (issue 12 item 4): one page, the same figures for every role.
 for _role in NAV:
-    NAV[_role].append(("insights_pages.glossary", "Glossary"))
+    NAV[_role].extend([("insights_pages.index", "Insights"), ("insights_pages.glossary", "Glossary")])
