@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
 
-.PHONY: run test lint fuzz bench bench-import bench-email bench-read-locks venv dev-venv clean
+.PHONY: run test lint fuzz bench bench-import bench-email bench-read-locks bench-insights venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench-email: dev-venv
 
 bench-read-locks: dev-venv
 	$(BIN)/python -m benchmarks.read_locks $(BENCH_ARGS)
+
+# Insights (issue 12): 1M interactions / 50k HCPs, each aggregation timed; SQLite by default,
+# BENCH_ARGS="--database-url postgresql+psycopg://..." for PostgreSQL
+bench-insights: dev-venv
+	$(BIN)/python -m benchmarks.insights $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

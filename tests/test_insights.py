@@ -422,3 +422,19 @@ def test_nps_results_break_down_per_saved_segment(db, world):
     assert set(by_segment) == {"Tier A"}  # b1 is in no saved segment
     assert (by_segment["Tier A"]["responses"], by_segment["Tier A"]["nps"]) == (2, 0)
     assert {g["key"] for g in result["by_segment"]["profession"]} == {"gp"}
+
+
+# -- demo data ---------------------------------------------------------------------------------------
+
+def test_demo_data_fills_every_chart_of_the_default_13_weeks(db):
+    from crm.demo import load_demo
+
+    load_demo(db, say=lambda _m: None, hcps=40)
+    data = services.all_insights(db, services.window(db))
+    busy_weeks = {i["week_start"] for i in data["channel-mix"]["items"] if i["interactions"]}
+    assert len(busy_weeks) >= 10 and sum(t["interactions"] for t in data["channel-mix"]["totals"]) >= 40
+    assert data["reach"]["items"][0]["reach"] > 0 and len(data["reach"]["items"]) > 1  # the demo's segments
+    assert data["plan-attainment"]["items"] and data["plan-attainment"]["items"][0]["planned"] > 0
+    assert data["nps-trend"]["overall"]["responses"] > 0
+    assert data["campaign-funnel"]["campaigns"] == 2 and data["campaign-funnel"]["totals"]["delivered"] > 0
+    assert any(r["granted"] for r in data["consent-coverage"]["items"])
