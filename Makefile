@@ -7,7 +7,7 @@ PORT ?= 8000
 WORKERS ?= 3
 CONSUMER_WORKERS ?= 2
 
-.PHONY: run serve consume test test-browser browser-deps lint fuzz bench bench-import bench-email bench-read-locks bench-request bench-send venv dev-venv clean
+.PHONY: run serve consume test test-browser browser-deps lint fuzz bench bench-import bench-email bench-read-locks bench-request bench-send bench-insights venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -94,6 +94,11 @@ bench-send: dev-venv
 
 bench-read-locks: dev-venv
 	$(BIN)/python -m benchmarks.read_locks $(BENCH_ARGS)
+
+# Insights (issue 12): 1M interactions / 50k HCPs, each aggregation timed; SQLite by default,
+# BENCH_ARGS="--database-url postgresql+psycopg://..." for PostgreSQL
+bench-insights: dev-venv
+	$(BIN)/python -m benchmarks.insights $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(AXE_DIR)/node_modules

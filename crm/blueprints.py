@@ -24,6 +24,7 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.hcps.api import bp as hcps_api
     from crm.hcps.views import bp as hcps_pages
     from crm.home.views import bp as home_views
+    from crm.insights.api import bp as insights_api
     from crm.insights.views import bp as insights_pages
     from crm.integrations.masterdata.views import bp as masterdata_pages
     from crm.integrations.sendgrid.api import bp as email_events_api
@@ -87,6 +88,7 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (segments_pages, False),
         (plans_api, True),
         (plans_pages, False),
+        (insights_api, True),
         (insights_pages, False),
         (samples_api, True),
         (samples_pages, False),

@@ -86,6 +86,6 @@ for _role in ("call_centre", "medical", "compliance", "admin"):
 NAV["field_rep"].append(("samples_pages.index", "Samples"))
 NAV["admin"].append(("samples_pages.index", "Samples"))
 NAV["compliance"].append(("samples_pages.discrepancies", "Sample discrepancies"))
-# The glossary closes every menu (issue 12).
+# Insights and the glossary close every menu (issue 12): one insights page, the same figures for every role.
 for _role in NAV:
-    NAV[_role].append(("insights_pages.glossary", "Glossary"))
+    NAV[_role].extend([("insights_pages.index", "Insights"), ("insights_pages.glossary", "Glossary")])

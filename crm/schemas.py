@@ -111,6 +111,8 @@ class UTCDateTime(fields.AwareDateTime):
         return iso_z(value)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str) and "\x00" in value:  # the ISO parser would skip it and read the rest
+            raise self.make_error("invalid")
         result = super()._deserialize(value, attr, data, **kwargs)
         try:
             converted = result.astimezone(UTC)

@@ -155,11 +155,13 @@ def expiring(session: DbSession, *, within_days: int, territory_ids: Sequence[in
     return out
 
 
-def coverage(session: DbSession, now: datetime | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """HCPs per (channel, purpose) and state, for the HCPs that can be contacted at all."""
+def coverage(session: DbSession, now: datetime | None = None, hcp_where: Any = None
+             ) -> tuple[int, list[dict[str, Any]]]:
+    """HCPs per (channel, purpose) and state, for the HCPs that can be contacted at all; ``hcp_where``
+    (a condition on ``HCP``, e.g. a segment's) narrows them (insights use it per segment)."""
     now = now or utcnow()
-    total = session.scalar(select(func.count()).select_from(HCP).where(
-        HCP.status.notin_(["erased", "merged"]))) or 0
+    among_hcps = [HCP.status.notin_(["erased", "merged"])] + ([hcp_where] if hcp_where is not None else [])
+    total = session.scalar(select(func.count()).select_from(HCP).where(*among_hcps)) or 0
     effective = case(
         (and_(ConsentState.state == "granted", ConsentState.valid_until <= now), "expired"),
         else_=ConsentState.state,
@@ -167,7 +169,7 @@ def coverage(session: DbSession, now: datetime | None = None) -> tuple[int, list
     rows = session.execute(
         select(ConsentState.channel, ConsentState.purpose, effective.label("state"), func.count())
         .join(HCP, HCP.id == ConsentState.hcp_id)
-        .where(HCP.status.notin_(["erased", "merged"]))
+        .where(*among_hcps)
         .group_by(ConsentState.channel, ConsentState.purpose, effective)
     ).all()
     counts: dict[tuple[str, str], dict[str, int]] = {}

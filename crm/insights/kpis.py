@@ -109,7 +109,30 @@ KPIS: tuple[Kpi, ...] = (
     # consent
     Kpi("consent_coverage", "Consent coverage",
         "Share of HCPs with a granted, unexpired consent for a (channel, purpose) pair.", "%",
-        "HCPs granted for the pair divided by all HCPs not erased or merged."),
+        "HCPs granted for the pair divided by all HCPs not erased or merged (on the insights page: of the "
+        "chosen segment's HCPs)."),
+    # the insights page
+    Kpi("interactions_per_week", "Interactions per channel per week",
+        "Timeline items per channel in each calendar week (Monday to Sunday, UTC).", "interactions",
+        "Every timeline item whose instant falls in the week, once however many HCPs took part; a corrected "
+        "item counts once, as its latest version; restricted (medical, pharmacovigilance) items count, only "
+        "their number is shown. With a segment: items with at least one of the segment's HCPs."),
+    Kpi("restricted_interactions", "Restricted items",
+        "Of the interactions counted, those whose details only Medical Affairs or Pharmacovigilance read.",
+        "interactions", "Timeline items of sensitivity medical or pv, counted like any other; their content "
+                        "never appears in insights."),
+    Kpi("segment_reach", "Reach by segment",
+        "Distinct HCPs of a segment touched at least once in the period.", "HCPs",
+        "HCPs the segment holds now with at least one touch (the touch table below) between since and until."),
+    Kpi("segment_reach_rate", "Reach rate by segment",
+        "Reached HCPs as a share of the HCPs the segment holds now.", "%", "Reach divided by the segment's HCPs."),
+    Kpi("segment_frequency", "Frequency by segment",
+        "How often a reached HCP of the segment was touched in the period, on average.", "touches per HCP",
+        "Touches of the segment's HCPs divided by their reach (0 when nobody was reached)."),
+    Kpi("nps", "Net Promoter Score (NPS)",
+        "Promoters minus detractors among the answers to NPS surveys, from -100 to 100.", "points",
+        "% of answers scoring 9-10 minus % scoring 0-6, rounded half away from zero; per month of the answer "
+        "on the insights page; no answers: no score."),
 )
 KPI_BY_KEY: dict[str, Kpi] = {k.key: k for k in KPIS}
 

@@ -11,10 +11,12 @@ from sqlalchemy.exc import IntegrityError
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
-from crm.db import DbSession
+from crm.db import DbSession, among
 from crm.errors import Conflict, Invalid, NotFound
+from crm.hcps.models import HCP
 from crm.segments.filters import HcpFilter, clean_criteria, count_matching, criteria_errors, filter_where
 from crm.segments.models import Segment
+from crm.surveys.services import register_segmenter
 
 
 def get_segment(session: DbSession, segment_id: int) -> Segment:
@@ -63,6 +65,24 @@ def create_segment(session: DbSession, actor: Any, viewer: Viewer, data: dict[st
     audit.record(session, actor, "segment.create", "segment", segment.id,
                  audit.created({"name": segment.name, "description": segment.description, **criteria}))
     return segment
+
+
+def segments_of(session: DbSession, hcp_ids: list[int]) -> dict[int, list[str]]:
+    """The saved segments (names) each of ``hcp_ids`` belongs to now, one query per segment through the
+    filter builder. Survey results break down by it (``crm.surveys.services.register_segmenter``)."""
+    out: dict[int, list[str]] = {}
+    if not hcp_ids:
+        return out
+    for segment in session.scalars(select(Segment).order_by(Segment.name, Segment.id)):
+        where = segment_where(segment)
+        if where is None:
+            continue
+        for hcp_id in session.scalars(select(HCP.id).where(where, among(session, HCP.id, hcp_ids))):
+            out.setdefault(hcp_id, []).append(segment.name)
+    return out
+
+
+register_segmenter("segment", segments_of)
 
 
 def segment_dict(segment: Segment, hcp_count: int) -> dict[str, Any]:

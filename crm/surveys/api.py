@@ -36,7 +36,7 @@ def survey_out(s: Survey, counts: dict[str, int] | None = None) -> dict[str, Any
         "id": s.id, "name": s.name, "kind": s.kind, "questions": list(s.questions),
         "context": {"channel": s.context_channel, "reference_id": s.context_id,
                     "label": services.CONTEXT_LABELS.get(s.context_channel, s.context_channel or "")},
-        "audience_id": s.audience_id, "hcp_ids": list(s.hcp_ids or []), "status": s.status,
+        "audience_id": s.audience_id, "segment_id": s.segment_id, "hcp_ids": list(s.hcp_ids or []), "status": s.status,
         "created_by": None if creator is None else {"id": creator.id, "name": creator.name, "role": creator.role},
         "created_at": s.created_at, "last_sent_at": s.last_sent_at,
         "recipients": counts if counts is not None else services.recipient_counts(db.session, s),
@@ -49,7 +49,8 @@ def survey_out(s: Survey, counts: dict[str, int] | None = None) -> dict[str, Any
      errors=(400, 401, 403, 422))
 @api_auth
 def create_survey():
-    """Marketer. `audience` names a saved campaign audience (`audience_id`) or HCP ids; `context` the
+    """Marketer. `audience` names one of a saved campaign audience (`audience_id`), a saved segment
+    (`segment_id`, its HCPs as the segment holds them at the send) or HCP ids; `context` the
     channel experience it asks about (an event or campaign may be referenced)."""
     data = load_body(SurveyIn())
     return survey_out(services.create_survey(db.session, actor(), viewer(), data), {}), 201

@@ -37,8 +37,9 @@ class Survey(Base):
     questions: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     context_channel: Mapped[str | None] = mapped_column(String(20))
     context_id: Mapped[int | None] = mapped_column(Integer)
-    # A saved campaign audience, or explicit HCP ids (the HCP ids are used when no audience is named).
+    # A saved campaign audience, a saved segment, or explicit HCP ids (used when neither is named).
     audience_id: Mapped[int | None] = mapped_column(ForeignKey("audiences.id"))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), index=True)
     hcp_ids: Mapped[list[int]] = mapped_column(JSON, nullable=False, default=list)
     status: Mapped[str] = mapped_column(String(10), nullable=False, default="draft")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -46,6 +47,7 @@ class Survey(Base):
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     created_by = relationship("User", lazy="joined")
+    segment = relationship("Segment", lazy="joined")
 
 
 class SurveyRecipient(Base):

@@ -22,6 +22,9 @@ class ContextIn(StrictSchema):
 class SurveyAudienceIn(StrictSchema):
     audience_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=_ID,
                                  metadata={"description": "a saved campaign audience"})
+    segment_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=_ID,
+                                metadata={"description": "a saved segment: its HCPs as the segment holds them "
+                                                         "when the survey is sent"})
     hcp_ids = fields.List(fields.Integer(strict=True, validate=_ID), load_default=list,
                           validate=validate.Length(max=100_000))
 
@@ -51,6 +54,7 @@ class SurveyOut(Schema):
     questions = fields.List(fields.String())
     context = fields.Nested(ContextOut)
     audience_id = fields.Integer(allow_none=True)
+    segment_id = fields.Integer(allow_none=True)
     hcp_ids = fields.List(fields.Integer())
     status = fields.String()
     created_by = fields.Nested(UserRef, allow_none=True)

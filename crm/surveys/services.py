@@ -110,8 +110,9 @@ def _check_context(session: DbSession, channel: str | None, ref: int | None, err
 
 def create_survey(session: DbSession, actor: Any, viewer: Viewer, data: dict[str, Any]) -> Survey:
     """A new survey (draft): name, kind, questions, optional channel experience, audience (a saved campaign
-    audience or HCP ids)."""
+    audience, a saved segment or HCP ids)."""
     from crm.campaigns.models import Audience
+    from crm.segments.models import Segment
 
     require_write(viewer, "survey.write")
     errors: dict[str, list[str]] = {}
@@ -127,10 +128,13 @@ def create_survey(session: DbSession, actor: Any, viewer: Viewer, data: dict[str
     _check_context(session, channel, ref, errors)
     audience = data.get("audience") or {}
     audience_id, hcp_ids = audience.get("audience_id"), list(dict.fromkeys(audience.get("hcp_ids") or []))
-    if (audience_id is None) == (not hcp_ids):
-        errors["audience"] = ["give either audience_id (a saved audience) or hcp_ids"]
+    segment_id = audience.get("segment_id")
+    if [audience_id is not None, segment_id is not None, bool(hcp_ids)].count(True) != 1:
+        errors["audience"] = ["give one of audience_id (a saved audience), segment_id (a saved segment) or hcp_ids"]
     elif audience_id is not None and session.get(Audience, audience_id) is None:
         errors["audience.audience_id"] = [f"no audience with id {audience_id}"]
+    elif segment_id is not None and session.get(Segment, segment_id) is None:
+        errors["audience.segment_id"] = [f"no segment with id {segment_id}"]
     elif hcp_ids:
         known = set(session.scalars(select(HCP.id).where(among(session, HCP.id, hcp_ids))))
         missing = [str(i) for i in hcp_ids if i not in known]
@@ -139,21 +143,27 @@ def create_survey(session: DbSession, actor: Any, viewer: Viewer, data: dict[str
     if errors:
         raise Invalid("The survey cannot be saved.", errors=errors)
     survey = Survey(name=name[:200], kind=kind, questions=questions, context_channel=channel, context_id=ref,
-                    audience_id=audience_id, hcp_ids=hcp_ids, status="draft", created_by_id=actor.id)
+                    audience_id=audience_id, segment_id=segment_id, hcp_ids=hcp_ids, status="draft",
+                    created_by_id=actor.id)
     session.add(survey)
     session.flush()
     audit.record(session, actor, "survey.create", "survey", survey.id, audit.created({
         "name": survey.name, "kind": kind, "questions": questions, "context_channel": channel,
-        "context_id": ref, "audience_id": audience_id, "hcp_count": len(hcp_ids)}))
+        "context_id": ref, "audience_id": audience_id, "segment_id": segment_id, "hcp_count": len(hcp_ids)}))
     return survey
 
 
 def audience_ids(session: DbSession, survey: Survey) -> list[int]:
-    """The HCPs the survey goes to now: its saved audience (as the campaign audiences resolve) or its ids."""
+    """The HCPs the survey goes to now: its saved audience (as the campaign audiences resolve), its saved
+    segment (through the one filter builder, as the segment is now) or its ids."""
     from crm.campaigns.services import audience_hcp_ids, get_audience
+    from crm.segments.filters import matching_ids
+    from crm.segments.services import segment_where
 
     if survey.audience_id is not None:
         return audience_hcp_ids(session, get_audience(session, survey.audience_id))
+    if survey.segment is not None:
+        return matching_ids(session, segment_where(survey.segment))
     return list(survey.hcp_ids or [])
 
 
@@ -516,9 +526,10 @@ def _breakdown(rows: list[tuple[int, Any]]) -> list[dict[str, Any]]:
 
 
 def nps_results(session: DbSession, survey_ids: Sequence[int] | None = None, *, since: datetime | None = None,
-                until: datetime | None = None) -> dict[str, Any]:
+                until: datetime | None = None, hcp_where: Any = None) -> dict[str, Any]:
     """NPS over the answers of NPS surveys (``survey_ids``, or every one): overall, and by channel
-    experience, territory (the HCP's current one), month of the answer and segment."""
+    experience, territory (the HCP's current one), month of the answer and segment. ``hcp_where`` (a
+    condition on ``HCP``, e.g. a saved segment's) keeps only the answers of those HCPs."""
     query = (select(SurveyResponse.score, SurveyResponse.answered_at, SurveyResponse.hcp_id, Survey.context_channel,
                     Territory.code, Territory.name)
              .join(Survey, Survey.id == SurveyResponse.survey_id)
@@ -531,6 +542,8 @@ def nps_results(session: DbSession, survey_ids: Sequence[int] | None = None, *, 
         query = query.where(SurveyResponse.answered_at >= since)
     if until is not None:
         query = query.where(SurveyResponse.answered_at < until)
+    if hcp_where is not None:
+        query = query.where(hcp_where)
     rows = session.execute(query).all()
     territories = {r.code: r.name for r in rows if r.code}
     hcp_ids = sorted({r.hcp_id for r in rows})

@@ -138,9 +138,12 @@ def index():
 
 def _new_form(errors: list[str] | None = None, status: int = 200):
     from crm.campaigns.models import Audience
+    from crm.segments.models import Segment
 
     audiences = list(db.session.scalars(select(Audience).order_by(Audience.id.desc()).limit(200)))
-    return render_template("surveys/new.html", audiences=audiences, errors=errors or [], form=request.form,
+    segments = list(db.session.scalars(select(Segment).order_by(Segment.name).limit(500)))
+    return render_template("surveys/new.html", audiences=audiences, segments=segments, errors=errors or [],
+                           form=request.form,
                            context_channels=CONTEXT_CHANNELS, context_labels=services.CONTEXT_LABELS), status
 
 
@@ -164,7 +167,8 @@ def create():
         "questions": [q for q in form.get("questions", "").splitlines() if q.strip()],
         "context": {"channel": channel, "reference_id": page_id(form.get("context_reference_id"))}
         if channel else None,
-        "audience": {"audience_id": page_id(form.get("audience_id")), "hcp_ids": [page_id(i) for i in raw_ids]},
+        "audience": {"audience_id": page_id(form.get("audience_id")), "segment_id": page_id(form.get("segment_id")),
+                     "hcp_ids": [page_id(i) for i in raw_ids]},
     }
     try:
         survey = services.create_survey(db.session, actor(), viewer(), data)
