@@ -33,6 +33,7 @@ FILLED = {
     "survey_id": lambda w: w.ids["survey"],
     "plan_id": lambda w: w.ids["plan"],
     "segment_id": lambda w: w.ids["segment"],
+    "visit_plan_id": lambda w: w.ids["visit_plan"],
 }
 
 # Routes the walker does not request, and why. Adding a GET route with another parameter fails the test
