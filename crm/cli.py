@@ -63,6 +63,9 @@ def _register() -> None:
     from crm.samples.cli import samples_cli
 
     crm_cli.add_command(samples_cli)
+    from crm.visit_plans.cli import visit_plans_cli
+
+    crm_cli.add_command(visit_plans_cli)
 
 
 _register()

@@ -425,3 +425,31 @@ def test_no_visit_or_interaction_is_written_by_planning(api, w, db):
     api(w.rep).patch(f"/api/v1/visit-plans/{shown['id']}", json={"planned_start": iso(at(5))})
     api(w.rep).post(f"/api/v1/visit-plans/{shown['id']}/cancel")
     assert counts() == before
+
+
+# -- demo and command line ---------------------------------------------------------------------------------
+
+def test_the_demo_plans_a_working_week_per_rep_once(db, factory, w):
+    from crm.visit_plans.demo import load_visit_plan_demo
+
+    users = {"rep.north@demo.example": factory.user("field_rep", territories=[w.north]),
+             "rep.west@demo.example": factory.user("field_rep", territories=[w.south])}
+    db.add(Product(sku="CARD-10", name="Cardiozol 10 mg"))
+    db.flush()
+    assert load_visit_plan_demo(db, users, datetime.now(UTC)) == {"visit_plans": 30}
+    plans = list(db.scalars(select(VisitPlan).order_by(VisitPlan.planned_start)))
+    assert {p.planned_start.weekday() for p in plans} <= {0, 1, 2, 3, 4}
+    assert len({p.planned_start.date() for p in plans}) == 5  # five working days
+    assert sorted(p.status for p in plans).count("cancelled") == 2
+    assert sum(len(p.reschedules) for p in plans) == 2
+    assert load_visit_plan_demo(db, users, datetime.now(UTC)) == {"visit_plans": 0}
+
+
+def test_the_week_on_the_command_line(runner, api, w):
+    shown = plan(api, w.rep, w.hcp, start=at(8, 10))
+    result = runner.invoke(args=["crm", "visit-plans", "week", w.rep.email, "--week", at(8).date().isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "1 planned visit(s)" in result.output and f"(HCP {w.hcp.id})" in result.output
+    assert shown["planned_start"][11:16] in result.output
+    assert runner.invoke(args=["crm", "visit-plans", "week", "nobody@x.example"]).exit_code != 0
+    assert runner.invoke(args=["crm", "visit-plans", "week", w.rep.email, "--week", "2026-W77"]).exit_code != 0
