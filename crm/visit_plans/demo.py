@@ -37,7 +37,7 @@ def load_visit_plan_demo(session: DbSession, users: Mapping[str, Any], now: date
                                                       HCP.status == "active").order_by(HCP.id).limit(15)))
         if not hcps:
             continue
-        plans = []
+        plans: list[VisitPlan] = []
         day = now.astimezone(plan_zone()).date() + timedelta(days=1)
         while len(plans) < 5 * len(SLOTS):
             if day.weekday() < 5:
