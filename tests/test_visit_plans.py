@@ -453,3 +453,32 @@ def test_the_week_on_the_command_line(runner, api, w):
     assert shown["planned_start"][11:16] in result.output
     assert runner.invoke(args=["crm", "visit-plans", "week", "nobody@x.example"]).exit_code != 0
     assert runner.invoke(args=["crm", "visit-plans", "week", w.rep.email, "--week", "2026-W77"]).exit_code != 0
+
+
+# -- the policy rows, without HTTP -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("role, mine, in_territory, allowed, rule", [
+    ("field_rep", True, False, True, "visit_plan.read:owner"),
+    ("field_rep", False, True, True, "visit_plan.read:own-territory"),
+    ("field_rep", False, False, False, "visit_plan.read:territory"),
+    *[(role, False, False, True, "visit_plan.read:shared")
+      for role in ("marketer", "call_centre", "medical", "compliance", "admin")],
+])
+def test_visit_plan_read_decision(role, mine, in_territory, allowed, rule):
+    from crm.access.policy import Viewer, visit_plan_read_decision
+
+    viewer = Viewer(user_id=1, role=role, territory_ids=frozenset({10}))
+    decision = visit_plan_read_decision(viewer, 1 if mine else 2, 10 if in_territory else 20)
+    assert (decision.allowed, decision.rule) == (allowed, rule)
+    assert visit_plan_read_decision(viewer, 2, None).allowed is (role != "field_rep")
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical", "compliance", "admin"])
+def test_team_week_and_write_rules(role):
+    from crm.access.policy import Viewer, team_week_decision, write_decision
+
+    viewer = Viewer(user_id=1, role=role, territory_ids=frozenset({10}))
+    assert team_week_decision(viewer, 10).allowed
+    assert team_week_decision(viewer, 20).allowed is (role != "field_rep")
+    assert write_decision(viewer, "visit_plan.write", [10]).allowed is (role in ("field_rep", "medical"))
+    assert write_decision(viewer, "visit_plan.write", [20]).allowed is (role == "medical")
