@@ -47,6 +47,8 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
     from crm.surveys.views import public_bp as surveys_public
     from crm.timeline.api import bp as timeline_api
     from crm.timeline.views import bp as timeline_pages
+    from crm.visit_plans.api import bp as visit_plans_api
+    from crm.visit_plans.views import bp as visit_plans_pages
     from crm.visits.api import bp as visits_api
     from crm.visits.views import bp as visits_pages
     from crm.web import health_bp
@@ -96,4 +98,6 @@ def all_blueprints() -> list[tuple[Blueprint, bool]]:
         (speakers_pages, False),
         (jobs_api, True),
         (jobs_pages, False),
+        (visit_plans_api, True),
+        (visit_plans_pages, False),
     ]

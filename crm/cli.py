@@ -66,6 +66,9 @@ def _register() -> None:
     from crm.jobs.cli import queue_cli
 
     crm_cli.add_command(queue_cli)
+    from crm.visit_plans.cli import visit_plans_cli
+
+    crm_cli.add_command(visit_plans_cli)
 
 
 _register()

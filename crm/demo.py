@@ -166,6 +166,9 @@ def load_demo(session: DbSession, say: Callable[[str], None] = print, hcps: int 
 
         counts.update(load_survey_demo(session, users, [h for h, _code in new_hcps], now))
     counts.update(load_plan_demo(session, users, now))
+    from crm.visit_plans.demo import load_visit_plan_demo
+
+    counts.update(load_visit_plan_demo(session, users, now))
     return counts
 
 

@@ -131,6 +131,17 @@ def label(code: Any, group: str | None = None) -> str:
     return _words(text)
 
 
+def actor(stored: Any) -> str:
+    """A stored actor label ("Name <role_code>", as audit records keep it) as people read it:
+    "Name (Role)"; anything else unchanged."""
+    text = "" if stored is None else str(stored)
+    name, lt, rest = text.rpartition(" <")
+    if lt and rest.endswith(">") and rest[:-1] in ROLES:
+        return f"{name} ({label(rest[:-1], 'role')})"
+    return text
+
+
 def register_labels(app: Any) -> None:
-    """The ``label`` Jinja filter."""
+    """The ``label`` and ``actor`` Jinja filters."""
     app.jinja_env.filters["label"] = label
+    app.jinja_env.filters["actor"] = actor

@@ -45,4 +45,5 @@ from crm.segments.models import Segment  # noqa: F401
 from crm.speakers.models import EventSpeaker, SpeakerQualification  # noqa: F401
 from crm.surveys.models import Survey, SurveyRecipient, SurveyResponse  # noqa: F401
 from crm.timeline.models import Interaction, InteractionParticipant, InteractionProduct, SensitiveRead  # noqa: F401
+from crm.visit_plans.models import VisitPlan, VisitPlanReschedule  # noqa: F401
 from crm.visits.models import Visit, VisitAttendee, VisitSample  # noqa: F401

@@ -86,6 +86,11 @@ for _role in ("call_centre", "medical", "compliance", "admin"):
 NAV["field_rep"].append(("samples_pages.index", "Samples"))
 NAV["admin"].append(("samples_pages.index", "Samples"))
 NAV["compliance"].append(("samples_pages.discrepancies", "Sample discrepancies"))
+# Planned visits (issue 14 item 5): the calendar for those who plan visits, the team week for oversight.
+NAV["field_rep"].insert(1, ("visit_plans_pages.week", "Calendar"))
+NAV["medical"].append(("visit_plans_pages.week", "Calendar"))
+NAV["admin"].append(("visit_plans_pages.team", "Team calendar"))
+NAV["compliance"].append(("visit_plans_pages.team", "Team calendar"))
 # Insights and the glossary close every menu (issue 12): one insights page, the same figures for every role.
 for _role in NAV:
     NAV[_role].extend([("insights_pages.index", "Insights"), ("insights_pages.glossary", "Glossary")])

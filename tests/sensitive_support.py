@@ -167,5 +167,23 @@ def build(db: Any, factory: Any) -> SensitiveWorld:
         "targets": [{"hcp_id": hcp2.id, "goals": {"visit": 3}}]})
     world.add("segment", segment.id)
     world.add("plan", plan.id)
+
+    # 7. Planned visits (issue 14 item 5): Medical Affairs' plan is medical, its objective withheld from
+    # field force and marketing; a rep's own plan next to it, and a medical plan turned into a draft visit.
+    from crm.visit_plans.services import create_plan as plan_visit
+    from crm.visit_plans.services import start_plan
+
+    tomorrow = now.replace(microsecond=0) + timedelta(days=1)
+    for role, objective in (("medical", f"{MARK}-plan-objective"), ("field_rep", "Bring the new outcomes data")):
+        visit_plan = plan_visit(db, users[role], v(role), {
+            "hcp_id": hcp.id, "planned_start": tomorrow, "planned_end": tomorrow + timedelta(minutes=30),
+            "mode": "in_person", "objective": objective, "products": [HIDDEN_SKU]})
+        world.add("visit_plan", visit_plan.id)
+    started = plan_visit(db, users["medical"], v("medical"), {
+        "hcp_id": hcp2.id, "planned_start": tomorrow, "planned_end": tomorrow + timedelta(minutes=45),
+        "mode": "remote", "objective": f"{MARK}-started-plan-objective", "products": [HIDDEN_SKU]})
+    world.add("visit_plan", started.id)
+    # kept apart from "visit" (whose order other tests rely on); the walker requests it as a visit too
+    world.add("plan_visit", start_plan(db, users["medical"], v("medical"), started).id)
     db.flush()
     return world

@@ -6,11 +6,13 @@ from crm.auth.models import User
 from crm.hcps.models import HCP
 from crm.products.models import Product, SampleLot
 from crm.timeline.models import Interaction
+from crm.visit_plans.models import VisitPlan
 from crm.visits.models import Visit, VisitSample
 
 
 def _counts(db):
-    return {m.__name__: db.scalar(select(func.count()).select_from(m)) for m in (User, HCP, Visit, Interaction)}
+    return {m.__name__: db.scalar(select(func.count()).select_from(m)) for m in (User, HCP, Visit, Interaction,
+                                                                                    VisitPlan)}
 
 
 def test_demo_is_complete_and_idempotent(runner, db):
@@ -19,6 +21,7 @@ def test_demo_is_complete_and_idempotent(runner, db):
     assert "rep.north@demo.example" in result.output and "field_rep-demo-2026" in result.output
     first = _counts(db)
     assert first["User"] == 7 and first["HCP"] == 90 and first["Visit"] > 90
+    assert first["VisitPlan"] == 30  # a working week of plans for each of the two demo reps (issue 14 item 5)
     channels = set(db.scalars(select(Interaction.channel).distinct()))
     assert {"visit", "consent", "event", "call_centre", "order", "email", "survey"} <= channels
     # surveys (issue 12): one NPS survey sent and answered by a handful of HCPs, so its results mean something

@@ -25,7 +25,7 @@ from tests.sensitive_support import HIDDEN_SKU, MARK, build
 FILLED = {
     "hcp_id": lambda w: [w.hcp.id, w.hcp2.id],
     "interaction_id": lambda w: w.ids["interaction"],
-    "visit_id": lambda w: w.ids["visit"],
+    "visit_id": lambda w: w.ids["visit"] + w.ids["plan_visit"],
     "contact_id": lambda w: w.ids["contact"],
     "inquiry_id": lambda w: w.ids["inquiry"],
     "case_id": lambda w: w.ids["case"],
@@ -33,6 +33,7 @@ FILLED = {
     "survey_id": lambda w: w.ids["survey"],
     "plan_id": lambda w: w.ids["plan"],
     "segment_id": lambda w: w.ids["segment"],
+    "visit_plan_id": lambda w: w.ids["visit_plan"],
 }
 
 # Routes the walker does not request, and why. Adding a GET route with another parameter fails the test

@@ -188,6 +188,8 @@ WRITE_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # KOL profiles and speaker qualifications (issue 14): Medical Affairs and the data steward
     "kol.write": (frozenset({"medical", "admin"}), frozenset()),
     "speaker.qualify": (frozenset({"medical", "admin"}), frozenset()),
+    # planned visits (issue 14 item 5): whoever logs visits plans them, a rep for own territories only
+    "visit_plan.write": (frozenset({"field_rep", "medical"}), frozenset({"field_rep"})),
 }
 
 
@@ -236,6 +238,32 @@ def require_plan_read(viewer: Viewer, plan_territory_ids: Iterable[int]) -> Deci
     if not decision.allowed:
         raise Forbidden(decision.reason, rule=decision.rule)
     return decision
+
+
+def visit_plan_read_decision(viewer: Viewer, owner_id: int, hcp_territory_id: int | None) -> Decision:
+    """May ``viewer`` read a planned visit of ``owner_id`` for an HCP in ``hcp_territory_id``?
+
+    A field rep reads own plans and the plans of the team, i.e. for HCPs of own territories (the team week);
+    every other role reads every plan. What a plan's objective shows is then decided by its sensitivity,
+    through the one read path (``crm.access.reads``).
+    """
+    if viewer.role != "field_rep":
+        return Decision(True, "visit_plan.read:shared", "Planned visits are shared with every internal user")
+    if viewer.user_id == owner_id:
+        return Decision(True, "visit_plan.read:owner", "You planned this visit")
+    if hcp_territory_id is not None and hcp_territory_id in viewer.territory_ids:
+        return Decision(True, "visit_plan.read:own-territory", "The HCP is in one of your territories")
+    return Decision(False, "visit_plan.read:territory",
+                    "A field rep reads own plans and the plans for HCPs of own territories only")
+
+
+def team_week_decision(viewer: Viewer, territory_id: int) -> Decision:
+    """May ``viewer`` see the team's planned week of territory ``territory_id``? A field rep: own territories."""
+    if viewer.role != "field_rep":
+        return Decision(True, "visit_plan.team:shared", "Planned visits are shared with every internal user")
+    if territory_id in viewer.territory_ids:
+        return Decision(True, "visit_plan.team:own-territory", "You cover this territory")
+    return Decision(False, "visit_plan.team:territory", "A field rep sees the team week of own territories only")
 
 
 def owner_decision(

@@ -1,0 +1,1 @@
+"""Planned visits: the field calendar (issue 14 item 5)."""
