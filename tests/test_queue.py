@@ -165,6 +165,74 @@ def test_a_campaign_send_runs_in_a_consumer_in_batches_with_progress(queue_app, 
     assert len(campaign_mails) == accepted == len({m.to for m in campaign_mails})
 
 
+def _survey(app: Flask, hcps: int) -> tuple[int, int, set[str]]:
+    """A committed NPS survey to ``hcps`` HCPs, two in three with market-research consent by email; returns
+    (survey id, marketer id, the consenting HCPs' addresses)."""
+    from crm.surveys import services as surveys
+    from tests.campaigns_support import email_consent
+    from tests.conftest import Factory
+
+    with app.test_request_context():
+        session = _db.session
+        factory = Factory(session)
+        marketer = factory.user("marketer")
+        people = [factory.hcp() for _ in range(hcps)]
+        consenting = {h.email for i, h in enumerate(people) if i % 3 != 2}
+        for h in people:
+            if h.email in consenting:
+                email_consent(session, h, "market_research")
+        survey = surveys.create_survey(session, marketer, viewer_of(marketer), {
+            "name": "After the round table", "kind": "nps", "questions": [], "context": None,
+            "audience": {"hcp_ids": [h.id for h in people]}})
+        session.commit()
+        out = (survey.id, marketer.id, consenting)
+        session.remove()
+    return out
+
+
+def test_a_survey_send_runs_in_a_consumer_in_batches_with_progress(queue_app, monkeypatch):
+    from crm.auth.models import User
+    from crm.surveys import services as surveys
+    from crm.surveys.models import Survey, SurveyRecipient
+    from tests.test_mail_outbox import FakeSender
+
+    app = queue_app
+    sender = FakeSender()
+    monkeypatch.setitem(app.extensions, "crm_email_sender", sender)
+    monkeypatch.setitem(app.config, "CRM_SEND_BATCH_SIZE", 4)
+    survey_id, marketer_id, consenting = _survey(app, 18)
+    with app.test_request_context():  # the request's part of the send, committed
+        session = _db.session
+        marketer = session.get_one(User, marketer_id)
+        result = surveys.send_survey(session, marketer, viewer_of(marketer), session.get_one(Survey, survey_id))
+        job_id, accepted = result.job.id, len(result.sent)
+        session.commit()
+        session.remove()
+
+    def statuses() -> Counter[str]:
+        with app.app_context():
+            out = Counter(dict(_db.session.execute(  # type: ignore[arg-type]
+                select(SurveyRecipient.status, func.count()).where(SurveyRecipient.survey_id == survey_id)
+                .group_by(SurveyRecipient.status)).all()))
+            _db.session.remove()
+            return out
+
+    assert accepted == len(consenting) == 12
+    queued = _job(app, job_id)
+    assert (queued.kind, queued.state, queued.progress_done, queued.progress_total) == ("survey.send", "queued", 0,
+                                                                                        accepted)
+    assert statuses() == Counter(pending=accepted, skipped=18 - accepted)  # nothing handed over yet
+    with Consumer(app):
+        wait_for(lambda: _job(app, job_id).state == "done")
+        wait_for(lambda: len([m for m in sender.taken if f"s{survey_id}h" in (m.message_id or "")]) == accepted)
+    job = _job(app, job_id)
+    assert (job.attempts, job.progress_done, job.progress_total) == (1, accepted, accepted)
+    assert job.result["handed_over_by_this_run"] == accepted and job.result["pending"] == 0
+    assert statuses() == Counter(queued=accepted, skipped=18 - accepted)
+    survey_mails = [m for m in sender.taken if f"s{survey_id}h" in (m.message_id or "")]
+    assert sorted(m.to for m in survey_mails) == sorted(consenting)  # each consenting HCP exactly once
+
+
 def test_a_failing_job_is_retried_with_backoff_by_huey_then_succeeds_or_fails(queue_app, monkeypatch):
     app = queue_app
     jobs_support.register(monkeypatch)

@@ -14,12 +14,14 @@ from sqlalchemy import func, select, update
 from crm.callcentre.models import AdverseEventCase
 from crm.consent.models import ConsentToken
 from crm.db import utcnow
+from crm.jobs.models import Job
 from crm.mail.models import MailOutbox
 from crm.surveys import services
 from crm.surveys.models import SurveyRecipient, SurveyResponse
 from crm.timeline.models import Interaction, InteractionParticipant, SensitiveRead
 from tests.campaigns_support import email_consent, unsubscribe_url, viewer_of
 from tests.consent_support import grant, mails_to, withdraw
+from tests.surveys_support import send_now
 
 ROLES = ("field_rep", "marketer", "call_centre", "medical", "compliance", "admin")
 
@@ -133,9 +135,12 @@ def test_send_checks_market_research_consent_and_mails_a_single_use_link(app, ap
     email_consent(db, promo_only, "promotional")
     survey = make_survey(db, people["marketer"], [consented.id, without.id, promo_only.id])
     resp = api(people["marketer"]).post(f"/api/v1/surveys/{survey.id}/send")
-    assert resp.status_code == 200, resp.get_json()
+    assert resp.status_code == 202, resp.get_json()
     result = resp.get_json()
-    assert result["sent"] == 1
+    assert result["sent"] == 1 and result["status"] == "queued"
+    job = db.get(Job, result["job_id"])
+    assert (job.kind, job.subject, job.state) == ("survey.send", f"survey:{survey.id}", "done")
+    assert (job.progress_done, job.progress_total, job.result["queued"]) == (1, 1, 1)
     assert sorted((s["hcp_id"], s["reason"]) for s in result["skipped"]) == sorted(
         [(without.id, "no-consent"), (promo_only.id, "no-consent")])
     assert survey_mails(app, without.email) == [] and survey_mails(app, promo_only.email) == []
@@ -161,7 +166,8 @@ def test_consent_withdrawn_between_create_and_send_is_skipped(app, api, db, fact
     withdraw(db, hcp, channel="email", purpose="market_research")
     result = api(people["marketer"]).post(f"/api/v1/surveys/{survey.id}/send").get_json()
     assert result == {"sent": 0, "skipped": [{"hcp_id": hcp.id, "reason": "consent-withdrawn",
-                                              "detail": "Consent withdrawn"}]}
+                                              "detail": "Consent withdrawn"}], "job_id": None, "status": "done"}
+    assert db.scalar(select(func.count()).select_from(Job)) == 0
     assert survey_mails(app, hcp.email) == []
 
 
@@ -180,15 +186,17 @@ def test_a_repeated_send_mails_nobody_twice(app, api, db, factory, people):
 
 
 def test_the_send_stores_recipients_and_hands_them_over_in_batches(app, db, factory, people):
-    """A job can run the hand-over later: recipients wait as pending, each batch re-checks consent."""
+    """The request only stores pending recipients and creates the job; each batch re-checks consent."""
     hcps = [factory.hcp() for _ in range(3)]
     for h in hcps:
         email_consent(db, h, "market_research")
     marketer = people["marketer"]
     survey = make_survey(db, marketer, [h.id for h in hcps])
-    result = services.send_survey(db, marketer, viewer_of(marketer), survey, hand_over_now=False)
-    assert result.sent == [] and result.skipped == []
+    result = services.send_survey(db, marketer, viewer_of(marketer), survey)
+    assert result.sent == [h.id for h in hcps] and result.skipped == []
+    assert (result.job.kind, result.job.state, result.job.progress_total) == ("survey.send", "queued", 3)
     assert set(db.scalars(select(SurveyRecipient.status))) == {"pending"}
+    assert db.scalar(select(func.count()).select_from(MailOutbox)) == 0
     withdraw(db, hcps[2], channel="email", purpose="market_research")
     first = services.hand_over(db, marketer, survey, limit=2)
     assert first.sent == [hcps[0].id, hcps[1].id]
@@ -208,7 +216,7 @@ def test_the_outbox_checks_consent_again_before_a_survey_mail_leaves(app, db, fa
     app.config["CRM_MAIL_SEND_AFTER_COMMIT"] = False
     try:
         survey = make_survey(db, marketer, [hcp.id])
-        services.send_survey(db, marketer, viewer_of(marketer), survey)
+        send_now(db, marketer, survey)
         withdraw(db, hcp, channel="email", purpose="market_research")
         db.commit()
         counts = deliver_pending(app)
@@ -501,7 +509,10 @@ def test_a_satisfaction_survey_takes_one_score_per_question(app, api, client, db
 
 # -- pages and the command line ----------------------------------------------------------------------
 
-def test_the_marketer_creates_and_sends_from_the_pages(app, auth, client, db, factory, people):
+def test_the_marketer_creates_and_sends_from_the_pages(app, auth, client, db, factory, people, monkeypatch):
+    # The send job runs as a consumer would, outside the page's request (its mail is rendered from templates).
+    queued: list[int] = []
+    monkeypatch.setattr("crm.jobs.queue.enqueue_job", lambda _app, job_id, **_kw: queued.append(job_id))
     hcp = factory.hcp()
     email_consent(db, hcp, "market_research")
     auth.login(people["marketer"])
@@ -514,7 +525,10 @@ def test_the_marketer_creates_and_sends_from_the_pages(app, auth, client, db, fa
     assert resp.status_code == 303
     survey_url = resp.headers["Location"]
     sent = client.post(f"{survey_url}/send", data={"csrf_token": token})
-    assert sent.status_code == 303
+    assert sent.status_code == 303 and len(queued) == 1
+    from crm.jobs.services import run_job
+
+    assert run_job(app, queued[0]) == "done"
     page = client.get(survey_url).get_data(as_text=True)
     assert "After our webinar" in page and "mail sent" in page and len(survey_mails(app, hcp.email)) == 1
 
@@ -567,5 +581,50 @@ def test_the_command_line_sends_as_the_creator(app, db, factory, people, runner)
     survey = make_survey(db, people["marketer"], [hcp.id, factory.hcp().id])
     result = runner.invoke(args=["crm", "surveys", "send", str(survey.id)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"survey_id": survey.id, "sent": 1, "skipped": {"no-consent": 1}}
+    out = json.loads(result.stdout)  # the job's log lines go to stderr
+    assert out == {"survey_id": survey.id, "sent": 1, "skipped": {"no-consent": 1}, "job_id": out["job_id"]}
+    assert db.get(Job, out["job_id"]).kind == "survey.send"
     assert runner.invoke(args=["crm", "surveys", "send", "2000000000"]).exit_code != 0
+
+
+def test_the_command_line_leaves_the_send_to_a_consumer_or_runs_it_with_now(app, db, factory, people, runner,
+                                                                            monkeypatch):
+    queued: list[int] = []
+    monkeypatch.setattr("crm.jobs.queue.enqueue_job", lambda _app, job_id, **_kw: queued.append(job_id))
+    hcp = factory.hcp()
+    email_consent(db, hcp, "market_research")
+    later = make_survey(db, people["marketer"], [hcp.id])
+    out = json.loads(runner.invoke(args=["crm", "surveys", "send", str(later.id)]).stdout)
+    assert queued == [out["job_id"]] and "job" not in out
+    assert db.get(Job, out["job_id"]).state == "queued" and survey_mails(app, hcp.email) == []
+    assert set(db.scalars(select(SurveyRecipient.status).where(SurveyRecipient.survey_id == later.id))) == {
+        "pending"}
+    now = make_survey(db, people["marketer"], [hcp.id])
+    out = json.loads(runner.invoke(args=["crm", "surveys", "send", str(now.id), "--now"]).stdout)
+    assert out["job"] == "done" and db.get(Job, out["job_id"]).state == "done"
+    assert db.scalar(select(SurveyRecipient.status).where(SurveyRecipient.survey_id == now.id)) == "queued"
+    assert len(survey_mails(app, hcp.email)) == 1
+
+
+def test_the_survey_page_shows_the_send_job_and_its_progress(app, auth, client, db, factory, people, monkeypatch):
+    monkeypatch.setattr("crm.jobs.queue.enqueue_job", lambda _app, job_id, **_kw: None)
+    hcps = [factory.hcp() for _ in range(2)]
+    for h in hcps:
+        email_consent(db, h, "market_research")
+    survey = make_survey(db, people["marketer"], [h.id for h in hcps])
+    auth.login(people["marketer"])
+    token = auth.csrf_token(f"/surveys/{survey.id}")
+    resp = client.post(f"/surveys/{survey.id}/send", data={"csrf_token": token}, follow_redirects=True)
+    page = resp.get_data(as_text=True)
+    assert "Accepted for sending to 2 HCP(s)" in page and "Waiting: 0 of 2 done" in page
+    job = db.scalar(select(Job).where(Job.subject == f"survey:{survey.id}"))
+    assert f"/jobs/{job.id}" in page  # its creator may open the job
+    from crm.jobs.services import run_job
+
+    assert run_job(app, job.id) == "done"
+    page = client.get(f"/surveys/{survey.id}").get_data(as_text=True)
+    assert "Finished: 2 of 2 done" in page and len(survey_mails(app, hcps[0].email)) == 1
+    auth.login(people["compliance"])
+    page = client.get(f"/surveys/{survey.id}").get_data(as_text=True)
+    assert "Finished: 2 of 2 done" in page and f"/jobs/{job.id}" not in page  # not theirs to open
+

@@ -41,6 +41,7 @@ log = logging.getLogger("crm.jobs")
 # kind -> (handler "module:function", what the jobs page calls it)
 KINDS: dict[str, tuple[str, str]] = {
     "campaign.send": ("crm.campaigns.sending:run_send", "Campaign send"),
+    "survey.send": ("crm.surveys.sending:run_send", "Survey send"),
     "consent.expire": ("crm.consent.jobs:run_expire", "Consent expiry"),
     "audit.verify": ("crm.audit.jobs:run_verify", "Audit trail verification"),
     "mail.sweep": ("crm.jobs.services:run_mail_sweep", "Mail hand-over"),

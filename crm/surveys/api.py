@@ -89,14 +89,19 @@ def get_survey(survey_id: int):
 
 
 @bp.post("/surveys/<int:survey_id>/send")
-@doc("Send a survey by email", tags=TAGS, responses={200: SurveySendOut}, errors=(401, 403, 404))
+@doc("Send a survey by email (accepted at once, mailed by a background job)", tags=TAGS,
+     responses={202: SurveySendOut}, errors=(401, 403, 404))
 @api_auth
 def send_survey(survey_id: int):
     """Marketer. Consent (email, market research) is checked for every recipient at this instant; those
-    without it are skipped with the rule. A repeated send mails nobody twice (`already-sent`)."""
+    without it are skipped with the rule. A repeated send mails nobody twice (`already-sent`).
+    Answers 202 at once: `sent` are the recipients accepted for sending, which the job `job_id` hands to the
+    mail outbox in batches (its progress: GET /api/v1/jobs/{job_id})."""
     survey = services.get_survey(db.session, survey_id)
     result = services.send_survey(db.session, actor(), viewer(), survey)
-    return SurveySendOut().dump({"sent": len(result.sent), "skipped": result.skipped})
+    job_id = result.job.id if result.job is not None else None
+    return SurveySendOut().dump({"sent": len(result.sent), "skipped": result.skipped, "job_id": job_id,
+                                 "status": "queued" if job_id is not None else "done"}), 202
 
 
 @bp.get("/surveys/<int:survey_id>/results")

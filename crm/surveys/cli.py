@@ -1,4 +1,4 @@
-"""``crm surveys send ID``: the same send as the page and the API, from the command line."""
+"""``crm surveys send ID [--now]``: the same send as the page and the API, from the command line."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ surveys_cli = AppGroup("surveys", help="NPS and satisfaction surveys.")
 @click.argument("survey_id", type=int)
 @click.option("--as", "as_email", default=None,
               help="Send as this marketer (default: the marketer who created the survey).")
-def send_command(survey_id: int, as_email: str | None) -> None:
-    """Send survey SURVEY_ID to everyone in its audience whose market-research consent holds now."""
+@click.option("--now", "run_here", is_flag=True,
+              help="Run the send job in this process instead of leaving it to a queue consumer.")
+def send_command(survey_id: int, as_email: str | None, run_here: bool) -> None:
+    """Send survey SURVEY_ID to everyone in its audience whose market-research consent holds now (prints the
+    result). The recipients are handed to the mail outbox by a job: a queue consumer runs it (or this
+    command, --now)."""
     from crm.auth.models import User
     from crm.auth.services import find_user_by_email, viewer_for
     from crm.errors import DomainError
@@ -33,8 +37,20 @@ def send_command(survey_id: int, as_email: str | None) -> None:
     except DomainError as exc:
         session.rollback()
         raise click.ClickException(exc.detail) from exc
-    session.commit()  # the mails are handed to the email adapter once this commit succeeded
+    job_id = result.job.id if result.job is not None else None
+    session.commit()  # the job is put on the queue once this commit succeeded
     skipped: dict[str, int] = {}
     for s in result.skipped:
         skipped[s["reason"]] = skipped.get(s["reason"], 0) + 1
-    click.echo(json.dumps({"survey_id": survey_id, "sent": len(result.sent), "skipped": skipped}))
+    out: dict[str, object] = {"survey_id": survey_id, "sent": len(result.sent), "skipped": skipped,
+                              "job_id": job_id}
+    if run_here and job_id is not None:
+        from flask import current_app
+
+        from crm.jobs.services import RetryLater, run_job
+
+        try:
+            out["job"] = run_job(current_app._get_current_object(), job_id)  # type: ignore[attr-defined]
+        except RetryLater:
+            out["job"] = "retry"
+    click.echo(json.dumps(out))

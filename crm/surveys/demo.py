@@ -21,6 +21,7 @@ from crm.db import DbSession
 from crm.hcps.models import HCP
 from crm.surveys import services
 from crm.surveys.models import Survey, SurveyRecipient
+from crm.surveys.sending import hand_over_now
 
 MARKETER = "marketer@demo.example"
 NAME = "Heart Failure Round Table - how likely would you recommend it?"
@@ -48,6 +49,9 @@ def load_survey_demo(session: DbSession, users: Mapping[str, Any], hcps: Sequenc
         "audience": {"hcp_ids": [h.id for h in hcps[:60]]}})
     sent_at = now - timedelta(days=40)
     result = services.send_survey(session, marketer, viewer, survey, at=sent_at)
+    # The demo replays a send of the past: hand the recipients over now, in this transaction (the send's job
+    # then finds nobody pending and ends at once).
+    hand_over_now(session, marketer, survey, sent_at)
     counts["surveys"], counts["survey_mails"] = 1, len(result.sent)
     rnd = random.Random(1212)  # noqa: S311  (demo data, not security)
     queued = list(session.scalars(select(SurveyRecipient.hcp_id).where(

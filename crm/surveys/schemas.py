@@ -76,8 +76,14 @@ class SurveySkippedOut(Schema):
 
 
 class SurveySendOut(Schema):
-    sent = fields.Integer()
+    sent = fields.Integer(metadata={"description": "recipients accepted for sending (market-research consent "
+                                                   "allowed it at the send instant); the job hands them to the "
+                                                   "mail outbox"})
     skipped = fields.List(fields.Nested(SurveySkippedOut))
+    job_id = fields.Integer(allow_none=True, metadata={"description": "the send job (GET /jobs/{id}: progress); "
+                                                                     "null when nobody was accepted"})
+    status = fields.String(metadata={"description": "queued: the job will hand the accepted recipients over; "
+                                                    "done: nobody to mail"})
 
 
 class AnswerIn(StrictSchema):

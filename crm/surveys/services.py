@@ -4,9 +4,10 @@ Rules (SPEC sections 6 and 7, issue 12 item 3):
 - A marketer writes and sends surveys. A send checks consent (`email`, `market_research`) for every
   recipient at that instant with the campaign machinery (``crm.campaigns.services.evaluate``: consent,
   then the address), skipping with the rule; nobody is mailed twice (``survey_recipients`` is unique per
-  (survey, HCP)). The send stores its recipients as ``pending`` and hands them to the mail outbox in
-  batches (``hand_over``), each batch checked against consent again at its own instant, so a job can run
-  the batches later. The outbox checks consent once more before a mail leaves (kind ``survey``).
+  (survey, HCP)). The send (the request) stores its recipients as ``pending`` and creates a
+  ``survey.send`` job, which hands them to the mail outbox in batches (``hand_over``, through
+  ``crm.jobs.batches``: resumable, never twice), each batch checked against consent again at its instant.
+  The outbox checks consent once more before a mail leaves (kind ``survey``).
 - Each mail carries a signed, single-use answer link (``crm.consent.tokens``, purpose ``survey``) and the
   RFC 8058 one-click unsubscribe headers for market research; each is a ``survey.sent`` timeline item.
 - An answer is recorded once per (survey, HCP), whether it comes through the link or is captured by the
@@ -173,6 +174,7 @@ def audience_ids(session: DbSession, survey: Survey) -> list[int]:
 class SendResult:
     sent: list[int] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    job: Any = None  # the ``survey.send`` job handing the pending recipients over (None: nobody pending)
 
 
 def _skip_text(rule: str) -> str:
@@ -182,17 +184,20 @@ def _skip_text(rule: str) -> str:
             "no-consent": "No consent for market research by email"}.get(rule, SKIP_TEXT.get(rule, rule))
 
 
-def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, *, at: datetime | None = None,
-                batch_size: int = BATCH_SIZE, hand_over_now: bool = True) -> SendResult:
-    """Send the survey to everyone in its audience who may be mailed for market research now.
+def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, *,
+                at: datetime | None = None) -> SendResult:
+    """Accept a send of the survey: decide now who may be mailed for market research and leave the mailing
+    to a job (crm/surveys/sending.py), which answers at once however large the audience.
 
     Consent (email, market research) and the address are evaluated for the whole audience at this instant
     (the campaigns' ``evaluate``); every HCP gets a ``survey_recipients`` row, ``pending`` or ``skipped``
-    with the rule, and someone already mailed (or who answered) is never mailed again. Then the pending
-    recipients are handed to the mail outbox in batches (``hand_over``); with ``hand_over_now=False`` a
-    job does that later. ``sent`` counts the recipients handed over in this call.
+    with the rule, and someone already mailed, pending, or who answered is never mailed again. When anyone
+    is pending a ``survey.send`` job is created (``result.job``); after the commit it hands the pending
+    recipients to the mail outbox in batches (``hand_over``). ``sent`` are the recipients accepted now.
+    ``at`` is the send instant: now, except for the demo loader, which replays sends of the past.
     """
     from crm.campaigns.services import evaluate
+    from crm.jobs import services as jobs
 
     require_write(viewer, "survey.write")
     session.execute(select(Survey.id).where(Survey.id == survey.id).with_for_update())
@@ -202,7 +207,7 @@ def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, 
     answered = set(session.scalars(select(SurveyResponse.hcp_id).where(SurveyResponse.survey_id == survey.id)))
     done = frozenset(h for h, r in rows.items() if r.status in ("pending", "queued"))
     evaluation = evaluate(session, [h for h in ids if h not in answered], PURPOSE, now, done)
-    result = SendResult()
+    result = SendResult(sent=list(evaluation.send))
     for hcp_id in ids:
         if hcp_id in answered:
             result.skipped.append({"hcp_id": hcp_id, "reason": ALREADY_ANSWERED,
@@ -213,22 +218,19 @@ def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, 
             _set(session, rows, survey.id, hcp_id, "skipped", rule)
     for hcp_id in evaluation.send:
         _set(session, rows, survey.id, hcp_id, "pending", None)
-    session.flush()
-    if hand_over_now:
-        while True:
-            batch = hand_over(session, actor, survey, limit=batch_size, at=now)
-            result.sent.extend(batch.sent)
-            result.skipped.extend(batch.skipped)
-            if not batch.sent and not batch.skipped:
-                break
     survey.status, survey.last_sent_at = "sent", now
     session.flush()
     skipped: dict[str, int] = defaultdict(int)
     for s in result.skipped:
         skipped[s["reason"]] += 1
     audit.record(session, actor, "survey.send", "survey", survey.id, audit.created({
-        "purpose": PURPOSE, "audience": len(ids), "sent": len(result.sent), "skipped": dict(sorted(skipped.items())),
-        "pending": len(evaluation.send) - len(result.sent) if not hand_over_now else 0}))
+        "purpose": PURPOSE, "audience": len(ids), "sent": len(result.sent), "skipped": dict(sorted(skipped.items()))}))
+    pending = session.scalar(select(func.count()).select_from(SurveyRecipient).where(
+        SurveyRecipient.survey_id == survey.id, SurveyRecipient.status == "pending")) or 0
+    if pending:
+        result.job = jobs.create(session, actor, "survey.send",
+                                 {"survey_id": survey.id, "at": at.isoformat() if at else None},
+                                 subject=f"survey:{survey.id}", total=pending)
     return result
 
 
@@ -241,9 +243,20 @@ def _set(session: DbSession, rows: dict[int, SurveyRecipient], survey_id: int, h
     row.status, row.reason = status, reason
 
 
+def take_pending(session: DbSession, survey_id: int, n: int) -> list[int]:
+    """The HCP ids of at most ``n`` recipients still pending, locked for this batch (crm/jobs/batches.py)."""
+    from crm.jobs.batches import lock_pending
+
+    query = (select(SurveyRecipient.hcp_id)
+             .where(SurveyRecipient.survey_id == survey_id, SurveyRecipient.status == "pending")
+             .order_by(SurveyRecipient.hcp_id).limit(n))
+    return list(session.scalars(lock_pending(session, query)))
+
+
 def hand_over(session: DbSession, actor: Any, survey: Survey, *, limit: int = BATCH_SIZE,
-              at: datetime | None = None) -> SendResult:
-    """Hand up to ``limit`` pending recipients to the mail outbox, in the caller's transaction.
+              at: datetime | None = None, hcp_ids: Sequence[int] | None = None) -> SendResult:
+    """Hand up to ``limit`` pending recipients (or those of ``hcp_ids`` still pending) to the mail outbox,
+    in the caller's transaction.
 
     Consent is evaluated again for the batch at this instant (a job may run it well after the send); a
     recipient that may no longer be mailed becomes ``skipped`` with the rule. Each mail gets its signed
@@ -254,9 +267,13 @@ def hand_over(session: DbSession, actor: Any, survey: Survey, *, limit: int = BA
     from crm.mail.services import OutgoingMail, enqueue_many
 
     now = at or utcnow()
-    pending = list(session.scalars(select(SurveyRecipient).where(
-        SurveyRecipient.survey_id == survey.id, SurveyRecipient.status == "pending")
-        .order_by(SurveyRecipient.hcp_id).limit(limit)))
+    query = select(SurveyRecipient).where(SurveyRecipient.survey_id == survey.id,
+                                          SurveyRecipient.status == "pending").order_by(SurveyRecipient.hcp_id)
+    if hcp_ids is not None:
+        query = query.where(among(session, SurveyRecipient.hcp_id, list(hcp_ids)))
+    else:
+        query = query.limit(limit)
+    pending = list(session.scalars(query))
     result = SendResult()
     if not pending:
         return result

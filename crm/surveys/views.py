@@ -26,6 +26,7 @@ from crm.errors import Conflict, Invalid, NotFound, flatten_messages, problem
 from crm.extensions import csrf, db
 from crm.hcps.models import HCP
 from crm.hcps.views import hcp_url
+from crm.jobs import services as jobs
 from crm.pageforms import form_time, page_id
 from crm.surveys import services
 from crm.surveys.models import CAPTURE_MEDIA, CONTEXT_CHANNELS, Survey
@@ -189,6 +190,7 @@ def show(survey_id: int):
     for r in responses:
         r["url"], r["name"] = hcp_url(r["hcp_id"]), names.get(r["hcp_id"], str(r["hcp_id"]))
     recipients = services.recipients(db.session, survey, PAGE_SIZE)
+    job = jobs.latest_for(db.session, f"survey:{survey.id}")
     for r in recipients:
         r["url"] = hcp_url(r["hcp_id"])
     return render_template("surveys/show.html", survey=survey, results=services.survey_results(db.session, survey),
@@ -196,7 +198,10 @@ def show(survey_id: int):
                            counts=services.recipient_counts(db.session, survey),
                            audience_size=len(services.audience_ids(db.session, survey)),
                            kind_labels=services.KIND_LABELS, context_labels=services.CONTEXT_LABELS,
-                           medium_labels=services.MEDIUM_LABELS, can_send=_may("survey.write"))
+                           medium_labels=services.MEDIUM_LABELS, can_send=_may("survey.write"), job=job,
+                           job_link=job is not None and jobs.may_read(viewer(), job),
+                           job_states={"queued": "Waiting", "running": "Running", "done": "Finished",
+                                       "failed": "Failed"})
 
 
 @bp.post("/<int:survey_id>/send")
@@ -204,7 +209,11 @@ def show(survey_id: int):
 def send(survey_id: int):
     survey = services.get_survey(db.session, survey_id)
     result = services.send_survey(db.session, actor(), viewer(), survey)
-    flash(f"Survey sent to {len(result.sent)} HCP(s); {len(result.skipped)} skipped (see the recipients below).")
+    if result.job is not None:
+        flash(f"Accepted for sending to {len(result.sent)} HCP(s); {len(result.skipped)} skipped. The mails are "
+              "handed over in the background: the progress is shown below.")
+    else:
+        flash(f"Nobody to send to: {len(result.skipped)} skipped (see the recipients below).")
     return redirect(url_for(".show", survey_id=survey.id), code=303)
 
 
