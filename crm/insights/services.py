@@ -31,7 +31,7 @@ from crm.db import DbSession, utcnow
 from crm.errors import Invalid
 from crm.hcps.models import HCP
 from crm.insights.kpis import CHANNEL_LABELS as TOUCH_LABELS
-from crm.plans.attainment import attainment_totals, touch_condition
+from crm.plans.attainment import attainment_totals, period_of_items, touch_condition
 from crm.plans.models import EngagementPlan
 from crm.segments.filters import current_hcps
 from crm.segments.models import Segment
@@ -174,7 +174,7 @@ def reach_frequency(session: DbSession, w: Window) -> dict[str, Any]:
     per_hcp = (select(p.hcp_id.label("hcp_id"), func.count().label("n"))
                .select_from(p).join(i, i.id == p.interaction_id)
                .where(p.occurred_at >= w.since, p.occurred_at < w.until, i.superseded_by_id.is_(None),
-                      touch_condition())
+                      touch_condition(), *period_of_items(w.since, w.until))
                .group_by(p.hcp_id).subquery())
     touched_cols, size_cols = [], []
     for _sid, _name, where in groups:

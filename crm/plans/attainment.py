@@ -36,6 +36,13 @@ def touch_condition() -> Any:
     return or_(*[and_(Interaction.channel == t.channel, Interaction.kind.in_(t.kinds)) for t in TOUCHES])
 
 
+def period_of_items(since: datetime, until: datetime) -> tuple[Any, ...]:
+    """The period again on ``Interaction.occurred_at`` (a participant's ``occurred_at`` is its item's,
+    copied): redundant for the result, it lets the database range-scan both tables' period indexes and join
+    them rather than read every item to join it to the period's participants."""
+    return Interaction.occurred_at >= since, Interaction.occurred_at < until
+
+
 def cycle_window(plan: EngagementPlan) -> tuple[datetime, datetime]:
     """[first instant, end) of the cycle in UTC: the last day is included."""
     start = datetime.combine(plan.cycle_start, time.min, tzinfo=UTC)
@@ -237,7 +244,7 @@ def attainment_totals(session: DbSession, plan: EngagementPlan, *, now: datetime
                           *[func.sum(case((i.channel == c, 1), else_=0)).label(f"n_{c}") for c in PLAN_CHANNELS])
                    .select_from(p).join(i, i.id == p.interaction_id)
                    .where(p.occurred_at >= start, p.occurred_at < end, i.superseded_by_id.is_(None),
-                          touch_condition())
+                          touch_condition(), *period_of_items(start, end))
                    .group_by(p.hcp_id).subquery())
     t = PlanTarget
     base = plan.channel_goals or {}
