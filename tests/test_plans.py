@@ -4,6 +4,7 @@ breakdowns, who writes and who reads, bad input, the pages and the command line.
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from crm.audit.models import AuditRecord
 from crm.db import utcnow
 from crm.plans import services
-from crm.plans.attainment import attainment
+from crm.plans.attainment import attainment, attainment_totals
 from crm.products.models import Product
 from crm.timeline.services import record_interaction
 from tests.campaigns_support import viewer_of
@@ -195,6 +196,48 @@ def test_products_territories_and_reps(db, world):
     assert reps[None]["role"] == "system" and reps[None]["touches"] == 1
     mine = attainment(db, plan, territory_ids=[world["west"].id], now=MID)
     assert mine["totals"]["hcps"] == 1 and mine["territories_filter"] == ["PL-W"]
+
+
+KINDS = ("visit.submitted", "email.delivered", "email.sent", "event.attended", "event.invited",
+         "call_centre.complaint", "call_centre.medical_answer", "survey.answered", "order.submitted")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_totals_summed_in_sql_are_the_attainment_totals(api, db, factory, world, seed):
+    """``attainment_totals`` (SQL, used by the insights) gives the same totals as ``attainment`` (Python)
+    on a random population: targets with own goals (0, more, none), group items, corrections, items
+    outside the cycle and kinds that are no touch, a segment scope, several points in the cycle."""
+    rng = random.Random(seed)
+    for _ in range(14):
+        factory.hcp(rng.choice([world["north"], world["west"]]), tier=rng.choice("ABC"))
+    from crm.hcps.models import HCP
+    hcps = list(db.scalars(select(HCP).order_by(HCP.id)))
+    for _ in range(60):
+        kind = rng.choice(KINDS)
+        when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(-240, 24 * 100))
+        item = touch(db, world, rng.sample(hcps, rng.choice([1, 1, 2, 3])), kind, when=when)
+        if rng.random() < 0.15:
+            touch(db, world, [h for h in hcps if h.id in {p.hcp_id for p in item.participants}], kind,
+                  when=when, supersedes=item)
+    marketer = world["people"]["marketer"]
+    seg = api(marketer).post("/api/v1/segments", json={"name": f"Tier A {seed}", "tiers": ["A"]}).get_json()
+    targets = [{"hcp_id": h.id, "goals": {c: rng.randrange(0, 4) for c in rng.sample(["visit", "email", "event"], 2)}}
+               for h in rng.sample(hcps, 5)] + [{"hcp_id": rng.choice(hcps).id, "goals": {}}]
+    targets = list({t["hcp_id"]: t for t in targets}.values())
+    plans = [
+        plan_of(db, world, name="by territory", channel_goals={"visit": 2, "email": 3, "survey": 1},
+                territory_codes=["PL-N", "PL-W"], targets=targets),
+        plan_of(db, world, name="by segment", segment_id=seg["id"], territory_codes=[],
+                channel_goals={"visit": 1, "call_centre": 2, "event": 1}),
+        plan_of(db, world, name="targets only", territory_codes=[], channel_goals={"email": 2}, targets=targets),
+    ]
+    for plan in plans:
+        for now in (datetime(2025, 12, 1, tzinfo=UTC), MID, datetime(2026, 3, 1, 7, tzinfo=UTC),
+                    datetime(2026, 6, 1, tzinfo=UTC)):
+            full, summed = attainment(db, plan, now=now), attainment_totals(db, plan, now=now)
+            assert summed["totals"] == full["totals"], (plan.name, now)
+            assert summed["elapsed_pct"] == full["elapsed_pct"]
+    assert any(attainment(db, p, now=MID)["totals"]["touches"] for p in plans)
 
 
 # -- writing: who, and bad input ----------------------------------------------------------------------

@@ -7,7 +7,8 @@
   segment's HCPs the same way; two statements however many segments;
 - the campaign funnel: the campaigns sent in the period, through ``crm.campaigns.services.funnels``;
 - consent coverage per channel x purpose: ``crm.consent.queries.coverage`` (narrowed to the segment);
-- plan attainment: ``crm.plans.attainment.attainment`` for the plans whose cycle meets the period;
+- plan attainment: ``crm.plans.attainment.attainment_totals`` (summed in SQL) for the plans whose cycle
+  meets the period;
 - NPS trend: ``crm.surveys.services.nps_results`` by month of the answer.
 
 The figures are the same for every role: they are counts, never content. Restricted (medical, pv) items
@@ -30,7 +31,7 @@ from crm.db import DbSession, utcnow
 from crm.errors import Invalid
 from crm.hcps.models import HCP
 from crm.insights.kpis import CHANNEL_LABELS as TOUCH_LABELS
-from crm.plans.attainment import attainment, touch_condition
+from crm.plans.attainment import attainment_totals, period_of_items, touch_condition
 from crm.plans.models import EngagementPlan
 from crm.segments.filters import current_hcps
 from crm.segments.models import Segment
@@ -173,7 +174,7 @@ def reach_frequency(session: DbSession, w: Window) -> dict[str, Any]:
     per_hcp = (select(p.hcp_id.label("hcp_id"), func.count().label("n"))
                .select_from(p).join(i, i.id == p.interaction_id)
                .where(p.occurred_at >= w.since, p.occurred_at < w.until, i.superseded_by_id.is_(None),
-                      touch_condition())
+                      touch_condition(), *period_of_items(w.since, w.until))
                .group_by(p.hcp_id).subquery())
     touched_cols, size_cols = [], []
     for _sid, _name, where in groups:
@@ -222,7 +223,8 @@ def consent_coverage(session: DbSession, w: Window) -> dict[str, Any]:
 
 def plan_attainment(session: DbSession, w: Window, now: datetime | None = None) -> dict[str, Any]:
     """Attainment of the engagement plans whose cycle meets the period (with a segment: the plans scoped
-    to it), newest cycle first, each computed by the plans' own ``attainment``."""
+    to it), newest cycle first, each summed in SQL by the plans' ``attainment_totals`` (the same totals as
+    the plan's own attainment page)."""
     first, last = w.since.date(), (w.until - timedelta(microseconds=1)).date()
     query = (select(EngagementPlan).where(EngagementPlan.cycle_start <= last, EngagementPlan.cycle_end >= first)
              .order_by(EngagementPlan.cycle_start.desc(), EngagementPlan.id.desc()).limit(MAX_PLANS))
@@ -230,7 +232,7 @@ def plan_attainment(session: DbSession, w: Window, now: datetime | None = None) 
         query = query.where(EngagementPlan.segment_id == w.segment.id)
     items = []
     for plan in session.scalars(query):
-        result = attainment(session, plan, hcp_limit=0, now=now)
+        result = attainment_totals(session, plan, now=now)
         t = result["totals"]
         items.append({"plan_id": plan.id, "name": plan.name, "cycle_start": plan.cycle_start,
                       "cycle_end": plan.cycle_end, "elapsed_pct": result["elapsed_pct"], "hcps": t["hcps"],

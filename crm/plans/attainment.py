@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select
 
 from crm.auth.models import User
 from crm.db import DbSession, utcnow
@@ -34,6 +34,13 @@ NO_TERRITORY = "No territory"
 def touch_condition() -> Any:
     """The touch table as one SQL condition on ``Interaction``."""
     return or_(*[and_(Interaction.channel == t.channel, Interaction.kind.in_(t.kinds)) for t in TOUCHES])
+
+
+def period_of_items(since: datetime, until: datetime) -> tuple[Any, ...]:
+    """The period again on ``Interaction.occurred_at`` (a participant's ``occurred_at`` is its item's,
+    copied): redundant for the result, it lets the database range-scan both tables' period indexes and join
+    them rather than read every item to join it to the period's participants."""
+    return Interaction.occurred_at >= since, Interaction.occurred_at < until
 
 
 def cycle_window(plan: EngagementPlan) -> tuple[datetime, datetime]:
@@ -220,4 +227,56 @@ def attainment(session: DbSession, plan: EngagementPlan, *, territory_ids: Itera
         "hcps": progress[:hcp_limit],
         "hcps_shown": min(hcp_limit, len(progress)),
         "glossary_url": "/glossary#kpi-attainment",
+    }
+
+
+def attainment_totals(session: DbSession, plan: EngagementPlan, *, now: datetime | None = None) -> dict[str, Any]:
+    """The plan's totals only (what ``attainment(...)["totals"]`` gives, and ``elapsed_pct``), summed in
+    SQL: touches per (HCP, plan channel) are pivoted, each HCP's goal per channel is its target goal or the
+    plan's, capped per HCP and channel with ``CASE`` (the SQL ``LEAST``), and the HCPs are grouped by
+    (planned, attained, touched at all), a handful of rows whatever the plan's size. Behind plan is then
+    worked out per group with the same arithmetic as ``attainment``."""
+    now = now or utcnow()
+    start, end = cycle_window(plan)
+    elapsed = elapsed_share(plan, now)
+    p, i = InteractionParticipant, Interaction
+    per_channel = (select(p.hcp_id.label("hcp_id"),
+                          *[func.sum(case((i.channel == c, 1), else_=0)).label(f"n_{c}") for c in PLAN_CHANNELS])
+                   .select_from(p).join(i, i.id == p.interaction_id)
+                   .where(p.occurred_at >= start, p.occurred_at < end, i.superseded_by_id.is_(None),
+                          touch_condition(), *period_of_items(start, end))
+                   .group_by(p.hcp_id).subquery())
+    t = PlanTarget
+    base = plan.channel_goals or {}
+    goals = {c: func.coalesce(t.goals[c].as_integer(), int(base.get(c, 0) or 0)) for c in PLAN_CHANNELS}
+    touched = {c: func.coalesce(per_channel.c[f"n_{c}"], 0) for c in PLAN_CHANNELS}
+    planned = sum((goals[c] for c in PLAN_CHANNELS), literal(0))
+    attained = sum((case((touched[c] < goals[c], touched[c]), else_=goals[c]) for c in PLAN_CHANNELS), literal(0))
+    touches = sum((touched[c] for c in PLAN_CHANNELS), literal(0))
+    per_hcp = (select(planned.label("planned"), attained.label("attained"), touches.label("touches"))
+               .select_from(HCP)
+               .outerjoin(t, and_(t.plan_id == plan.id, t.hcp_id == HCP.id))
+               .outerjoin(per_channel, per_channel.c.hcp_id == HCP.id)
+               .where(population_where(plan)).subquery())
+    reached = case((per_hcp.c.touches > 0, 1), else_=0)
+    rows = session.execute(
+        select(per_hcp.c.planned, per_hcp.c.attained, reached, func.count(), func.sum(per_hcp.c.touches))
+        .group_by(per_hcp.c.planned, per_hcp.c.attained, reached)).all()
+    hcps = total_planned = total_attained = total_touches = reach = behind = 0
+    for planned_n, attained_n, was_reached, n, touches_n in rows:
+        planned_n, attained_n, n = int(planned_n), int(attained_n), int(n)
+        hcps += n
+        total_planned += planned_n * n
+        total_attained += attained_n * n
+        total_touches += int(touches_n or 0)
+        reach += n if was_reached else 0
+        # the same whole touches due by now as ``attainment``
+        if attained_n < math.floor(planned_n * elapsed + 1e-9):
+            behind += n
+    return {
+        "plan_id": plan.id, "as_of": now, "elapsed_pct": round(100 * elapsed, 1),
+        "totals": {"planned": total_planned, "touches": total_touches, "attained": total_attained,
+                   "attainment_pct": _pct(total_attained, total_planned), "reach": reach,
+                   "frequency": round(total_touches / reach, 2) if reach else 0.0, "hcps": hcps,
+                   "reach_rate_pct": _pct(reach, hcps), "behind": behind},
     }

@@ -20,6 +20,8 @@ class Interaction(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         Index("ix_interactions_feed", "occurred_at", "id"),
+        # Covers the insights' period scans (channel mix, reach, attainment): read from the index alone.
+        Index("ix_interactions_period", "occurred_at", "channel", "kind", "sensitivity", "superseded_by_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,7 +56,11 @@ class InteractionParticipant(Base):
     """An HCP on an interaction. ``occurred_at`` is copied so one HCP's timeline is an index range scan."""
 
     __tablename__ = "interaction_participants"
-    __table_args__ = (Index("ix_interaction_participants_timeline", "hcp_id", "occurred_at", "interaction_id"),)
+    __table_args__ = (
+        Index("ix_interaction_participants_timeline", "hcp_id", "occurred_at", "interaction_id"),
+        # Everyone touched in a period (insights reach, plan attainment): an index range scan.
+        Index("ix_interaction_participants_period", "occurred_at", "hcp_id", "interaction_id"),
+    )
 
     interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id"), primary_key=True)
     hcp_id: Mapped[int] = mapped_column(ForeignKey("hcps.id"), primary_key=True)
