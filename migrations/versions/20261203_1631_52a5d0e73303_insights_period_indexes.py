@@ -2,7 +2,7 @@
 item 4, the 1 s target at 1M interactions)
 
 Revision ID: 52a5d0e73303
-Revises: 393c0db53edf
+Revises: 6134541eca12
 Create Date: 2026-12-03 17:55:00.000000
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = '52a5d0e73303'
-down_revision = '393c0db53edf'
+down_revision = '6134541eca12'
 branch_labels = None
 depends_on = None
 
