@@ -48,6 +48,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "erp.sync": ("crm.jobs.services:run_erp_sync", "ERP orders and statuses"),
     "jobs.recover": ("crm.jobs.services:run_recover", "Recovery of interrupted jobs"),
     "nppes.import": ("crm.integrations.masterdata.jobs:run_import", "NPPES import of an uploaded file"),
+    "attendance.import": ("crm.integrations.eventplatform.jobs:run_import", "Attendance upload of an event"),
 }
 
 

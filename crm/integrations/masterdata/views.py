@@ -4,6 +4,7 @@ and the data-subject export (also open to compliance, the data protection office
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
@@ -48,9 +49,9 @@ def index():
 def upload():
     """Stores the upload and leaves the import to a job (the request returns at once); the job's page shows
     how far it got and links to the import run. A file that is not an NPPES CSV is refused here."""
-    from crm.integrations.masterdata.jobs import new_upload_path
     from crm.integrations.masterdata.nppes import NppesReader
     from crm.jobs import services as jobs
+    from crm.jobs.uploads import store_upload
 
     if request.method == "GET":
         return render_template("masterdata/upload.html", error=None)
@@ -58,19 +59,15 @@ def upload():
     if upload is None or not upload.filename:
         return render_template("masterdata/upload.html", error="Choose an NPPES CSV file."), 422
     filename = secure_filename(upload.filename) or "upload.csv"
-    path = new_upload_path()
-    try:
-        with path.open("wb") as fh:
-            upload.save(fh)
-        upload.close()
+
+    def check(path: Path) -> None:
         with path.open("rb") as fh:
             NppesReader(fh)  # the header: a wrong file is refused now, not in the job
+
+    try:
+        path = store_upload(upload, "nppes", check)
     except DomainError as exc:
-        path.unlink(missing_ok=True)
         return render_template("masterdata/upload.html", error=exc.detail), exc.status
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     job = jobs.create(db.session, actor(), "nppes.import", {"path": str(path), "filename": filename},
                       subject="nppes-upload", total=path.stat().st_size)
     flash(f"{filename} is being imported in the background; this page shows how far it got.")
