@@ -1,9 +1,11 @@
-"""Uploaded files that a job processes: stored under ``instance/uploads/`` by the page, checked there (a wrong
-file is refused at once, no job made), read by the job, deleted when it is done. The NPPES import and the
-attendance upload use them; a stored file holds personal data only until its job has run."""
+"""Files of jobs. Uploads that a job processes: stored under ``instance/uploads/`` by the page, checked there
+(a wrong file is refused at once, no job made), read by the job, deleted when it is done (the NPPES import,
+the attendance upload). Files a job makes for a user to download (the data-subject export): written under
+``instance/exports/``, deleted by the nightly run after ``CRM_EXPORT_KEEP_DAYS`` days (default 7)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -11,12 +13,35 @@ from pathlib import Path
 from werkzeug.datastructures import FileStorage
 
 
-def upload_dir() -> Path:
+def _folder(name: str) -> Path:
     from crm.config import _instance_dir
 
-    folder = _instance_dir() / "uploads"
+    folder = _instance_dir() / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def upload_dir() -> Path:
+    return _folder("uploads")
+
+
+def export_dir() -> Path:
+    return _folder("exports")
+
+
+def new_export_path(prefix: str, suffix: str = ".json") -> Path:
+    return export_dir() / f"{prefix}-{uuid.uuid4().hex}{suffix}"
+
+
+def purge_exports(keep_days: float, now: float | None = None) -> int:
+    """Delete the export files older than ``keep_days``; returns how many went."""
+    cutoff = (time.time() if now is None else now) - keep_days * 86400
+    gone = 0
+    for path in export_dir().iterdir():
+        if path.is_file() and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
 
 
 def new_upload_path(prefix: str, suffix: str = ".csv") -> Path:
