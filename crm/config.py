@@ -295,6 +295,8 @@ def _consent_settings(env: dict[str, str], production: bool) -> dict[str, Any]:
         "CRM_CONSENT_TOKEN_DAYS": {"confirm": 7, "unsubscribe": 365, "preferences": 30},
         # the data-subject download link mailed to the HCP's own address: short-lived, single use
         "CRM_DATA_EXPORT_LINK_MINUTES": _number(env, "CRM_DATA_EXPORT_LINK_MINUTES", "30", int) or 30,
+        # how long a staff data-subject export file (built by a job) stays downloadable
+        "CRM_EXPORT_KEEP_DAYS": _number(env, "CRM_EXPORT_KEEP_DAYS", "7", int) or 7,
         # the single-use answer link of a survey mail
         "CRM_SURVEY_LINK_DAYS": _number(env, "CRM_SURVEY_LINK_DAYS", "30", int) or 30,
         "CRM_PUBLIC_URL": public_url,

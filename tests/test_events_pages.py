@@ -5,12 +5,19 @@ from __future__ import annotations
 import io
 import re
 from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
 
 from crm.db import utcnow
 from crm.events import services as events
 from crm.events.models import Attendance, Event, TransferOfValue
 from crm.hcps.identifiers import make_npi
 from crm.hcps.models import HCPIdentifier
+from crm.jobs import services as jobs
+from crm.jobs.models import Job
+from crm.jobs.uploads import upload_dir
 from tests.consent_support import grant
 from tests.events_support import make_event, viewer_of
 
@@ -119,9 +126,17 @@ def test_attendance_upload_page_reports_per_row(client, auth, factory, db):
     resp = client.post(f"/events/{event.id}/attendance/import",
                        data={"csrf_token": token, "file": (io.BytesIO(csv_bytes), "export.csv")},
                        content_type="multipart/form-data")
-    text = resp.get_data(as_text=True)
-    assert resp.status_code == 200
-    assert "attended: 1" in text and "error: 1" in text and "unmatched: 1" in text and "formula" in text
+    # The request stored the file and made a job (run at once here, after the commit); the page it leads
+    # to shows the job and its per-row report.
+    assert resp.status_code == 303
+    job = db.scalar(select(Job).where(Job.kind == "attendance.import"))
+    assert job.state == "done" and job.subject == f"event:{event.id}" and job.created_by_id == marketer.id
+    assert resp.headers["Location"].endswith(f"/events/{event.id}/attendance/import?job={job.id}")
+    assert job.progress_done == job.progress_total == 3 and job.result["summary"]["attended"] == 1
+    assert not Path(job.params["path"]).exists()  # the upload is deleted once imported
+    text = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Finished" in text and "attended: 1" in text
+    assert "error: 1" in text and "unmatched: 1" in text and "formula" in text
     other = factory.hcp()
     row_id = re.search(r"/attendance/unmatched/(\d+)", text).group(1)
     resp = client.post(f"/events/{event.id}/attendance/unmatched/{row_id}",
@@ -131,6 +146,64 @@ def test_attendance_upload_page_reports_per_row(client, auth, factory, db):
     empty = client.post(f"/events/{event.id}/attendance/import", data={"csrf_token": token},
                         content_type="multipart/form-data")
     assert empty.status_code == 422
+    job_page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert f"/events/{event.id}/attendance/import?job={job.id}" in job_page
+
+
+def _upload(client, auth, event_id, data: bytes):
+    token = _token(auth, f"/events/{event_id}/attendance/import")
+    return client.post(f"/events/{event_id}/attendance/import",
+                       data={"csrf_token": token, "file": (io.BytesIO(data), "export.csv")},
+                       content_type="multipart/form-data")
+
+
+def test_a_file_that_is_no_attendance_export_is_refused_with_no_job(client, auth, factory, db):
+    marketer = factory.user("marketer")
+    event = make_event(db, marketer)
+    auth.login(marketer)
+    for data, message in ((b"Name;Email\r\nAda;ada@example.org\r\n", "missing column"), (b"", "empty"),
+                          ("Attendee ID\nMüller\n".encode("latin-1"), "not UTF-8")):
+        resp = _upload(client, auth, event.id, data)
+        assert resp.status_code == 422 and message in resp.get_data(as_text=True), data
+    assert db.scalar(select(Job)) is None
+    assert not any(upload_dir().glob("attendance-*"))  # refused files are not kept
+
+
+def test_the_upload_job_is_shown_to_its_uploader_only_and_for_its_event(client, auth, factory, db):
+    marketer, other = factory.user("marketer"), factory.user("marketer")
+    event, second = make_event(db, marketer), make_event(db, marketer)
+    auth.login(marketer)
+    resp = _upload(client, auth, event.id, b"Attendee ID;Email\r\nA9;nobody@example.org\r\n")
+    job = db.scalar(select(Job).where(Job.kind == "attendance.import"))
+    assert "unmatched: 1" in client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert client.get(f"/events/{second.id}/attendance/import?job={job.id}").status_code == 404
+    assert client.get(f"/events/{event.id}/attendance/import?job=99999999999999999999").status_code == 404
+    auth.logout()
+    auth.login(other)
+    assert client.get(f"/events/{event.id}/attendance/import?job={job.id}").status_code == 404
+
+
+def test_a_failed_upload_job_says_why_on_the_page(client, auth, factory, db):
+    marketer = factory.user("marketer")
+    event = make_event(db, marketer)
+    auth.login(marketer)
+    job = jobs.create(db, marketer, "attendance.import", {"path": "/nonexistent/attendance.csv",
+                                                          "event_id": event.id}, subject=f"event:{event.id}")
+    db.commit()
+    db.refresh(job)
+    assert job.state == "failed"
+    page = client.get(f"/events/{event.id}/attendance/import?job={job.id}").get_data(as_text=True)
+    assert "Failed" in page and "upload it again" in page
+
+
+@pytest.mark.parametrize("role", ["field_rep", "call_centre", "compliance", "admin"])
+def test_only_marketing_and_medical_upload_attendance(client, auth, factory, db, role):
+    event = make_event(db, factory.user("marketer"))
+    auth.login(factory.user(role))
+    assert client.get(f"/events/{event.id}/attendance/import").status_code == 403
+    resp = _upload(client, auth, event.id, b"Attendee ID\r\nA1\r\n")
+    assert resp.status_code == 403
+    assert db.scalar(select(Job)) is None
 
 
 def test_transfer_form_on_the_event_page(client, auth, factory, db):

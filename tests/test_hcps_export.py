@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from sqlalchemy import select
@@ -10,8 +11,12 @@ from sqlalchemy import select
 from crm.audit.models import AuditRecord
 from crm.errors import Forbidden
 from crm.hcps.export import export_hcp
+from crm.hcps.jobs import export_file
 from crm.hcps.merge import merge_hcps
 from crm.hcps.models import HCO, Affiliation, HCPIdentifier, HCPTerritoryAssignment
+from crm.jobs import services as jobs
+from crm.jobs.models import Job
+from crm.jobs.uploads import export_dir, purge_exports
 from crm.timeline.services import record_interaction
 from crm.visits.models import Visit
 from tests.conftest import days_ago, utc
@@ -90,23 +95,102 @@ def test_cli_export(runner, db, subject, tmp_path):
     assert missing.exit_code == 1 and "does not exist" in missing.output
 
 
-def test_export_page_download(client, auth, db, factory, subject):
+def _ask(client, auth, hcp_id, **extra):
+    token = auth.csrf_token("/admin/masterdata/export")
+    return client.post("/admin/masterdata/export", data={"csrf_token": token, "hcp_id": str(hcp_id), **extra})
+
+
+def _export_jobs(db):
+    return list(db.scalars(select(Job).where(Job.kind == "hcp.export").order_by(Job.id)))
+
+
+def test_the_export_page_builds_the_file_in_a_job_and_links_it(client, auth, db, factory, subject):
+    hcp = subject["hcp"]
+    officer = factory.user("compliance")
+    auth.login(officer)
+    assert client.get("/admin/masterdata/export").status_code == 200
+    resp = client.get(f"/admin/masterdata/export/go?hcp_id={hcp.id}")  # the no-JavaScript choice: the form again
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/admin/masterdata/export?hcp_id={hcp.id}")
+    resp = _ask(client, auth, hcp.id)
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/admin/masterdata/export")
+    (job,) = _export_jobs(db)  # run at once here (immediate mode), after the request's commit
+    assert job.state == "done" and job.created_by_id == officer.id and job.subject == f"hcp:{hcp.id}"
+    assert job.params == {"hcp_id": hcp.id} and "ada@clinic.example" not in json.dumps(job.result)
+    assert db.scalar(select(AuditRecord).where(AuditRecord.action == "hcp.export")).actor_id == officer.id
+    page = client.get("/admin/masterdata/export").get_data(as_text=True)
+    link = f"/admin/masterdata/exports/{job.id}/download"
+    assert "Finished" in page and link in page and hcp.full_name in page
+    resp = client.get(link)
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    assert "attachment" in resp.headers["Content-Disposition"] and resp.headers["Cache-Control"] == "no-store"
+    assert json.loads(resp.data)["profile"]["email"] == "ada@clinic.example"
+    assert db.scalar(select(AuditRecord).where(AuditRecord.action == "hcp.export.download")).entity_id == str(hcp.id)
+
+
+def test_export_form_refusals_make_no_job(client, auth, db, factory):
+    auth.login(factory.user("admin"))
+    resp = _ask(client, auth, "")
+    assert resp.status_code == 422 and "Search for the HCP" in resp.get_data(as_text=True)
+    assert _ask(client, auth, 999999).status_code == 404
+    assert _ask(client, auth, "99999999999999999999999").status_code == 404
+    assert _ask(client, auth, "1\x00").status_code in (404, 422)
+    resp = _ask(client, auth, "", picker_find="hcp_id", hcp_id_q="nobody-like-this")
+    assert resp.status_code == 200 and "No HCP matches" in resp.get_data(as_text=True)
+    assert _export_jobs(db) == []
+    assert client.get("/admin/masterdata/exports/99999/download").status_code == 404
+
+
+def test_an_export_is_downloaded_by_who_asked_or_an_admin_only(client, auth, db, factory, subject):
+    hcp = subject["hcp"]
+    officer, other, admin = factory.user("compliance"), factory.user("compliance"), factory.user("admin")
+    auth.login(officer)
+    _ask(client, auth, hcp.id)
+    (job,) = _export_jobs(db)
+    link = f"/admin/masterdata/exports/{job.id}/download"
+    auth.logout()
+    auth.login(other)
+    assert client.get(link).status_code == 404
+    assert link not in client.get("/admin/masterdata/export").get_data(as_text=True)
+    auth.logout()
+    auth.login(admin)
+    assert client.get(link).status_code == 200
+
+
+def test_a_deleted_or_unfinished_export_file_is_explained(client, auth, db, factory, subject, app):
     hcp = subject["hcp"]
     auth.login(factory.user("compliance"))
-    assert client.get("/admin/masterdata/export").status_code == 200
-    resp = client.get(f"/admin/masterdata/export/go?hcp_id={hcp.id}")
-    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/hcps/{hcp.id}/export.json")
-    resp = client.get(f"/admin/masterdata/hcps/{hcp.id}/export.json")
-    assert resp.status_code == 200 and resp.mimetype == "application/json"
-    assert "attachment" in resp.headers["Content-Disposition"]
-    assert json.loads(resp.data)["profile"]["email"] == "ada@clinic.example"
-    assert client.get("/admin/masterdata/hcps/999999/export.json").status_code == 404
+    _ask(client, auth, hcp.id)
+    (job,) = _export_jobs(db)
+    link = f"/admin/masterdata/exports/{job.id}/download"
+    assert purge_exports(7) == 0 and export_file(job.result) is not None  # kept for 7 days
+    assert purge_exports(7, now=time.time() + 8 * 86400) >= 1  # the nightly clean-up, 8 days on
+    assert export_file(job.result) is None and not any(export_dir().iterdir())
+    resp = client.get(link)
+    assert resp.status_code == 404 and "make the export again" in resp.get_data(as_text=True)
+    assert "Deleted after 7 days" in client.get("/admin/masterdata/export").get_data(as_text=True)
+    job.state = "running"
+    db.commit()
+    assert client.get(link).status_code == 409
 
 
-def test_export_page_is_closed_to_other_roles(client, auth, db, factory):
+def test_an_export_whose_asker_lost_the_right_fails_with_the_reason(db, factory, subject, app):
+    hcp = subject["hcp"]
+    user = factory.user("compliance")
+    job = jobs.create(db, user, "hcp.export", {"hcp_id": hcp.id}, subject=f"hcp:{hcp.id}")
+    user.role = "marketer"
+    db.commit()
+    db.refresh(job)
+    assert job.state == "failed" and job.error and not list(export_dir().glob(f"hcp-{hcp.id}-*"))
+    assert db.scalar(select(AuditRecord).where(AuditRecord.action == "hcp.export")) is None
+
+
+@pytest.mark.parametrize("role", ["field_rep", "marketer", "call_centre", "medical"])
+def test_export_page_is_closed_to_other_roles(client, auth, db, factory, role):
     hcp = factory.hcp()
-    auth.login(factory.user("marketer"))
-    assert client.get(f"/admin/masterdata/hcps/{hcp.id}/export.json").status_code == 403
+    auth.login(factory.user(role))
+    assert client.get("/admin/masterdata/export").status_code == 403
+    assert client.post("/admin/masterdata/export", data={"hcp_id": str(hcp.id)}).status_code in (400, 403)
+    assert _export_jobs(db) == []
 
 
 def test_another_hcps_group_visit_is_outlined_not_handed_over(db, factory):

@@ -306,9 +306,10 @@ def test_consent_evidence_reads_are_logged_from_a_read_only_request(committing_a
 
 @pytest.mark.parametrize("role", ["compliance", "admin"])
 def test_an_export_download_keeps_its_audit_record_and_read_log(committing_app, role, caplog):
-    """GET .../export.json audits the export (a write in a read request: replayed as a writer) and logs
-    the medical items it hands over."""
+    """The export's job audits it and logs the medical items it hands over; GET .../download audits the
+    download (a write in a read request: replayed as a writer on SQLite)."""
     from crm.audit.models import AuditRecord
+    from crm.jobs.models import Job
 
     world = _world(committing_app)
     with committing_app.app_context():
@@ -317,15 +318,24 @@ def test_an_export_download_keeps_its_audit_record_and_read_log(committing_app, 
         _db.session.commit()
         _db.session.remove()
     client = committing_app.test_client()
-    assert AuthActions(client).login(type("U", (), {"email": email})()).status_code == 302
-    resp = client.get(f"/admin/masterdata/hcps/{world['hcp_id']}/export.json")
-    assert resp.status_code == 200
+    auth = AuthActions(client)
+    assert auth.login(type("U", (), {"email": email})()).status_code == 302
+    resp = client.post("/admin/masterdata/export", data={"csrf_token": auth.csrf_token("/admin/masterdata/export"),
+                                                         "hcp_id": str(world["hcp_id"])})
+    assert resp.status_code == 303
+    with committing_app.app_context():
+        job_id = _db.session.scalar(select(Job.id).where(Job.kind == "hcp.export"))
+        _db.session.remove()
+    link = f"/admin/masterdata/exports/{job_id}/download"
+    assert client.get(link).status_code == 200
     with committing_app.app_context():
         exports = _db.session.scalars(select(AuditRecord.entity_id).where(AuditRecord.action == "hcp.export")).all()
+        downloads = _db.session.scalars(select(AuditRecord.entity_id)
+                                        .where(AuditRecord.action == "hcp.export.download")).all()
         _db.session.remove()
-    assert exports == [str(world["hcp_id"])]
+    assert exports == downloads == [str(world["hcp_id"])]
     assert _sensitive_reads(committing_app, user_id) == [(world["medical_item_id"], "export")]
     replays = [getattr(r, "path", None) for r in caplog.records if r.getMessage().startswith("read request wrote")]
     with committing_app.app_context():
         sqlite = _db.engine.dialect.name == "sqlite"
-    assert replays == ([f"/admin/masterdata/hcps/{world['hcp_id']}/export.json"] if sqlite else [])
+    assert replays == ([link] if sqlite else [])

@@ -68,6 +68,8 @@ NOT_WALKED = {
     "/hcos/<int:hco_id>/orders/new": "order form",
     "/orders/<int:order_id>": "order, standard",
     "/admin/masterdata/runs/<int:run_id>": "master-data import run (admin only)",
+    "/admin/masterdata/exports/<int:job_id>/download": "a data-subject export file, for the admin or compliance "
+                                                        "user who asked for it (tests/test_hcps_export.py)",
     "/admin/masterdata/runs/<int:run_id>/errors.csv": "master-data import errors (admin only)",
     # Sample accountability (issue 14): lots and units sent to a rep, never HCP content; who may read one
     # (its parties, compliance, admin) is asserted in tests/test_samples.py.

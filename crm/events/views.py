@@ -13,7 +13,7 @@ from sqlalchemy import select
 from crm.access.policy import require_write, write_decision
 from crm.auth.context import actor, page_auth, viewer
 from crm.db import utcnow
-from crm.errors import Invalid
+from crm.errors import Invalid, NotFound
 from crm.events import reports, services
 from crm.events.currencies import CURRENCIES
 from crm.events.models import EVENT_TYPES, INVITED, TRANSFER_KINDS, Invitation
@@ -21,8 +21,9 @@ from crm.extensions import db
 from crm.hcps.models import HCP
 from crm.hcps.services import search_hcps
 from crm.integrations.eventplatform import attendance as attendance_import
+from crm.jobs.views import STATE_TEXT
 from crm.navigation import url_if_known
-from crm.pageforms import form_int_list, form_time
+from crm.pageforms import form_int_list, form_time, page_id
 
 bp = Blueprint("events_pages", __name__)
 MAX_UPLOAD_ROWS_SHOWN = 500
@@ -156,23 +157,58 @@ def attendance(event_id: int):
 @bp.route("/events/<int:event_id>/attendance/import", methods=["GET", "POST"])
 @page_auth("marketer", "medical")
 def attendance_import_page(event_id: int):
+    """The upload stores the file and leaves the import to a job (the request returns at once): the page
+    then shows the job's progress and, once it is done, the per-row report. A file that cannot be an
+    attendance export is refused here, with no job."""
     event = services.get_event(db.session, event_id)
-    report = None
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
+        require_write(viewer(), "event.write")
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             errors = {"file": ["Choose the CSV file exported by the event platform."]}
         else:
             try:
-                report = attendance_import.import_attendance(db.session, actor(), viewer(), event, upload.read())
-            except Invalid as exc:
-                errors = exc.errors or {"file": [exc.detail]}
+                job_id = _start_attendance_import(event.id, upload)
+            except Invalid as exc:  # the whole file: what is wrong, then the details
+                errors = {"file": [exc.detail, *(m for msgs in exc.errors.values() for m in msgs)]}
+            else:
+                flash("The file is being imported in the background; this page shows how far it got.")
+                return redirect(url_for(".attendance_import_page", event_id=event.id, job=job_id), code=303)
+    job = _attendance_job(event.id, request.args.get("job")) if request.method == "GET" else None
     rows = attendance_import.unmatched_rows(db.session, event)
     status = 422 if errors else 200
     return render_template("events/import.html", event=services.visible_event(db.session, viewer(), event),
-                           report=report, errors=errors, unmatched=rows,
-                           shown=MAX_UPLOAD_ROWS_SHOWN), status
+                           job=job, report=job.result if job is not None and job.state == "done" else None,
+                           state_text=STATE_TEXT, errors=errors, unmatched=rows, shown=MAX_UPLOAD_ROWS_SHOWN), status
+
+
+def _start_attendance_import(event_id: int, upload: Any) -> int:
+    from crm.integrations.eventplatform.jobs import subject
+    from crm.jobs import services as jobs
+    from crm.jobs.uploads import store_upload
+
+    path = store_upload(upload, "attendance", lambda p: attendance_import.check_file(p.read_bytes()))
+    job = jobs.create(db.session, actor(), "attendance.import", {"path": str(path), "event_id": event_id},
+                      subject=subject(event_id))
+    return job.id
+
+
+def _attendance_job(event_id: int, raw: str | None) -> Any:
+    """The upload job named in the page's address: one of this event's, started by the viewer (or seen by
+    an admin); any other id is a 404, like the job's own page."""
+    from crm.integrations.eventplatform.jobs import subject
+    from crm.jobs import services as jobs
+
+    if raw is None:
+        return None
+    job_id = page_id(raw)
+    if job_id is None:
+        raise NotFound(f"There is no attendance upload {str(raw)[:20]} for this event.")
+    job = jobs.get_job(db.session, viewer(), job_id)
+    if job.kind != "attendance.import" or job.subject != subject(event_id):
+        raise NotFound(f"There is no attendance upload {job_id} for this event.")
+    return job
 
 
 @bp.post("/events/<int:event_id>/attendance/unmatched/<int:row_id>")

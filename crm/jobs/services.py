@@ -48,6 +48,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "erp.sync": ("crm.jobs.services:run_erp_sync", "ERP orders and statuses"),
     "jobs.recover": ("crm.jobs.services:run_recover", "Recovery of interrupted jobs"),
     "nppes.import": ("crm.integrations.masterdata.jobs:run_import", "NPPES import of an uploaded file"),
+    "attendance.import": ("crm.integrations.eventplatform.jobs:run_import", "Attendance upload of an event"),
+    "hcp.export": ("crm.hcps.jobs:run_export", "Data-subject export of an HCP"),
 }
 
 
@@ -322,10 +324,13 @@ def _erp_due(app: Flask) -> None:
 
 def nightly(app: Flask) -> None:
     """Every night: consent expiry and the audit chain's verification, each a job on the jobs page; done
-    jobs older than 90 days are deleted."""
+    jobs older than 90 days are deleted, and data-subject export files older than ``CRM_EXPORT_KEEP_DAYS``."""
+    from crm.jobs.uploads import purge_exports
+
     with app.app_context():
         for kind in ("consent.expire", "audit.verify"):
             run_now(app, None, kind)
+        purge_exports(float(app.config.get("CRM_EXPORT_KEEP_DAYS", 7)))
         with fresh_session() as s:
             old = utcnow() - timedelta(days=90)
             s.execute(delete(Job).where(Job.state == "done", Job.finished_at < old))

@@ -11,6 +11,7 @@ own savepoint, so a failing row leaves no half-written trace.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "status": ("attendance", "attended", "attendance status", "checked in"),
 }
 REQUIRED = ("external_id",)
+PROGRESS_EVERY = 100  # rows between two progress reports of the upload's job
 _ATTENDED = {"attended", "yes", "y", "true", "1", "present", "checked in", "checkedin", "x"}
 _NO_SHOW = {"no_show", "no show", "noshow", "no-show", "no", "n", "false", "0", "absent", "did not attend"}
 
@@ -136,16 +138,26 @@ def _row_problem(values: dict[str, str], event: Event, seen: dict[str, int], row
     return None
 
 
+def check_file(data: bytes) -> None:
+    """Refuses a file that cannot be an attendance export (encoding, header, the attendee id column) before
+    any row is read: the upload page's check, so that no job is made for it."""
+    csvfile.read(data, ALIASES, REQUIRED)
+
+
 def import_attendance(session: DbSession, actor: Any, viewer: Viewer | None, event: Event,
-                      data: bytes) -> AttendanceReport:
-    """Import one export file for ``event``; the caller commits (the request, or the command)."""
+                      data: bytes, progress: Callable[[int, int], None] | None = None) -> AttendanceReport:
+    """Import one export file for ``event``; the caller commits (the command, or the upload's job, which
+    may also commit in ``progress(rows done, rows in the file)``: each row is idempotent)."""
     if viewer is not None:
         require_write(viewer, "event.write")
-    fields, rows = csvfile.read(data, ALIASES, REQUIRED)
+    fields, row_iter = csvfile.read(data, ALIASES, REQUIRED)
+    rows = list(row_iter)
     has_status = "status" in fields
     report = AttendanceReport(event.id)
     seen: dict[str, int] = {}
-    for row in rows:
+    for done, row in enumerate(rows):
+        if progress is not None and done and done % PROGRESS_EVERY == 0:
+            progress(done, len(rows))
         values = row.values
         ext = values.get("external_id", "")
         problem = _row_problem(values, event, seen, row)
@@ -165,6 +177,8 @@ def import_attendance(session: DbSession, actor: Any, viewer: Viewer | None, eve
         except DomainError as exc:
             report.rows.append(RowOutcome(row.number, ext, "error", exc.detail))
     audit.record(session, actor, "event.attendance.import", "event", event.id, audit.created(report.summary()))
+    if progress is not None:
+        progress(len(rows), len(rows))
     return report
 
 

@@ -1,32 +1,20 @@
 """The NPPES import of a file uploaded on the master-data page, as a job (kind ``nppes.import``).
 
-The page stores the upload under ``instance/uploads/``, checks its header (a wrong file is refused on the page
-at once) and creates the job; the job runs the same resumable importer as ``crm import hcps``, reporting the
-bytes read as its progress. A consumer killed mid-import leaves the run to resume: the job is taken over and
-the importer continues from the run's last checkpoint. The file is deleted once the import is done.
+The page stores the upload under ``instance/uploads/`` (crm/jobs/uploads.py), checks its header (a wrong file
+is refused on the page at once) and creates the job; the job runs the same resumable importer as ``crm import
+hcps``, reporting the bytes read as its progress. A consumer killed mid-import leaves the run to resume: the
+job is taken over and the importer continues from the run's last checkpoint. The file is deleted once the
+import is done.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from crm.errors import DomainError
 from crm.jobs.services import JobFailed, JobRun, fresh_session
-
-
-def upload_dir() -> Path:
-    from crm.config import _instance_dir
-
-    folder = _instance_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def new_upload_path() -> Path:
-    return upload_dir() / f"nppes-{uuid.uuid4().hex}.csv"
 
 
 def run_import(run: JobRun) -> dict[str, Any]:

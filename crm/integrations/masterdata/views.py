@@ -3,18 +3,29 @@ and the data-subject export (also open to compliance, the data protection office
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from sqlalchemy import func, or_, select
 from werkzeug.utils import secure_filename
 
-from crm.auth.context import actor, page_auth
-from crm.errors import DomainError, Invalid, NotFound
+from crm.access.policy import require_write
+from crm.audit import services as audit
+from crm.auth.context import actor, page_auth, viewer
+from crm.errors import Conflict, DomainError, Invalid, NotFound
 from crm.extensions import db
 from crm.hcps.duplicates import RULES, suspected_duplicates
-from crm.hcps.export import export_hcp
 from crm.hcps.merge import hcp_references, identifier_conflicts, merge_hcps
 from crm.hcps.models import HCP
 from crm.integrations.masterdata import report
@@ -48,9 +59,9 @@ def index():
 def upload():
     """Stores the upload and leaves the import to a job (the request returns at once); the job's page shows
     how far it got and links to the import run. A file that is not an NPPES CSV is refused here."""
-    from crm.integrations.masterdata.jobs import new_upload_path
     from crm.integrations.masterdata.nppes import NppesReader
     from crm.jobs import services as jobs
+    from crm.jobs.uploads import store_upload
 
     if request.method == "GET":
         return render_template("masterdata/upload.html", error=None)
@@ -58,19 +69,15 @@ def upload():
     if upload is None or not upload.filename:
         return render_template("masterdata/upload.html", error="Choose an NPPES CSV file."), 422
     filename = secure_filename(upload.filename) or "upload.csv"
-    path = new_upload_path()
-    try:
-        with path.open("wb") as fh:
-            upload.save(fh)
-        upload.close()
+
+    def check(path: Path) -> None:
         with path.open("rb") as fh:
             NppesReader(fh)  # the header: a wrong file is refused now, not in the job
+
+    try:
+        path = store_upload(upload, "nppes", check)
     except DomainError as exc:
-        path.unlink(missing_ok=True)
         return render_template("masterdata/upload.html", error=exc.detail), exc.status
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     job = jobs.create(db.session, actor(), "nppes.import", {"path": str(path), "filename": filename},
                       subject="nppes-upload", total=path.stat().st_size)
     flash(f"{filename} is being imported in the background; this page shows how far it got.")
@@ -166,27 +173,79 @@ def merge():
     return redirect(url_for("masterdata_pages.duplicates"))
 
 
+EXPORTS_SHOWN = 20
+
+
+def _export_page(errors: list[str] | None = None, status: int = 200) -> Any:
+    """The export form and the viewer's recent exports (a job each: waiting, running, or done with its file)."""
+    from crm.hcps.jobs import export_file
+    from crm.jobs.models import Job
+    from crm.jobs.views import STATE_TEXT
+
+    mine = list(db.session.scalars(select(Job).where(Job.kind == "hcp.export", Job.created_by_id == actor().id)
+                                   .order_by(Job.id.desc()).limit(EXPORTS_SHOWN)))
+    ids = {int(j.params.get("hcp_id", 0)) for j in mine}
+    names = {h.id: h.full_name for h in db.session.scalars(select(HCP).where(HCP.id.in_(ids)))} if ids else {}
+    exports = [{"job": j, "hcp_id": j.params.get("hcp_id"), "name": names.get(int(j.params.get("hcp_id", 0))),
+                "ready": j.state == "done" and export_file(j.result) is not None} for j in mine]
+    return render_template("masterdata/export.html", errors=errors or [], exports=exports, state_text=STATE_TEXT,
+                           keep_days=current_app.config.get("CRM_EXPORT_KEEP_DAYS", 7)), status
+
+
 @bp.get("/export")
 @page_auth("admin", "compliance")
 def export_form():
-    return render_template("masterdata/export.html")
+    return _export_page()
 
 
-@bp.get("/hcps/<int:hcp_id>/export.json")
+@bp.post("/export")
 @page_auth("admin", "compliance")
-def export(hcp_id: int):
-    document = export_hcp(db.session, actor(), _hcp_or_404(str(hcp_id), "hcp_id"))
-    body = json.dumps(document, indent=2, ensure_ascii=False)
-    return Response(body, mimetype="application/json", headers={
+def export_start():
+    """Leaves the export to a job (the request returns at once); the page lists it and links its file when
+    it is done. The picker's "Find" without JavaScript shows the form again, with the matches."""
+    from crm.hcps.jobs import subject
+    from crm.jobs import services as jobs
+
+    if request.form.get("picker_find"):
+        return _export_page()
+    if not (request.form.get("hcp_id") or "").strip():
+        return _export_page(["Search for the HCP and choose them."], 422)
+    hcp = _hcp_or_404(request.form.get("hcp_id"), "hcp_id")
+    require_write(viewer(), "hcp.export")
+    jobs.create(db.session, actor(), "hcp.export", {"hcp_id": hcp.id}, subject=subject(hcp.id))
+    flash(f"The export of {hcp.full_name} is being built; it appears below when it is ready.")
+    return redirect(url_for("masterdata_pages.export_form"), code=303)
+
+
+@bp.get("/exports/<int:job_id>/download")
+@page_auth("admin", "compliance")
+def export_download(job_id: int):
+    """The file of a finished export, for the user who asked for it (or an admin); audited."""
+    from crm.hcps.jobs import export_file
+    from crm.jobs import services as jobs
+
+    job = jobs.get_job(db.session, viewer(), job_id)
+    if job.kind != "hcp.export":
+        raise NotFound(f"There is no export {job_id}.")
+    if job.state != "done":
+        raise Conflict(f"Export {job_id} is not ready yet.")
+    path = export_file(job.result)
+    if path is None:
+        days = current_app.config.get("CRM_EXPORT_KEEP_DAYS", 7)
+        raise NotFound(f"The file of export {job_id} was deleted after {days} days; make the export again.")
+    hcp_id = int(job.params["hcp_id"])
+    audit.record(db.session, actor(), "hcp.export.download", "hcp", hcp_id, {"job_id": job.id},
+                 reason="data-subject export")
+    return Response(path.read_bytes(), mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="hcp-{hcp_id}-export.json"', "Cache-Control": "no-store"})
 
 
 @bp.get("/export/go")
 @page_auth("admin", "compliance")
 def export_go():
+    """The form's search without JavaScript (older links): the form again, with the matches or the choice."""
     if request.args.get("picker_find") or not (request.args.get("hcp_id") or "").strip():
-        # the picker's "Find" without JavaScript, or nobody chosen yet: the form again, with the matches
         errors = [] if request.args.get("picker_find") else ["Search for the HCP and choose them."]
-        return render_template("masterdata/export.html", errors=errors), 422 if errors else 200
+        return _export_page(errors, 422 if errors else 200)
     hcp = _hcp_or_404(request.args.get("hcp_id"), "hcp_id")
-    return redirect(url_for("masterdata_pages.export", hcp_id=hcp.id))
+    return redirect(url_for("masterdata_pages.export_form", hcp_id=hcp.id))
