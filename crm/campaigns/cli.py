@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from flask.cli import AppGroup
@@ -21,35 +22,18 @@ campaigns_cli = AppGroup("campaigns", help="Email campaigns.")
 def send_command(campaign_id: int, as_email: str | None, run_here: bool) -> None:
     """Send campaign CAMPAIGN_ID to everyone in its audience who may be mailed now (prints the result). The
     recipients are handed to the mail outbox by a job: a queue consumer runs it (or this command, --now)."""
-    from crm.auth.models import User
-    from crm.auth.services import find_user_by_email, viewer_for
     from crm.campaigns import services
     from crm.errors import DomainError
+    from crm.jobs.batches import send_from_cli
 
     session = db.session
     try:
         campaign = services.get_campaign(session, campaign_id)
-        user = find_user_by_email(session, as_email) if as_email else session.get(User, campaign.created_by_id)
-        if user is None:
-            raise click.ClickException(f"no user {as_email or campaign.created_by_id} to send as")
-        result = services.send_campaign(session, user, viewer_for(session, user), campaign)
     except DomainError as exc:
-        session.rollback()
         raise click.ClickException(exc.detail) from exc
-    job_id = result.job.id if result.job is not None else None
-    session.commit()  # the job is put on the queue once this commit succeeded
-    skipped: dict[str, int] = {}
-    for s in result.skipped:
-        skipped[s["reason"]] = skipped.get(s["reason"], 0) + 1
-    out: dict[str, object] = {"campaign_id": campaign_id, "sent": len(result.sent), "skipped": skipped,
-                              "job_id": job_id}
-    if run_here and job_id is not None:
-        from flask import current_app
 
-        from crm.jobs.services import RetryLater, run_job
+    def send(user: Any, viewer: Any) -> Any:
+        return services.send_campaign(session, user, viewer, campaign)
 
-        try:
-            out["job"] = run_job(current_app._get_current_object(), job_id)  # type: ignore[attr-defined]
-        except RetryLater:
-            out["job"] = "retry"
+    out = send_from_cli(session, "campaign_id", campaign_id, send, campaign.created_by_id, as_email, run_here)
     click.echo(json.dumps(out))

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from crm.campaigns.models import Campaign, CampaignMessage
 from crm.db import DbSession, among, utcnow
 from crm.hcps.models import HCP
-from crm.jobs.batches import hand_over_in_batches, lock_pending
-from crm.jobs.services import JobFailed, JobRun
+from crm.jobs.batches import hand_over_in_batches, lock_pending, start_send
+from crm.jobs.services import JobRun, fresh_session
 from crm.timeline.services import Fact, record_interactions
 
 
@@ -96,18 +96,7 @@ def run_send(run: JobRun) -> dict[str, Any]:
     """The ``campaign.send`` job: every pending recipient of the campaign, in batches; resumable."""
     campaign_id = int(run.params["campaign_id"])
     at = datetime.fromisoformat(run.params["at"]) if run.params.get("at") else None
-    from crm.jobs.services import fresh_session
-
-    with fresh_session() as s:
-        if s.get(Campaign, campaign_id) is None:
-            raise JobFailed(f"Campaign {campaign_id} does not exist.")
-        actor = run.actor(s)
-        if actor is None:
-            raise JobFailed("The send has no sender to act for.")
-        actor_id = actor.id
-        if run.progress_total is None:
-            run.progress(run.progress_done, pending_count(s, campaign_id), session=s)
-            s.commit()
+    actor_id = start_send(run, Campaign, campaign_id, "Campaign", lambda s: pending_count(s, campaign_id))
 
     def take(session: Session, n: int) -> list[int]:
         return take_pending(session, campaign_id, n)

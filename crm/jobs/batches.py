@@ -71,3 +71,58 @@ def hand_over_in_batches(run: JobRun, take: Callable[[Session, int], list[Any]],
         if after_batch is not None:
             after_batch(handed)
     return handed
+
+
+def start_send(run: JobRun, model: Any, record_id: int, what: str, pending: Callable[[Session], int]) -> int:
+    """The opening of a bulk-send job (campaign, survey): the record must exist and the job must have a sender
+    to act for (else the job fails, not retried); the job's total is set once, from the rows still pending.
+    Returns the sender's user id, for ``hand_over`` to load in each batch's session."""
+    from crm.jobs.services import JobFailed
+
+    with fresh_session() as s:
+        if s.get(model, record_id) is None:
+            raise JobFailed(f"{what} {record_id} does not exist.")
+        actor = run.actor(s)
+        if actor is None:
+            raise JobFailed("The send has no sender to act for.")
+        if run.progress_total is None:
+            run.progress(run.progress_done, pending(s), session=s)
+            s.commit()
+        return int(actor.id)
+
+
+def send_from_cli(session: Any, key: str, record_id: int, send: Callable[[Any, Any], Any],
+                  created_by_id: int | None, as_email: str | None, run_here: bool) -> dict[str, object]:
+    """``crm campaigns send`` / ``crm surveys send``: ``send(user, viewer)`` as ``as_email`` (default: the
+    record's creator), committed (the job goes on the queue once the commit succeeded), then with ``run_here``
+    the job run in this process. Returns the summary the command prints."""
+    import click
+
+    from crm.auth.models import User
+    from crm.auth.services import find_user_by_email, viewer_for
+    from crm.errors import DomainError
+
+    try:
+        user = find_user_by_email(session, as_email) if as_email else session.get(User, created_by_id)
+        if user is None:
+            raise click.ClickException(f"no user {as_email or created_by_id} to send as")
+        result = send(user, viewer_for(session, user))
+    except DomainError as exc:
+        session.rollback()
+        raise click.ClickException(exc.detail) from exc
+    job_id = result.job.id if result.job is not None else None
+    session.commit()
+    skipped: dict[str, int] = {}
+    for s in result.skipped:
+        skipped[s["reason"]] = skipped.get(s["reason"], 0) + 1
+    out: dict[str, object] = {key: record_id, "sent": len(result.sent), "skipped": skipped, "job_id": job_id}
+    if run_here and job_id is not None:
+        from flask import current_app
+
+        from crm.jobs.services import RetryLater, run_job
+
+        try:
+            out["job"] = run_job(current_app._get_current_object(), job_id)  # type: ignore[attr-defined]
+        except RetryLater:
+            out["job"] = "retry"
+    return out

@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm.db import DbSession
-from crm.jobs.batches import hand_over_in_batches
-from crm.jobs.services import JobFailed, JobRun, fresh_session
+from crm.jobs.batches import hand_over_in_batches, start_send
+from crm.jobs.services import JobRun, fresh_session
 from crm.surveys import services
 from crm.surveys.models import Survey, SurveyRecipient
 
@@ -45,16 +45,7 @@ def run_send(run: JobRun) -> dict[str, Any]:
     """The ``survey.send`` job: every pending recipient of the survey, in batches; resumable."""
     survey_id = int(run.params["survey_id"])
     at = datetime.fromisoformat(run.params["at"]) if run.params.get("at") else None
-    with fresh_session() as s:
-        if s.get(Survey, survey_id) is None:
-            raise JobFailed(f"Survey {survey_id} does not exist.")
-        actor = run.actor(s)
-        if actor is None:
-            raise JobFailed("The send has no sender to act for.")
-        actor_id = actor.id
-        if run.progress_total is None:
-            run.progress(run.progress_done, pending_count(s, survey_id), session=s)
-            s.commit()
+    actor_id = start_send(run, Survey, survey_id, "Survey", lambda s: pending_count(s, survey_id))
 
     def take(session: Session, n: int) -> list[int]:
         return services.take_pending(session, survey_id, n)
