@@ -101,27 +101,34 @@ def acknowledge(consignment_id: int):
     return redirect(url_for(".index"))
 
 
+def _send_units(send: Any) -> tuple[Any, dict[str, list[str]]]:
+    """The shipment and transfer forms: their lines and the receiving rep checked, then ``send(to_user_id,
+    lines, note)``; the record made, or the errors to show (nothing written)."""
+    lines, errors = _lines()
+    to_user_id = page_id(request.form.get("to_user_id"))
+    if to_user_id is None:
+        errors["to_user_id"] = ["choose the rep who receives the samples"]
+    if not lines and not errors:
+        errors["lines"] = ["add at least one line"]
+    errors.update(_quantity_errors(lines))
+    if errors or to_user_id is None:
+        return None, errors
+    try:
+        return send(to_user_id, lines, request.form.get("note", "")[:2000]), {}
+    except Invalid as exc:
+        return None, exc.errors or {"_": [exc.detail]}
+
+
 @bp.route("/samples/shipments/new", methods=["GET", "POST"])
 @page_auth("admin")
 def new_shipment():
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        lines, errors = _lines()
-        to_user_id = page_id(request.form.get("to_user_id"))
-        if to_user_id is None:
-            errors["to_user_id"] = ["choose the rep who receives the samples"]
-        if not lines and not errors:
-            errors["lines"] = ["add at least one line"]
-        errors.update(_quantity_errors(lines))
-        if not errors and to_user_id is not None:
-            try:
-                shipment = services.create_shipment(db.session, actor(), viewer(), to_user_id=to_user_id,
-                                                    lines=lines, note=request.form.get("note", "")[:2000])
-            except Invalid as exc:
-                errors = exc.errors or {"_": [exc.detail]}
-            else:
-                flash(f"Shipment #{shipment.id} sent; it enters the rep's inventory when they acknowledge it.")
-                return redirect(url_for(".new_shipment"))
+        shipment, errors = _send_units(lambda to, lines, note: services.create_shipment(
+            db.session, actor(), viewer(), to_user_id=to, lines=lines, note=note))
+        if shipment is not None:
+            flash(f"Shipment #{shipment.id} sent; it enters the rep's inventory when they acknowledge it.")
+            return redirect(url_for(".new_shipment"))
     return render_template("samples/send.html", kind="shipment", reps=services.holders(db.session),
                            form=request.form, errors=errors, rows=range(FORM_LINES)), 422 if errors else 200
 
@@ -131,22 +138,11 @@ def new_shipment():
 def new_transfer():
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        lines, errors = _lines()
-        to_user_id = page_id(request.form.get("to_user_id"))
-        if to_user_id is None:
-            errors["to_user_id"] = ["choose the rep who receives the samples"]
-        if not lines and not errors:
-            errors["lines"] = ["add at least one line"]
-        errors.update(_quantity_errors(lines))
-        if not errors and to_user_id is not None:
-            try:
-                transfer = services.send_transfer(db.session, actor(), viewer(), to_user_id=to_user_id,
-                                                  lines=lines, note=request.form.get("note", "")[:2000])
-            except Invalid as exc:
-                errors = exc.errors or {"_": [exc.detail]}
-            else:
-                flash(f"Transfer #{transfer.id} sent; the units left your inventory.")
-                return redirect(url_for(".index"))
+        transfer, errors = _send_units(lambda to, lines, note: services.send_transfer(
+            db.session, actor(), viewer(), to_user_id=to, lines=lines, note=note))
+        if transfer is not None:
+            flash(f"Transfer #{transfer.id} sent; the units left your inventory.")
+            return redirect(url_for(".index"))
     reps = [r for r in services.holders(db.session) if r.id != actor().id]
     return render_template("samples/send.html", kind="transfer", reps=reps, form=request.form, errors=errors,
                            rows=range(FORM_LINES), inventory=services.inventory(db.session, actor().id)), \
