@@ -538,3 +538,87 @@ def _batch_defaults(table: Any, given: Any) -> dict[str, Any]:
         elif default.is_callable:
             out[col.key] = default.arg(None)
     return out
+
+
+# -- hot read statements, compiled once and run on the driver's cursor ---------------------------
+
+_MISSING = object()
+
+
+class DriverStatement:
+    """A SELECT compiled once for one dialect and run straight on the session connection's DBAPI
+    cursor: rows come back as the driver's tuples, without SQLAlchemy's per-execution work (cache key,
+    execution context, result object). For the few statements every request runs (the bearer token's
+    viewer, a timeline page), whose columns need no result processing.
+
+    It is still a statement of the session's transaction (``Session.connection``: the SQLite begin
+    mode, the write tracking), still seen by the engine's ``before_cursor_execute`` and
+    ``after_cursor_execute`` listeners (statement counts in tests, the write tracker), and a driver
+    error is raised as SQLAlchemy raises it (``DBAPIError`` subclasses, ``handle_error`` listeners, a
+    lost connection invalidated). Bound values go through their types' bind processors, as SQLAlchemy
+    would send them. Statements with expanding (``IN``) or literal-execute parameters are refused:
+    ``DriverStatement.of`` returns None for them and the caller runs them the usual way."""
+
+    __slots__ = ("sql", "_binds", "_positional")
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params or compiled.escaped_bind_names:
+            raise ValueError("a DriverStatement takes no expanding, literal-execute or escaped parameters")
+        processors = compiled._bind_processors
+        by_name: dict[str, tuple[str, Any, Any]] = {}
+        for bind, name in compiled.bind_names.items():
+            fixed = _MISSING if bind.required or bind.callable is not None else bind.value
+            by_name[name] = (bind.key, fixed, processors.get(name))
+        self.sql: str = compiled.string
+        self._positional = bool(compiled.positional)
+        names = list(compiled.positiontup or []) if self._positional else list(by_name)
+        self._binds = [(name, *by_name[name]) for name in names]
+
+    @classmethod
+    def of(cls, stmt: Any, dialect: Any) -> DriverStatement | None:
+        try:
+            return cls(stmt, dialect)
+        except ValueError:
+            return None
+
+    def parameters(self, params: dict[str, Any]) -> Any:
+        values = []
+        for _name, key, fixed, process in self._binds:
+            value = params[key] if fixed is _MISSING else params.get(key, fixed)
+            values.append(process(value) if process is not None else value)
+        if self._positional:
+            return tuple(values)
+        return {name: value for (name, *_rest), value in zip(self._binds, values, strict=True)}
+
+    def rows(self, session: DbSession, params: dict[str, Any]) -> list[Any]:
+        """Run with ``params`` (by bind name) in ``session``'s transaction; every row, as the driver
+        returns them. Flush first when the session may hold pending writes the rows must include."""
+        conn = as_session(session).connection()
+        parameters = self.parameters(params)
+        cursor = conn.connection.cursor()
+        try:
+            conn._cursor_execute(cursor, self.sql, parameters)  # events, error translation, as SQLAlchemy's own
+            try:
+                return list(cursor.fetchall())
+            except BaseException as exc:
+                conn._handle_dbapi_exception(exc, self.sql, parameters, cursor, None)
+                raise  # pragma: no cover - the handler always raises
+        finally:
+            cursor.close()
+
+
+_driver_statements: weakref.WeakKeyDictionary[Any, dict[Any, DriverStatement | None]] = weakref.WeakKeyDictionary()
+
+
+def driver_statement(dialect: Any, key: Any, build: Callable[[], Any]) -> DriverStatement | None:
+    """The ``DriverStatement`` of ``build()`` for ``dialect``, compiled on first use and kept per dialect
+    under ``key`` (None when the statement cannot run that way: run it through SQLAlchemy)."""
+    known = _driver_statements.get(dialect)
+    if known is None:
+        known = _driver_statements[dialect] = {}
+    try:
+        return known[key]
+    except KeyError:
+        found = known[key] = DriverStatement.of(build(), dialect)
+        return found

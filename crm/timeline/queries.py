@@ -39,7 +39,7 @@ from sqlalchemy.orm import aliased
 from crm.access.policy import ROLE_LABELS, SEES_SUPERSEDED, Viewer
 from crm.access.reads import SENSITIVITIES, Redaction, Shape, Sight, read_record, read_records, visible_content
 from crm.auth.models import User
-from crm.db import DbSession, StoredJSON, iso_z, utcnow
+from crm.db import DbSession, DriverStatement, StoredJSON, driver_statement, iso_z, utcnow
 from crm.errors import NotFound
 from crm.hcps.models import HCP, Territory
 from crm.schemas import decode_cursor, encode_cursor
@@ -253,14 +253,17 @@ def _item_columns(dialect: str) -> tuple[Any, ...]:
             type_coerce(i.consent_gap, Integer) if not postgresql else i.consent_gap, hcp_ids, skus)
 
 
-def _fetch_items(session: DbSession, stmt: Select[Any], params: dict[str, Any]) -> list[ItemRow]:
+def _fetch_items(session: DbSession, stmt: Select[Any], params: dict[str, Any],
+                 driver: DriverStatement | None = None) -> list[ItemRow]:
     """Run a page query on the session's connection: rows as the driver returns them, without the ORM's
-    result machinery or per-row type processors (``_item_columns``)."""
+    result machinery or per-row type processors (``_item_columns``). ``driver``: the same statement
+    compiled for the driver's cursor (``crm.db.DriverStatement``), when it can run that way."""
     session.flush()  # what autoflush would do: the page must include this transaction's own writes
+    rows = driver.rows(session, params) if driver is not None else session.connection().execute(stmt, params).all()
     return [ItemRow(row[0], _iso_text(row[1]), row[2], row[3], row[4], row[5], row[6],
                     {} if row[7] in _EMPTY_JSON else StoredJSON(row[7]), row[8], row[9], row[10], row[11],
                     row[12], row[13], bool(row[14]), _ids(row[15]), _skus(row[16]))
-            for row in session.connection().execute(stmt, params).all()]
+            for row in rows]
 
 
 _EMPTY_JSON = frozenset({None, "{}", "null"})
@@ -391,7 +394,9 @@ def timeline_page(
         filters = replace(filters, territory=None, profession=None, specialty=None)
     shape, params = _shape(session, viewer, filters, cursor, limit)
     params["hcp_id"] = hcp_id
-    rows, next_cursor = _page(_fetch_items(session, _timeline_statement(shape), params), limit)
+    stmt = _timeline_statement(shape)
+    driver = driver_statement(session.get_bind().dialect, shape, lambda: stmt)
+    rows, next_cursor = _page(_fetch_items(session, stmt, params, driver), limit)
     return read_records(session, viewer, rows, _for_hcp(hcp_id)), next_cursor
 
 
