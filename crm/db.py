@@ -179,6 +179,11 @@ def sqlite_begin() -> str:
 
 
 def _sqlite_on_begin(conn: Any) -> None:
+    # ``PRAGMA query_only`` is run only when a connection changes mode, and a pooled connection keeps
+    # its mode between checkouts: every flag PRAGMA run (even one that changes nothing) expires SQLite's
+    # prepared statements, and re-preparing a timeline page costs a quarter of the page. So a read
+    # after a read runs no PRAGMA; the first write transaction after reads turns it off. Code that takes
+    # a raw DBAPI connection from the pool (no begin: ``engine.raw_connection()``) may find it read-only.
     deferred = _sqlite_begin.get() == DEFERRED
     info = conn.info  # the DBAPI connection's: the pragma's state outlives the checkout
     if deferred:
@@ -194,14 +199,6 @@ def _sqlite_on_begin(conn: Any) -> None:
         conn.exec_driver_sql("PRAGMA query_only=OFF")
         info["crm_query_only"] = False
     conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _sqlite_on_checkin(dbapi_conn: Any, record: Any) -> None:
-    # A connection leaves the pool writable, whatever its last transaction was: code that uses it
-    # without a begin (a raw connection, autocommit) must not find it read-only.
-    if record.info.get("crm_query_only"):
-        dbapi_conn.execute("PRAGMA query_only=OFF")
-        record.info["crm_query_only"] = False
 
 
 def _sqlite_on_error(ctx: Any) -> None:
@@ -319,7 +316,6 @@ def harden_engine(engine: Engine) -> None:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         event.listen(engine, "handle_error", _sqlite_on_error)
-        event.listen(engine.pool, "checkin", _sqlite_on_checkin)
 
 
 # -- after-commit side effects -------------------------------------------------------------------

@@ -260,6 +260,57 @@ def test_a_write_in_a_read_transaction_is_refused_before_it_writes(committing_ap
         _db.session.remove()
 
 
+def test_reads_after_reads_run_no_pragma_and_a_write_after_them_still_writes(committing_app):
+    """A pooled connection keeps its read-only mode between read requests: a flag PRAGMA expires SQLite's
+    prepared statements, so a read after a read runs none; the first write after reads turns it off."""
+    world = _world(committing_app)
+    client = committing_app.test_client()
+    statements: list[str] = []  # every statement the driver ran (SQLite's trace), BEGIN and PRAGMA included
+
+    def trace(dbapi_conn: Any, *_args: Any) -> None:
+        if hasattr(dbapi_conn, "set_trace_callback"):  # SQLite; PostgreSQL has no such mode to keep
+            dbapi_conn.set_trace_callback(statements.append)
+
+    def untrace(dbapi_conn: Any, *_args: Any) -> None:
+        if hasattr(dbapi_conn, "set_trace_callback"):
+            dbapi_conn.set_trace_callback(None)
+
+    with committing_app.app_context():
+        pool, sqlite = _db.engine.pool, _db.engine.dialect.name == "sqlite"
+    path = f"/api/v1/hcps/{world['hcp_id']}/timeline"
+    assert client.get(path, headers=_bearer(world["tokens"]["rep"])).status_code == 200
+    with _listening(pool, "checkout", trace), _listening(pool, "checkin", untrace):
+        for _ in range(3):
+            assert client.get(path, headers=_bearer(world["tokens"]["rep"])).status_code == 200
+    if sqlite:
+        assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN"] * 3
+    assert not [s for s in statements if "PRAGMA" in s.upper()]
+    # Pages of the same session in between read too; a write request after the reads writes.
+    response = client.post("/api/v1/hcps", headers=_bearer(world["tokens"]["admin"]),
+                           json={"first_name": "Ada", "last_name": "Lovelace", "profession": "gp",
+                                 "territory": world["territory"]})
+    assert response.status_code == 201, response.get_json()
+    with committing_app.app_context():
+        assert _db.session.scalar(select(func.count()).select_from(HCP)) == 2
+        _db.session.remove()
+
+
+def _listening(engine: Any, name: str, fn: Any) -> Any:
+    from contextlib import contextmanager
+
+    from sqlalchemy import event
+
+    @contextmanager
+    def listening() -> Any:
+        event.listen(engine, name, fn)
+        try:
+            yield
+        finally:
+            event.remove(engine, name, fn)
+
+    return listening()
+
+
 def test_a_get_view_that_writes_is_replayed_as_a_writer(committing_app):
     """A view that writes in a GET (not declared anywhere) is run again in a write transaction: its
     write is kept, once, and the answer is the second run's."""
