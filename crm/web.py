@@ -14,6 +14,7 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask.json.provider import _default as flask_json_default
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import text
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge, RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -38,6 +39,17 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+# What every response carries unless it sets its own (crm.web's ``_headers``).
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")  # production only
+NO_STORE = ("Cache-Control", "no-store")  # everything but static assets
 
 
 # Deeper JSON than this is not a shape any endpoint takes; refusing it early keeps the parser and the
@@ -191,6 +203,25 @@ class PathSegmentConverter(UnicodeConverter):
         return value
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without their cost where there is no session: a request that
+    carries no session cookie (every API call with a bearer token) gets an empty session without the
+    signing serializer being built, and an empty session that nothing changed is not saved (Flask would
+    only look up the cookie settings to do nothing). Same sessions, same cookies, same headers."""
+
+    def open_session(self, app: Flask, request: Any) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if not session and not session.modified:
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
+
 def register_converters(app: Flask) -> None:
     """Before any blueprint: rules pick their converters when they are added."""
     app.url_map.converters["int"] = IdConverter
@@ -223,6 +254,7 @@ def register_lifecycle(app: Flask) -> None:
         # could pass X-Forwarded-Host through a proxy that does not overwrite it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     register_converters(app)
+    app.session_interface = CookieSessions()
 
     def _request_id() -> None:
         # An incoming id is kept when it is printable ASCII of at most 200 characters, else replaced.
@@ -303,18 +335,17 @@ def register_lifecycle(app: Flask) -> None:
 
     @app.after_request
     def _headers(response: Response) -> Response:
+        # Each header is set unless the response set its own (one pass over the headers, not one per name).
         h = response.headers
-        h.setdefault("Content-Security-Policy", CSP)
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Referrer-Policy", "same-origin")
-        h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        have = {name.lower() for name in h.keys()}
+        wanted = [*SECURITY_HEADERS]
         if current_app.config.get("CRM_ENV") == "production":
-            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+            wanted.append(HSTS)
         # Pages, API answers and downloads carry contact data, consent evidence or a session's view of them:
         # no browser or proxy keeps a copy. Only static assets (CSS, JS, images) may be cached.
         if request.endpoint != "static":
-            h.setdefault("Cache-Control", "no-store")
+            wanted.append(NO_STORE)
+        h.extend([(name, value) for name, value in wanted if name.lower() not in have])
         return response
 
 
