@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, NamedTuple
+from operator import itemgetter
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -81,61 +82,47 @@ class TimelineFilters:
 
 # -- the shape of one item, redacted for the viewer ------------------------------------------------
 
-class ItemRow(NamedTuple):
-    """What serialising one item needs: the interaction's columns, its owner's name, participants, skus.
-
-    ``occurred_at`` is already the API's text (ISO 8601, UTC, ``Z``); ``details`` is a dict, or the
-    stored JSON text as the database returned it (``StoredJSON``), passed through to the response."""
-
-    id: int
-    occurred_at: str
-    channel: str
-    kind: str
-    source: str
-    summary: str
-    safe_summary: str
-    details: dict[str, Any] | StoredJSON | None
-    sensitivity: str
-    owner_id: int | None
-    owner_name: str | None
-    owner_role: str
-    supersedes_id: int | None
-    superseded_by_id: int | None
-    consent_gap: bool
-    hcp_ids: list[int]
-    skus: list[str]
+# A record of ``ITEM_SHAPE`` is one row of the page query (``_item_columns``) as the driver returns it,
+# read by position in one pass: 0 id, 1 occurred_at as stored (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC),
+# 2 channel, 3 kind, 4 source, 5 summary, 6 safe_summary, 7 details (the stored JSON text; a dict from
+# ``_row_of``), 8 sensitivity, 9 owner id, 10 owner name, 11 owner role, 12 supersedes id,
+# 13 superseded-by id, 14 consent gap (0/1 or bool), 15 participant ids and 16 skus, each joined by
+# ``_SEP``. A loaded Interaction is put in the same form (``_row_of``).
+ItemRow = tuple[Any, ...]
 
 
 def _row_of(interaction: Interaction) -> ItemRow:
     i = interaction
     owner = i.owner
-    return ItemRow(
-        i.id, iso_z(i.occurred_at) or "", i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details,
-        i.sensitivity,
+    stored_at = i.occurred_at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return (
+        i.id, stored_at, i.channel, i.kind, i.source, i.summary, i.safe_summary, i.details or {}, i.sensitivity,
         i.owner_id, owner.name if owner is not None else None, i.owner_role, i.supersedes_id, i.superseded_by_id,
-        i.consent_gap, sorted(p.hcp_id for p in i.participants), sorted(p.sku for p in i.products),
+        i.consent_gap, _SEP.join(str(p.hcp_id) for p in i.participants), _SEP.join(p.sku for p in i.products),
     )
 
 
-def _dump_item(row: ItemRow, seen: Sight) -> dict[str, Any]:
-    """One item in full; ``ITEM_SHAPE``'s redaction withholds what the viewer may not see."""
-    details = row.details
+def _dump_item(r: ItemRow, seen: Sight) -> dict[str, Any]:
+    """One item in full, straight from its row; ``ITEM_SHAPE``'s redaction withholds what the viewer may
+    not see. The stored JSON of ``details`` is passed through (``StoredJSON``), not parsed."""
+    details = r[7]
     return {
-        "id": row.id,
-        "hcp_ids": row.hcp_ids,
-        "occurred_at": row.occurred_at,
-        "channel": row.channel,
-        "kind": row.kind,
-        "source": row.source,
-        "summary": row.summary,
+        "id": r[0],
+        "hcp_ids": _ids(r[15]),
+        "occurred_at": _iso_text(r[1]),
+        "channel": r[2],
+        "kind": r[3],
+        "source": r[4],
+        "summary": r[5],
         # Who made the contact is shared with everyone, whatever its content.
-        "owner": {"id": row.owner_id, "name": row.owner_name, "role": row.owner_role},
-        "products": row.skus,
-        "details": details if isinstance(details, StoredJSON) else dict(details or {}),
-        "sensitivity": row.sensitivity,
-        "consent_gap": row.consent_gap,
-        "supersedes": row.supersedes_id,
-        "superseded_by": row.superseded_by_id,
+        "owner": {"id": r[9], "name": r[10], "role": r[11]},
+        "products": _skus(r[16]),
+        "details": (({} if details in _EMPTY_JSON else StoredJSON(details)) if details.__class__ is str
+                    else dict(details or {})),
+        "sensitivity": r[8],
+        "consent_gap": bool(r[14]),
+        "supersedes": r[12],
+        "superseded_by": r[13],
     }
 
 
@@ -144,18 +131,18 @@ def _dump_item(row: ItemRow, seen: Sight) -> dict[str, Any]:
 # ``full`` shows everything. ``visibility`` answers "why can I see this?".
 ITEM_SHAPE: Shape[ItemRow] = Shape(
     what="interaction",
-    sensitivity=lambda row: row.sensitivity,
+    sensitivity=itemgetter(8),
     dump=_dump_item,
-    redaction=Redaction(below_full={"summary": lambda row: row.safe_summary, "details": lambda row: {}},
-                        below_summary={"summary": "", "products": lambda row: []}),
-    logged=lambda row: ((row.id, hcp_id) for hcp_id in row.hcp_ids),
+    redaction=Redaction(below_full={"summary": itemgetter(6), "details": lambda r: {}},
+                        below_summary={"summary": "", "products": lambda r: []}),
+    logged=lambda r: ((r[0], hcp_id) for hcp_id in _ids(r[15])),
 )
 
 
 def _for_hcp(hcp_id: int) -> Shape[ItemRow]:
     """Items read on one HCP's timeline are logged against that HCP only."""
     return Shape(ITEM_SHAPE.what, ITEM_SHAPE.sensitivity, ITEM_SHAPE.dump, ITEM_SHAPE.redaction,
-                 logged=lambda row: ((row.id, hcp_id),))
+                 logged=lambda r: ((r[0], hcp_id),))
 
 
 def serialize_item(viewer: Viewer, interaction: Interaction) -> dict[str, Any]:
@@ -256,14 +243,13 @@ def _item_columns(dialect: str) -> tuple[Any, ...]:
 def _fetch_items(session: DbSession, stmt: Select[Any], params: dict[str, Any],
                  driver: DriverStatement | None = None) -> list[ItemRow]:
     """Run a page query on the session's connection: rows as the driver returns them, without the ORM's
-    result machinery or per-row type processors (``_item_columns``). ``driver``: the same statement
-    compiled for the driver's cursor (``crm.db.DriverStatement``), when it can run that way."""
+    result machinery or per-row type processors (``_item_columns``); ``_dump_item`` reads them as they
+    are. ``driver``: the same statement compiled for the driver's cursor (``crm.db.DriverStatement``),
+    when it can run that way."""
     session.flush()  # what autoflush would do: the page must include this transaction's own writes
-    rows = driver.rows(session, params) if driver is not None else session.connection().execute(stmt, params).all()
-    return [ItemRow(row[0], _iso_text(row[1]), row[2], row[3], row[4], row[5], row[6],
-                    {} if row[7] in _EMPTY_JSON else StoredJSON(row[7]), row[8], row[9], row[10], row[11],
-                    row[12], row[13], bool(row[14]), _ids(row[15]), _skus(row[16]))
-            for row in rows]
+    if driver is not None:
+        return driver.rows(session, params)
+    return list(session.connection().execute(stmt, params).all())
 
 
 _EMPTY_JSON = frozenset({None, "{}", "null"})
@@ -345,7 +331,7 @@ def _page(rows: list[ItemRow], limit: int) -> tuple[list[ItemRow], str | None]:
     """Fetched ``limit + 1`` rows: the page and the cursor to the next one."""
     if len(rows) > limit:
         page = rows[:limit]
-        return page, encode_cursor(page[-1].occurred_at, page[-1].id)
+        return page, encode_cursor(_iso_text(page[-1][1]), page[-1][0])
     return rows, None
 
 
