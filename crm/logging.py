@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,10 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# One encoder for every line (``json.dumps`` with options builds a new one per call).
+_JSON_LINE = json.JSONEncoder(default=str, ensure_ascii=False)
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id, job_id, the request fields
     when present, and the exception as text. Newlines inside are escaped, so a line is a record."""
@@ -93,7 +98,7 @@ class JSONFormatter(logging.Formatter):
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _JSON_LINE.encode(out)
 
 
 class TextFormatter(logging.Formatter):
@@ -101,6 +106,18 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        # The date and time to the second is the same for every line of that second: formatted once.
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        known, text = self._second
+        if known != second:
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, text)
+        return f"{text},{int(record.msecs):03d}"  # logging's default_msec_format, "%s,%03d"
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

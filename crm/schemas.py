@@ -218,8 +218,33 @@ def load_body(schema: Schema, **kwargs: Any) -> Any:
     return schema.load(data, **kwargs)
 
 
-def load_args(schema: Schema) -> Any:
-    """Query-string args; repeated params (``channel=a&channel=b``) become lists for List fields."""
+# Loaded query args of the schemas ``load_args(..., pure=True)`` is asked for, by schema and query string.
+_PURE_LOADS: dict[tuple[Schema, bytes], dict[str, Any]] = {}
+_PURE_LOADS_MAX = 512
+_PURE_QUERY_MAX = 256  # bytes: longer query strings are loaded every time
+
+
+def load_args(schema: Schema, *, pure: bool = False) -> Any:
+    """Query-string args; repeated params (``channel=a&channel=b``) become lists for List fields.
+
+    ``pure=True`` for a schema whose load depends on the query string alone (no clock, no request
+    state in its validators): a query string loaded before is not loaded again (the timeline's
+    ``?limit=50`` on every request); the caller gets its own copy. A refused query string is not kept:
+    it is refused again, the same way."""
+    if pure:
+        key = (schema, request.query_string)
+        known = _PURE_LOADS.get(key)
+        if known is None:
+            known = _load_args(schema)
+            if len(key[1]) <= _PURE_QUERY_MAX:
+                if len(_PURE_LOADS) >= _PURE_LOADS_MAX:
+                    _PURE_LOADS.clear()
+                _PURE_LOADS[key] = known
+        return {name: value.copy() if isinstance(value, list | dict) else value for name, value in known.items()}
+    return _load_args(schema)
+
+
+def _load_args(schema: Schema) -> Any:
     data: dict[str, Any] = {}
     for key in request.args:
         field = schema.fields.get(key)

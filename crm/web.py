@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -237,12 +238,49 @@ def _loggable_path() -> str:
     if rule is None:
         return request.path[:200]
     args = request.view_args or {}
+    parts = []
+    for literal, name in _route_parts(rule.rule):
+        parts.append(literal)
+        if name is not None:
+            value = args.get(name)
+            parts.append(str(value) if isinstance(value, int) else f"<{name}>")
+    return "".join(parts)
 
-    def part(match: re.Match[str]) -> str:
-        value = args.get(match.group(1))
-        return str(value) if isinstance(value, int) else f"<{match.group(1)}>"
 
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", part, rule.rule)
+_ROUTE_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+@lru_cache(maxsize=2048)
+def _route_parts(rule: str) -> tuple[tuple[str, str | None], ...]:
+    """A route split once into (text before a parameter, the parameter's name or None at the end)."""
+    out: list[tuple[str, str | None]] = []
+    at = 0
+    for match in _ROUTE_PARAMETER.finditer(rule):
+        out.append((rule[at:match.start()], match.group(1)))
+        at = match.end()
+    out.append((rule[at:], None))
+    return tuple(out)
+
+
+def _cache_ensure_sync(app: Flask) -> None:
+    """Flask asks ``inspect.iscoroutinefunction`` about every hook and view on every request (ten or more
+    calls a request); the answer for a given function never changes, so it is kept (plain functions and
+    methods: the hooks, views and error handlers, a bounded number)."""
+    ensure_sync = app.ensure_sync
+    known: dict[Any, Any] = {}
+
+    def cached(func: Any) -> Any:
+        try:
+            return known[func]
+        except KeyError:
+            sync = ensure_sync(func)
+            if len(known) < 4096:
+                known[func] = sync
+            return sync
+        except TypeError:  # an unhashable callable
+            return ensure_sync(func)
+
+    app.ensure_sync = cached  # type: ignore[method-assign]
 
 
 def register_lifecycle(app: Flask) -> None:
@@ -255,6 +293,7 @@ def register_lifecycle(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     register_converters(app)
     app.session_interface = CookieSessions()
+    _cache_ensure_sync(app)
 
     def _request_id() -> None:
         # An incoming id is kept when it is printable ASCII of at most 200 characters, else replaced.
@@ -295,10 +334,13 @@ def register_lifecycle(app: Flask) -> None:
             response.headers["X-Request-ID"] = rid
         started = g.get("crm_request_started")
         duration = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
-        path = _loggable_path()
-        request_log.info("%s %s %s", request.method, path, response.status_code,
-                         extra={"method": request.method, "path": path, "status": response.status_code,
-                                "duration_ms": duration})
+        if request_log.isEnabledFor(logging.INFO):
+            # As ``request_log.info`` would, without looking up the caller's file and line in the stack
+            # (no format writes them): the same record through the same filters and handlers.
+            path, method, status = _loggable_path(), request.method, response.status_code
+            request_log.handle(request_log.makeRecord(
+                request_log.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status), None,
+                extra={"method": method, "path": path, "status": status, "duration_ms": duration}))
         return response
 
     @app.teardown_request

@@ -34,7 +34,7 @@ def hcp_timeline(hcp_id: int):
     opaque keyset cursor. `channel`, `kind` and `product` may repeat; `since` is inclusive, `until`
     exclusive. Items the caller may not read in full keep their date, channel, kind and owning role and
     say why the rest is withheld."""
-    args = load_args(TIMELINE_QUERY)
+    args = load_args(TIMELINE_QUERY, pure=True)
     items, next_cursor = queries.timeline_page(
         db.session, viewer(), hcp_id, filters_from_args(args), args["limit"], args["cursor"]
     )
@@ -61,7 +61,7 @@ def hcp_fatigue(hcp_id: int):
 def feed():
     """The same items, redaction and paging as the timeline, across all HCPs; `territory` (code),
     `profession` and `specialty` match any participant."""
-    args = load_args(FEED_QUERY)
+    args = load_args(FEED_QUERY, pure=True)
     items, next_cursor = queries.feed_page(db.session, viewer(), filters_from_args(args), args["limit"],
                                            args["cursor"])
     return page(items, next_cursor)
