@@ -1,0 +1,127 @@
+"""Where the server time of one timeline request goes (issue 15 item 1): the request of
+``benchmarks.request_path`` (``GET /api/v1/hcps/1/timeline?limit=50``, field rep, bearer token) run through
+the CRM's WSGI app in this process, without gunicorn or sockets, on the same SQLite data set.
+
+Prints the CPU time per request (and the hello world's, in this process too), then a cProfile of
+``--requests`` requests with the time spent inside each part of the stack (a function's own time,
+grouped by the package or module it belongs to). cProfile slows Python code down more than C code (the
+SQLite driver, orjson), so the shares are indicative; the first figure is the one without the profiler.
+
+    python -m benchmarks.request_profile [--requests N] [--limit N] [--top N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+from benchmarks import request_path
+
+GROUPS = (  # (label, what a profiled function's file name or C function name contains), first match wins
+    ("SQLite (the driver's execute and fetchall: the SQL itself)", ("sqlite3.Cursor", "sqlite3.Connection")),
+    ("orjson (the response body)", ("orjson",)),
+    ("crm.timeline (page query parameters, items)", ("/crm/timeline/",)),
+    ("crm.access (decide, redact, log reads)", ("/crm/access/",)),
+    ("crm.db (driver statements, transaction modes)", ("/crm/db.py",)),
+    ("crm.auth (bearer token, viewer)", ("/crm/auth/",)),
+    ("crm.web and crm.logging (request boundary: id, log line, headers, commit decision)",
+     ("/crm/web.py", "/crm/logging.py", "/crm/schemas.py")),
+    ("SQLAlchemy (session, connection, pool, events)", ("/sqlalchemy/",)),
+    ("Flask-SQLAlchemy (scoped session, binds)", ("/flask_sqlalchemy/",)),
+    ("Flask, Werkzeug, Flask-Login, Flask-WTF (request, routing, response, hooks)",
+     ("/flask/", "/werkzeug/", "/flask_login/", "/flask_wtf/", "/blinker/", "/itsdangerous/")),
+    ("marshmallow (query string)", ("/marshmallow/",)),
+    ("logging (standard library)", ("/logging/",)),
+)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.request_profile", description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests measured and profiled (default 2,000)")
+    parser.add_argument("--limit", type=int, default=50, help="items per timeline page (default 50)")
+    parser.add_argument("--rows", type=int, default=100_000, help="interactions in the data set (default 100,000)")
+    parser.add_argument("--top", type=int, default=0, help="also print the N functions with most own time")
+    return parser.parse_args(argv)
+
+
+def environ(path: str, query: str, token: str | None) -> dict[str, Any]:
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
+           "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+           "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr, "wsgi.multithread": False,
+           "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0),
+           "HTTP_HOST": "127.0.0.1:8000", "REMOTE_ADDR": "127.0.0.1"}
+    if token:
+        env["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return env
+
+
+def cpu_per_request(app: Any, env: dict[str, Any], n: int) -> float:
+    statuses: list[str] = []
+
+    def start_response(status: str, _headers: Any, _exc: Any = None) -> None:
+        statuses.append(status)
+
+    def one() -> None:
+        b"".join(app(dict(env, **{"wsgi.input": io.BytesIO(b"")}), start_response))
+
+    for _ in range(200):  # warm-up: imports, statements compiled, connections
+        one()
+    if not statuses[-1].startswith("200"):
+        raise SystemExit(f"the request answered {statuses[-1]}")
+    started = time.process_time()
+    for _ in range(n):
+        one()
+    return (time.process_time() - started) / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    request_path.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("CRM_INSTANCE_PATH", str(request_path.DATA_DIR / "instance"))
+    url = request_path.prepare(argparse.Namespace(rows=args.rows))
+    os.environ.update({"CRM_DATABASE_URL": url, "CRM_ENV": "development"})
+    from benchmarks.hello_app import app as hello
+    from crm import create_app
+
+    crm = create_app()
+    real_stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # the request log line, as in the benchmark
+    try:
+        env = environ("/api/v1/hcps/1/timeline", f"limit={args.limit}", request_path.TOKEN)
+        crm_cpu = cpu_per_request(crm, env, args.requests)
+        hello_cpu = cpu_per_request(hello, environ("/", "", None), args.requests)
+        profile = cProfile.Profile()
+        profile.runcall(cpu_per_request, crm, env, args.requests)
+    finally:
+        sys.stderr.close()
+        sys.stderr = real_stderr
+    stats = pstats.Stats(profile)
+    own: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{filename} {name}"
+        label = next((label for label, keys in GROUPS if any(k in where for k in keys)), "other (Python, C builtins)")
+        own[label] += tottime
+        total += tottime
+    print(f"CPU per request in this process (no gunicorn, no sockets), {args.requests:,} requests, "
+          f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}:")
+    print(f"  timeline ?limit={args.limit}: {crm_cpu * 1e6:.0f} us; hello world: {hello_cpu * 1e6:.0f} us\n")
+    print("| part of the stack (own time of its functions, under cProfile) | share |")
+    print("|---|---|")
+    for label, seconds in sorted(own.items(), key=lambda kv: -kv[1]):
+        print(f"| {label} | {seconds / total * 100:.0f}% |")
+    if args.top:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
+        print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
