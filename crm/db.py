@@ -587,10 +587,9 @@ class DriverStatement:
             return tuple(values)
         return {name: value for (name, *_rest), value in zip(self._binds, values, strict=True)}
 
-    def rows(self, session: DbSession, params: dict[str, Any]) -> list[Any]:
-        """Run with ``params`` (by bind name) in ``session``'s transaction; every row, as the driver
-        returns them. Flush first when the session may hold pending writes the rows must include."""
-        conn = as_session(session).connection()
+    def rows(self, conn: Any, params: dict[str, Any]) -> list[Any]:
+        """Run with ``params`` (by bind name) on ``conn`` (a session's ``connection()``, in its
+        transaction); every row, as the driver returns them."""
         parameters = self.parameters(params)
         cursor = conn.connection.cursor()
         try:
@@ -607,14 +606,21 @@ class DriverStatement:
 _driver_statements: weakref.WeakKeyDictionary[Any, dict[Any, DriverStatement | None]] = weakref.WeakKeyDictionary()
 
 
-def driver_statement(dialect: Any, key: Any, build: Callable[[], Any]) -> DriverStatement | None:
-    """The ``DriverStatement`` of ``build()`` for ``dialect``, compiled on first use and kept per dialect
-    under ``key`` (None when the statement cannot run that way: run it through SQLAlchemy)."""
+def driver_rows(session: DbSession, key: Any, build: Callable[[str], Any], params: dict[str, Any]) -> list[Any]:
+    """Every row of the SELECT ``build(dialect name)`` with ``params``, in ``session``'s transaction, as the
+    driver returns them: through its ``DriverStatement``, compiled on first use and kept per dialect
+    under ``key`` (``build`` must give the same statement for the same key), or through SQLAlchemy when
+    it cannot run that way (expanding parameters). Flush first when the session may hold pending writes
+    the rows must include."""
+    conn = as_session(session).connection()
+    dialect = conn.dialect
     known = _driver_statements.get(dialect)
     if known is None:
         known = _driver_statements[dialect] = {}
     try:
-        return known[key]
+        statement = known[key]
     except KeyError:
-        found = known[key] = DriverStatement.of(build(), dialect)
-        return found
+        statement = known[key] = DriverStatement.of(build(dialect.name), dialect)
+    if statement is None:
+        return list(conn.execute(build(dialect.name), params).all())
+    return statement.rows(conn, params)

@@ -14,7 +14,7 @@ from sqlalchemy import Select, String, and_, bindparam, cast, func, or_, select
 from crm.access.policy import ROLES, Viewer
 from crm.audit import services as audit
 from crm.auth.models import ApiToken, LoginAttempt, User, WebSession
-from crm.db import DbSession, as_session, driver_statement, keep_on_error, utcnow
+from crm.db import DbSession, as_session, driver_rows, keep_on_error, utcnow
 from crm.errors import Invalid, TooManyAttempts, Unauthorized
 from crm.hcps.models import Territory, UserTerritoryAssignment
 from crm.security.crypto import blind_index
@@ -173,13 +173,9 @@ def viewer_for_token(session: DbSession, raw: str) -> Viewer:
     (``crm.auth.context.actor`` loads the User when a request needs it)."""
     real = as_session(session)
     real.flush()  # as autoflush would: a revocation earlier in this transaction counts
-    dialect = real.get_bind().dialect
-    params = {"token_hash": token_hash(raw), "now": utcnow()}
     # Compiled once and run on the driver's cursor (crm.db.DriverStatement): every API request runs it.
-    statement = driver_statement(dialect, "token_viewer", lambda: _token_viewer_statement(dialect.name))
-    if statement is None:  # pragma: no cover - it has no parameter a DriverStatement refuses
-        raise RuntimeError("the token's viewer statement does not compile for the driver")
-    rows = statement.rows(real, params)
+    rows = driver_rows(real, "token_viewer", _token_viewer_statement,
+                       {"token_hash": token_hash(raw), "now": utcnow()})
     row = rows[0] if rows else None
     if row is None:
         raise Unauthorized(_TOKEN_REFUSED)

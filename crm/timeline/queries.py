@@ -40,7 +40,7 @@ from sqlalchemy.orm import aliased
 from crm.access.policy import ROLE_LABELS, SEES_SUPERSEDED, Viewer
 from crm.access.reads import SENSITIVITIES, Redaction, Shape, Sight, read_record, read_records, visible_content
 from crm.auth.models import User
-from crm.db import DbSession, DriverStatement, StoredJSON, driver_statement, iso_z, utcnow
+from crm.db import DbSession, StoredJSON, driver_rows, iso_z, utcnow
 from crm.errors import NotFound
 from crm.hcps.models import HCP, Territory
 from crm.schemas import decode_cursor, encode_cursor
@@ -240,16 +240,12 @@ def _item_columns(dialect: str) -> tuple[Any, ...]:
             type_coerce(i.consent_gap, Integer) if not postgresql else i.consent_gap, hcp_ids, skus)
 
 
-def _fetch_items(session: DbSession, stmt: Select[Any], params: dict[str, Any],
-                 driver: DriverStatement | None = None) -> list[ItemRow]:
-    """Run a page query on the session's connection: rows as the driver returns them, without the ORM's
-    result machinery or per-row type processors (``_item_columns``); ``_dump_item`` reads them as they
-    are. ``driver``: the same statement compiled for the driver's cursor (``crm.db.DriverStatement``),
-    when it can run that way."""
+def _fetch_items(session: DbSession, key: Any, stmt: Select[Any], params: dict[str, Any]) -> list[ItemRow]:
+    """Run a page query in the session's transaction: rows as the driver returns them, straight from its
+    cursor (``crm.db.driver_rows``, the statement compiled once per ``key``), without the ORM's result
+    machinery or per-row type processors (``_item_columns``); ``_dump_item`` reads them as they are."""
     session.flush()  # what autoflush would do: the page must include this transaction's own writes
-    if driver is not None:
-        return driver.rows(session, params)
-    return list(session.connection().execute(stmt, params).all())
+    return driver_rows(session, key, lambda _dialect: stmt, params)
 
 
 _EMPTY_JSON = frozenset({None, "{}", "null"})
@@ -380,9 +376,7 @@ def timeline_page(
         filters = replace(filters, territory=None, profession=None, specialty=None)
     shape, params = _shape(session, viewer, filters, cursor, limit)
     params["hcp_id"] = hcp_id
-    stmt = _timeline_statement(shape)
-    driver = driver_statement(session.get_bind().dialect, shape, lambda: stmt)
-    rows, next_cursor = _page(_fetch_items(session, stmt, params, driver), limit)
+    rows, next_cursor = _page(_fetch_items(session, ("timeline", shape), _timeline_statement(shape), params), limit)
     return read_records(session, viewer, rows, _for_hcp(hcp_id)), next_cursor
 
 
@@ -404,7 +398,7 @@ def feed_page(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of the interaction feed across all HCPs, newest first, redacted like the timeline."""
     shape, params = _shape(session, viewer, filters, cursor, limit)
-    rows, next_cursor = _page(_fetch_items(session, _feed_statement(shape), params), limit)
+    rows, next_cursor = _page(_fetch_items(session, ("feed", shape), _feed_statement(shape), params), limit)
     return read_records(session, viewer, rows, ITEM_SHAPE), next_cursor
 
 
@@ -438,7 +432,7 @@ def get_item(session: DbSession, viewer: Viewer, interaction_id: int) -> dict[st
     correction): it exists, and existing objects are not hidden behind a 404.
     """
     stmt = _item_statement(session.get_bind().dialect.name)
-    rows = _fetch_items(session, stmt, {"interaction_id": interaction_id})
+    rows = _fetch_items(session, "item", stmt, {"interaction_id": interaction_id})
     if not rows:
         raise NotFound(f"There is no interaction with id {interaction_id}.")
     return read_record(session, viewer, rows[0], ITEM_SHAPE)
