@@ -552,8 +552,12 @@ class DriverStatement:
     ``after_cursor_execute`` listeners (statement counts in tests, the write tracker), and a driver
     error is raised as SQLAlchemy raises it (``DBAPIError`` subclasses, ``handle_error`` listeners, a
     lost connection invalidated). Bound values go through their types' bind processors, as SQLAlchemy
-    would send them. Statements with expanding (``IN``) or literal-execute parameters are refused:
-    ``DriverStatement.of`` returns None for them and the caller runs them the usual way."""
+    would send them. Statements with expanding (``IN``), literal-execute or callable parameters are
+    refused: ``DriverStatement.of`` returns None for them and ``driver_rows`` runs them through SQLAlchemy.
+    (It reads the compiled statement's bind processors, ``SQLCompiler._bind_processors``, and runs the
+    cursor through ``Connection._cursor_execute``, SQLAlchemy's own path for statements it runs on a
+    cursor itself, with its ``_handle_dbapi_exception``: private names, which tests/test_request_path.py
+    checks against every SQLAlchemy upgrade.)"""
 
     __slots__ = ("sql", "_binds", "_positional")
 
@@ -564,7 +568,9 @@ class DriverStatement:
         processors = compiled._bind_processors
         by_name: dict[str, tuple[str, Any, Any]] = {}
         for bind, name in compiled.bind_names.items():
-            fixed = _MISSING if bind.required or bind.callable is not None else bind.value
+            if bind.callable is not None:
+                raise ValueError("a DriverStatement takes no parameter whose value is computed at execution")
+            fixed = _MISSING if bind.required else bind.value
             by_name[name] = (bind.key, fixed, processors.get(name))
         self.sql: str = compiled.string
         self._positional = bool(compiled.positional)

@@ -250,3 +250,41 @@ def test_stored_json_compares_as_its_value():
     assert StoredJSON('{"a": 1}') == {"a": 1}
     assert StoredJSON('{"a": 1}') == StoredJSON('{"a":1}')
     assert StoredJSON("{}") != {"a": 1}
+
+
+def test_driver_rows_are_the_rows_sqlalchemy_returns(factory, db):
+    """A statement run on the driver's cursor (crm.db.driver_rows) sends the same bound values (a time
+    through its type's bind processor) and returns the same rows as SQLAlchemy; one with an expanding
+    parameter, which cannot run that way, goes through SQLAlchemy and returns the same rows too."""
+    from sqlalchemy import bindparam
+
+    from crm.db import DriverStatement, driver_rows
+    from crm.timeline.models import Interaction
+
+    hcp, _rep = _timeline_world(factory, db)
+    by_time = (select(Interaction.id, Interaction.kind)
+               .where(Interaction.occurred_at >= bindparam("since", type_=Interaction.occurred_at.type))
+               .order_by(Interaction.id))
+    params = {"since": utc(2026, 1, 5, 9, 30)}
+    expected = [tuple(r) for r in db.execute(by_time, params).all()]
+    assert expected and driver_rows(db, "test-by-time", lambda _d: by_time, params) == expected
+    assert driver_rows(db, "test-by-time", lambda _d: by_time, {"since": utc(2026, 1, 6)}) == []
+    by_kind = select(Interaction.id).where(Interaction.kind.in_(bindparam("kinds", expanding=True)))
+    assert DriverStatement.of(by_kind, db.get_bind().dialect) is None
+    assert driver_rows(db, "test-by-kind", lambda _d: by_kind, {"kinds": ["visit.submitted"]}) == [
+        tuple(r) for r in db.execute(by_kind, {"kinds": ["visit.submitted"]}).all()]
+
+
+def test_a_driver_statement_error_is_raised_as_sqlalchemy_raises_it(db):
+    """A driver error on the cursor path is SQLAlchemy's DBAPIError (the handle_error listeners ran), and
+    the session can roll back and go on."""
+    from sqlalchemy import Column, Integer, MetaData, Table
+    from sqlalchemy.exc import DBAPIError
+
+    from crm.db import driver_rows
+
+    missing = Table("no_such_table_here", MetaData(), Column("id", Integer))
+    with pytest.raises(DBAPIError):
+        driver_rows(db, "test-missing", lambda _d: select(missing.c.id), {})
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(SensitiveRead)) == 0
