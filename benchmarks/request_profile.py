@@ -7,7 +7,9 @@ Prints the CPU time per request (and the hello world's, in this process too), th
 grouped by the package or module it belongs to). cProfile slows Python code down more than C code (the
 SQLite driver, orjson), so the shares are indicative; the first figure is the one without the profiler.
 
-    python -m benchmarks.request_profile [--requests N] [--limit N] [--top N]
+    python -m benchmarks.request_profile [--requests N] [--limit N] [--top N] [--no-write]
+
+Writes the table to the "Request path" section of docs/performance.md (its own subsection).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import defaultdict
 from typing import Any
 
 from benchmarks import request_path
+from benchmarks.report import write_subsection
 
 GROUPS = (  # (label, what a profiled function's file name or C function name contains), first match wins
     ("SQLite (the driver's execute and fetchall: the SQL itself)", ("sqlite3.Cursor", "sqlite3.Connection")),
@@ -48,6 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=50, help="items per timeline page (default 50)")
     parser.add_argument("--rows", type=int, default=100_000, help="interactions in the data set (default 100,000)")
     parser.add_argument("--top", type=int, default=0, help="also print the N functions with most own time")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     return parser.parse_args(argv)
 
 
@@ -81,6 +85,27 @@ def cpu_per_request(app: Any, env: dict[str, Any], n: int) -> float:
     return (time.process_time() - started) / n
 
 
+def raw_sql_cpu(url: str, limit: int, n: int) -> float:
+    """CPU per run of the page's statement alone, hand-written, on a sqlite3 connection of its own (the
+    floor: what the database does for the page, without any Python around it)."""
+    import sqlite3
+
+    from benchmarks.timeline import RAW_PAGE
+
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    conn.execute("PRAGMA cache_size=-32000")  # as crm.db sets it
+    sql = RAW_PAGE.format(ph="?", keyset="", limit=limit + 1, agg="group_concat", sep="CHAR(31)")
+    try:
+        for _ in range(200):
+            conn.execute(sql, (1,)).fetchall()
+        started = time.process_time()
+        for _ in range(n):
+            conn.execute(sql, (1,)).fetchall()
+        return (time.process_time() - started) / n
+    finally:
+        conn.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     request_path.DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -96,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         env = environ("/api/v1/hcps/1/timeline", f"limit={args.limit}", request_path.TOKEN)
         crm_cpu = cpu_per_request(crm, env, args.requests)
         hello_cpu = cpu_per_request(hello, environ("/", "", None), args.requests)
+        sql_cpu = raw_sql_cpu(url, args.limit, args.requests)
         profile = cProfile.Profile()
         profile.runcall(cpu_per_request, crm, env, args.requests)
     finally:
@@ -109,13 +135,26 @@ def main(argv: list[str] | None = None) -> int:
         label = next((label for label, keys in GROUPS if any(k in where for k in keys)), "other (Python, C builtins)")
         own[label] += tottime
         total += tottime
-    print(f"CPU per request in this process (no gunicorn, no sockets), {args.requests:,} requests, "
-          f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}:")
-    print(f"  timeline ?limit={args.limit}: {crm_cpu * 1e6:.0f} us; hello world: {hello_cpu * 1e6:.0f} us\n")
-    print("| part of the stack (own time of its functions, under cProfile) | share |")
-    print("|---|---|")
-    for label, seconds in sorted(own.items(), key=lambda kv: -kv[1]):
-        print(f"| {label} | {seconds / total * 100:.0f}% |")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    rows = "".join(f"| {label} | {seconds / total * 100:.0f}% |\n"
+                   for label, seconds in sorted(own.items(), key=lambda kv: -kv[1]))
+    text_out = f"""`python -m benchmarks.request_profile` (issue 15 item 1): the request of the benchmark above run
+{args.requests:,} times through the CRM's WSGI app in one process (no gunicorn, no sockets; the request log
+line written to /dev/null), on the same data set. Load average at the end: {load} (1, 5, 15 min).
+
+CPU per request in process: timeline `?limit={args.limit}` {crm_cpu * 1e6:.0f} us, Flask's hello world
+{hello_cpu * 1e6:.0f} us; the page's statement alone, hand-written on a sqlite3 connection: {sql_cpu * 1e6:.0f} us
+(the token's statement: a few us). Under gunicorn both cost more (the table above): the parsing and the socket, and
+a cold processor cache for each request, which the larger request pays more for.
+
+| part of the stack (own time of its functions under cProfile, which slows Python more than C) | share |
+|---|---|
+{rows}"""
+    print(text_out)
+    if not args.no_write:
+        write_subsection("Request path", request_path.INTRO, "Where a timeline request's time goes (in process)",
+                         text_out)
+        print("written to docs/performance.md")
     if args.top:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)

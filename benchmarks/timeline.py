@@ -458,10 +458,13 @@ Two raw-SQL baselines run through the DBAPI cursor, without SQLAlchemy: "full pa
 as `timeline_page`'s, hand-written, fetching the same rows (the fair baseline for "the raw SQL that fetches
 the same page"); "page ids" is only the keyset scan that selects the page's ids (the floor: no row data at
 all). On PostgreSQL, psycopg prepares a statement on the server after its fifth run, for both paths alike.
-Their difference is the cost of the data; the rest of the gap is SQLAlchemy's statement handling and
-building the redacted items in Python. The page's columns carry no result type processors (issue 15 item 2):
-the time comes back as stored text (formatted alike by PostgreSQL) and becomes the API's `...Z` form by a few
-string operations, and the stored JSON of `details` is passed through to the response unparsed.
+Their difference is the cost of the data; the rest of the gap is building the redacted items in Python
+(and the few steps between the session and the cursor). The page statement is compiled once per query
+shape and run on the DBAPI cursor of the session's connection (`crm.db.driver_rows`), like the raw
+baseline; its columns carry no result type processors (issue 15 item 2): the time comes back as stored
+text (formatted alike by PostgreSQL) and becomes the API's `...Z` form by a few string operations, the
+stored JSON of `details` is passed through to the response unparsed, and each item's dict is built in one
+pass from the driver's row.
 
 **Targets.** The page within 2x the raw SQL that fetches the same page, on both engines (issue 15 item 2;
 it was 3x before); the page at item 9,950 within 1.3x the first page (keyset pagination: depth must not
