@@ -196,8 +196,7 @@ def _shape(session: DbSession, viewer: Viewer, filters: TimelineFilters, cursor:
         "specialty": filters.specialty.strip().lower() if filters.specialty else None,
     }
     params.update({k: v for k, v in values.items() if v not in (None, [])})
-    seen = visible_content(viewer)
-    if "products" in params and len(seen) < len(SENSITIVITIES):
+    if "products" in params and len(seen := visible_content(viewer)) < len(SENSITIVITIES):
         # A filter on withheld content must not confirm it: an item whose products the viewer may not
         # see is not matched through them (it stays on the unfiltered timeline, redacted).
         params["products_seen"] = seen
