@@ -288,3 +288,32 @@ def test_a_driver_statement_error_is_raised_as_sqlalchemy_raises_it(db):
         driver_rows(db, "test-missing", lambda _d: select(missing.c.id), {})
     db.rollback()
     assert db.scalar(select(func.count()).select_from(SensitiveRead)) == 0
+
+
+def test_query_strings_loaded_once_are_the_callers_own_copy(app):
+    """``load_args(..., pure=True)`` keeps a loaded query string; each caller gets its own copy, and a
+    refused query string is refused every time."""
+    from marshmallow import ValidationError
+
+    from crm.schemas import load_args
+    from crm.timeline.schemas import TimelineQuerySchema
+
+    schema = TimelineQuerySchema()
+    for _ in range(2):
+        with app.test_request_context("/?channel=visit&channel=email&limit=5"):
+            args = load_args(schema, pure=True)
+            assert args["channel"] == ["visit", "email"] and args["limit"] == 5
+            args["channel"].append("survey")  # the caller's own list
+        with app.test_request_context("/?limit=0"), pytest.raises(ValidationError):
+            load_args(schema, pure=True)
+
+
+def test_an_api_request_without_a_cookie_sets_none_and_a_sign_in_still_does(api, client, factory, db):
+    hcp, rep = _timeline_world(factory, db)
+    response = api(rep).get(f"/api/v1/hcps/{hcp.id}/timeline")
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+    assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Frame-Options"] == "DENY"
+    from tests.conftest import AuthActions
+
+    assert AuthActions(client).login(rep).status_code == 302
+    assert client.get_cookie(client.application.config["SESSION_COOKIE_NAME"]) is not None
