@@ -177,6 +177,19 @@ def _fresh(name: str, workdir: Path, rows: int, scheme: str, pg_url: str) -> str
     return f"sqlite:///{db_file}"
 
 
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database of ``url`` when it does not exist yet (a fresh machine has only ``postgres``)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}).scalar():
+            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+
+
 def one_round(name: str, path: Path, rows: int, round_no: int, workdir: Path, pg_url: str) -> dict:
     """Floor, Fernet import, AES-GCM import and its re-import; the order alternates between rounds."""
     out: dict = {}
@@ -223,6 +236,8 @@ def main() -> None:
             key_file.write_text(generate_key(scheme))
     os.environ["BENCH_KEY_DIR"] = str(args.workdir)
     databases = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    if "postgresql" in databases:
+        ensure_database(args.pg_url)
     for rows in sizes:
         path = args.workdir / f"nppes-{rows}.csv"
         t = time.perf_counter()
@@ -334,7 +349,9 @@ def write_doc(results: list[dict]) -> None:
         "(AES-CBC, a separate HMAC pass, padding); the Fernet / AES-GCM columns show what that is worth for "
         "the whole import. On "
         "PostgreSQL part of the importer's wall time is the server's work (index and foreign-key maintenance "
-        "of the HCP, identifier and fingerprint rows). Peak memory is the interpreter and the application, "
+        "of the HCP, identifier and fingerprint rows: about 18 us per row each for the COPY of `hcps` and of "
+        "`hcp_identifiers`); a batch's COMMIT there does not wait for the disk (docs/masterdata.md). "
+        "Peak memory is the interpreter and the application, "
         "SQLite's page cache (it fills up to its 32 MB per connection as the database grows, then stays), a "
         "few batches in the importer and the reader; none grows with the file beyond that. "
         "The re-import hashes each row without splitting its fields, compares "

@@ -217,7 +217,8 @@ def _page_client(app, user):
 
 def _numbers(html: str) -> list[str]:
     main = html[html.find("<main"):]
-    return re.findall(r"<td>([^<]*)</td>", main)
+    # every table cell's text, links and other markup taken off (a link a role may not follow is left out)
+    return [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td>(.*?)</td>", main, flags=re.S)]
 
 
 def test_every_role_sees_the_same_figures_and_never_restricted_content(app, api, world, db):
@@ -252,6 +253,23 @@ def test_the_page_shows_every_chart_with_its_table_csv_and_glossary_link(app, wo
         assert f"/glossary#{anchor}" in html
         assert anchor.removeprefix("kpi-").replace("-", "_") in KPI_BY_KEY
     assert 'value="2026-01-05"' in html and 'value="2026-02-01"' in html
+
+
+def test_a_rep_sees_every_plan_s_figures_but_links_only_to_plans_of_own_territories(app, world, db):
+    marketer = world["people"]["marketer"]
+    plans = {code: plan_services.create_plan(db, marketer, viewer_of(marketer), {
+        "name": f"Plan {code}", "cycle_start": date(2026, 1, 1), "cycle_end": date(2026, 3, 31),
+        "segment_id": None, "territory_codes": [code], "channel_goals": {"visit": 1},
+        "product_goals": [], "targets": []}) for code in ("IN-N", "IN-W")}
+    pages = {role: _page_client(app, world["people"][role]).get("/insights?since=2026-01-05&until=2026-02-01")
+             .get_data(as_text=True) for role in ("field_rep", "marketer")}
+    own, other = plans["IN-N"].id, plans["IN-W"].id
+    assert f'href="/plans/{own}">Plan IN-N</a>' in pages["field_rep"]
+    assert f'href="/plans/{other}"' not in pages["field_rep"] and "<td>Plan IN-W</td>" in pages["field_rep"]
+    assert f'href="/plans/{other}">Plan IN-W</a>' in pages["marketer"]
+    rep = _page_client(app, world["people"]["field_rep"])
+    assert rep.get(f"/plans/{other}").status_code == 403  # the link left out would have led here
+    assert _numbers(pages["field_rep"]) == _numbers(pages["marketer"])
 
 
 def test_the_page_defaults_to_the_last_13_weeks(app, world):
