@@ -6,11 +6,13 @@ import json
 import os
 import sqlite3
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
@@ -438,6 +440,86 @@ def insert_ignoring_conflicts(
         sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
         out += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(flat))]
     return out
+
+
+def insert_driver_rows(
+    session: DbSession,
+    table: Any,
+    keys: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    conflict_columns: list[str],
+    returning: list[str],
+    *,
+    json_keys: Collection[str] = (),
+) -> list[tuple[Any, ...]]:
+    """``insert_ignoring_conflicts`` for rows already in the driver's form, for the hot bulk writers
+    (the email webhook, ``record_interactions``) that build their parameters straight from their input:
+    one tuple per row in the order of ``keys``, times as ``driver_time`` gives them, JSON columns
+    (``json_keys``) as JSON text (``dump_json``), no other type processing (so no encrypted column
+    unless its values are already ciphertexts). Same statements and answer as
+    ``insert_ignoring_conflicts``."""
+    if not rows:
+        return []
+    conn = session.connection()
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    names = [quote(table.c[k].name) for k in keys]
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) "
+    tail = (f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING "
+            f"RETURNING {', '.join(quote(table.c[c].name) for c in returning)}")
+    out: list[tuple[Any, ...]] = []
+    if dialect.name == "postgresql":
+        # As insert_ignoring_conflicts: one binary array per column, unnested; JSON travels as text.
+        arrays = ", ".join(f"%b::{'TEXT' if k in json_keys else table.c[k].type.compile(dialect=dialect)}[]"
+                           for k in keys)
+        columns = ", ".join(f"c{i}::JSON" if k in json_keys else f"c{i}" for i, k in enumerate(keys))
+        aliases = ", ".join(f"c{i}" for i in range(len(keys)))
+        sql = f"{head}SELECT {columns} FROM unnest({arrays}) AS t({aliases}){tail}"  # noqa: S608
+        driver: Any = conn.connection.driver_connection
+        conn.info["crm_wrote"] = True  # past the statement events (wrote_nothing)
+        with driver.cursor() as cursor:  # the session's connection and transaction
+            for start in range(0, len(rows), 5000):
+                cursor.execute(sql, [list(values) for values in zip(*rows[start:start + 5000], strict=True)])
+                out += cursor.fetchall()
+        return out
+    if dialect.name != "sqlite":  # pragma: no cover - only the two supported engines
+        raise RuntimeError(f"insert_driver_rows does not support {dialect.name}")
+    one = "(" + ", ".join(["?"] * len(keys)) + ")"
+    per_statement = max(1, min(2000, _MAX_PARAMETERS // len(keys)))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
+        out += conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).fetchall()
+    return out
+
+
+def driver_time(dialect_name: str) -> Callable[[datetime], Any]:
+    """An aware time as the driver takes it for a ``UTCDateTime`` column, without the type's processing:
+    PostgreSQL takes the datetime itself, SQLite the UTC text ``UTCDateTime`` writes (the same text, so
+    times written either way compare and sort alike). Naive times are refused, as the type does."""
+    if dialect_name != "sqlite":
+        def aware(value: datetime) -> datetime:
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise NaiveDatetimeError("naive datetime refused: times must carry an offset")
+            return value
+        return aware
+
+    def text(value: datetime) -> str:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise NaiveDatetimeError("naive datetime refused: times must carry an offset")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return text
+
+
+def dump_json(value: Any) -> str:
+    """JSON text of a value for a JSON column (``insert_driver_rows``): orjson, compact; the standard
+    library for what orjson does not take (integers beyond 64 bits, a read-only mapping...)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value if not isinstance(value, Mapping) or isinstance(value, dict) else dict(value))
 
 
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, PostgreSQL 65,535

@@ -65,6 +65,42 @@ def loads_json(raw: str | bytes) -> Any:
     """Parse a JSON document as the API accepts it: standard JSON only (no NaN/Infinity), nested at most
     ``MAX_JSON_DEPTH`` deep, and no string holding a lone UTF-16 surrogate (``"\\ud800"``), which no
     database can store. Raises ``ValueError`` (``JSONRefused`` with a reason) otherwise."""
+    # orjson first (a webhook batch parses several times faster): it takes only UTF-8, refuses NaN and
+    # lone surrogates itself, and reads integers of 64 bits at most (larger ones would become floats,
+    # so a body with a long run of digits goes the standard library's way). Whatever it refuses is read
+    # again by the standard library, which then answers as it always did.
+    digits = _LONG_DIGITS.search(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+    if digits is None:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            _check_depth(data)
+            return data
+    return _loads_json_stdlib(raw)
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _check_depth(data: Any) -> None:
+    """``JSONRefused`` when ``data`` nests deeper than ``MAX_JSON_DEPTH``; only containers are visited."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if type(value) is dict:
+            value = value.values()
+        elif type(value) is not list:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise JSONRefused(f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+        depth += 1
+        stack.extend([(sub, depth) for sub in value if type(sub) is dict or type(sub) is list])
+
+
+def _loads_json_stdlib(raw: str | bytes) -> Any:
+    """``loads_json`` by the standard library (any encoding it detects, integers of any size)."""
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError as exc:

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import os
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -262,6 +262,15 @@ def blind_index(value: str | None, *, key: str | None = None) -> str | None:
         return None
     secret = (key or current_app.config["CRM_BLIND_INDEX_KEY"]).encode()
     return hmac.new(secret, normalise_email(value).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def blind_indexes(values: Iterable[str], *, key: str | None = None) -> dict[str, str]:
+    """``{value: blind_index(value)}`` for many values (a webhook batch's addresses), the key taken once;
+    blank values are left out."""
+    secret = (key or current_app.config["CRM_BLIND_INDEX_KEY"]).encode()
+    digest = hmac.digest
+    return {value: digest(secret, normalise_email(value).encode("utf-8"), "sha256").hex()
+            for value in values if value is not None and value.strip()}
 
 
 BLIND_INDEX_TYPE = String(64)

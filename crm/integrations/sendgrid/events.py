@@ -31,11 +31,17 @@ MAX_FUTURE = timedelta(hours=1)
 
 
 def _int_or_none(value: Any) -> int | None:
+    if type(value) is str:  # the custom arguments come back as strings
+        value = value.strip()
+        if value.isdecimal() and len(value) <= 12:
+            number = int(value)
+            return number if 0 < number <= ID_MAX else None
+        return None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value if 0 < value <= ID_MAX else None
-    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 12:
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 12:  # a str subclass
         number = int(value.strip())
         return number if 0 < number <= ID_MAX else None
     return None
@@ -45,25 +51,65 @@ def _text(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) and value.strip() else None
 
 
-def parse_event(item: Any, now: datetime, nul_possible: bool = True
-                ) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
+def parse_event(item: Any, now: datetime, nul_possible: bool = True,
+                times: dict[Any, datetime] | None = None) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
     """One event, or the reasons it cannot be used (field -> messages). ``nul_possible=False``: the body
-    holds no ``\\u0000`` escape, so no string of it holds a NUL (JSON text cannot carry a raw one)."""
-    if not isinstance(item, dict):
-        return None, {"_schema": ["Expected a JSON object."]}
+    holds no ``\\u0000`` escape, so no string of it holds a NUL (JSON text cannot carry a raw one).
+    ``times``: the instants of the timestamps read so far in this batch (they repeat), filled as it goes."""
+    if type(item) is not dict:
+        if not isinstance(item, dict):
+            return None, {"_schema": ["Expected a JSON object."]}
+    sg_event_id = item.get("sg_event_id")
+    event_type = item.get("event")
+    timestamp = item.get("timestamp")
+    occurred_at = times.get(timestamp) if times is not None and type(timestamp) in (int, float) else None
+    if (occurred_at is None or nul_possible or type(sg_event_id) is not str or type(event_type) is not str
+            or not _usable_id(sg_event_id) or not _usable_type(event_type)):
+        errors = _problems(item, now, nul_possible, sg_event_id, event_type, timestamp)
+        if errors:
+            return None, errors
+        occurred_at = datetime.fromtimestamp(timestamp, UTC)  # type: ignore[arg-type]
+        if times is not None:
+            times[timestamp] = occurred_at
+    email = item.get("email")
+    raw = item.copy()
+    for name in PERSONAL_FIELDS:
+        raw.pop(name, None)
+    get = item.get
+    return IncomingEmailEvent(
+        sg_event_id.strip(),  # type: ignore[union-attr]
+        event_type.strip(),  # type: ignore[union-attr]
+        occurred_at,
+        email.strip() or None if isinstance(email, str) else None,
+        _int_or_none(get("hcp_id")),
+        _int_or_none(get("campaign_id")),
+        _text(get("reason"), 500) or _text(get("response"), 500),
+        _text(get("type"), 40),
+        _text(get("url"), 2000),
+        raw,
+    ), {}
+
+
+def _usable_id(value: str) -> bool:
+    return len(value) <= MAX_ID_LENGTH and bool(value.strip()) and value.isprintable()
+
+
+def _usable_type(value: str) -> bool:
+    return bool(value.strip()) and value.isprintable()
+
+
+def _problems(item: dict[str, Any], now: datetime, nul_possible: bool, sg_event_id: Any, event_type: Any,
+              timestamp: Any) -> dict[str, list[str]]:
+    """Why an event cannot be used (field -> messages); empty when it can."""
     errors: dict[str, list[str]] = {}
     if nul_possible and has_nul(item):  # PostgreSQL stores no NUL in text
         errors["_schema"] = ["Must not contain a NUL character."]
-    sg_event_id = item.get("sg_event_id")
     if not isinstance(sg_event_id, str) or not sg_event_id.strip():
         errors["sg_event_id"] = ["Missing: every event needs its sg_event_id (the external id)."]
     elif len(sg_event_id) > MAX_ID_LENGTH or not sg_event_id.isprintable():
         errors["sg_event_id"] = [f"Must be printable text of at most {MAX_ID_LENGTH} characters."]
-    event_type = item.get("event")
     if not isinstance(event_type, str) or not event_type.strip() or not event_type.isprintable():
         errors["event"] = ["Missing: every event needs its type."]
-    timestamp = item.get("timestamp")
-    occurred_at = None
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp):
         errors["timestamp"] = ["Must be a number (Unix time in seconds)."]
     else:
@@ -74,21 +120,7 @@ def parse_event(item: Any, now: datetime, nul_possible: bool = True
         else:
             if timestamp <= 0 or occurred_at > now + MAX_FUTURE:
                 errors["timestamp"] = ["Not a plausible Unix time (before 1970 or in the future)."]
-    if errors or occurred_at is None:
-        return None, errors
-    email = item.get("email")
-    return IncomingEmailEvent(
-        sg_event_id=sg_event_id.strip(),  # type: ignore[union-attr]
-        platform_type=event_type.strip(),  # type: ignore[union-attr]
-        occurred_at=occurred_at,
-        email=email.strip() if isinstance(email, str) and email.strip() else None,
-        hcp_id=_int_or_none(item.get("hcp_id")),
-        campaign_id=_int_or_none(item.get("campaign_id")),
-        reason=_text(item.get("reason"), 500) or _text(item.get("response"), 500),
-        bounce_type=_text(item.get("type"), 40),
-        url=_text(item.get("url"), 2000),
-        raw={k: v for k, v in item.items() if k not in PERSONAL_FIELDS},
-    ), {}
+    return errors
 
 
 @dataclass(frozen=True)
@@ -123,8 +155,9 @@ def parse_batch(body: bytes, now: datetime) -> ParsedBatch:
                       errors={"_schema": ["Expected a JSON array."]})
     batch = ParsedBatch(received=len(data))
     nul_possible = b"\\u0000" in body
+    times: dict[Any, datetime] = {}
     for index, item in enumerate(data):
-        event, problems = parse_event(item, now, nul_possible)
+        event, problems = parse_event(item, now, nul_possible, times)
         if event is not None:
             batch.events.append(event)
             continue
