@@ -62,15 +62,20 @@ def parse_event(item: Any, now: datetime, nul_possible: bool = True,
     sg_event_id = item.get("sg_event_id")
     event_type = item.get("event")
     timestamp = item.get("timestamp")
-    occurred_at = times.get(timestamp) if times is not None and type(timestamp) in (int, float) else None
-    if (occurred_at is None or nul_possible or type(sg_event_id) is not str or type(event_type) is not str
-            or not _usable_id(sg_event_id) or not _usable_type(event_type)):
+    occurred_at = None
+    if (not nul_possible and type(sg_event_id) is str and type(event_type) is str and _usable_id(sg_event_id)
+            and _usable_type(event_type) and (type(timestamp) is int or type(timestamp) is float)):
+        # The common case, checked in a few steps: a plain positive timestamp clearly before the limit.
+        occurred_at = times.get(timestamp) if times is not None else None
+        if occurred_at is None and 0 < timestamp < (now + MAX_FUTURE).timestamp() - 1:
+            occurred_at = datetime.fromtimestamp(timestamp, UTC)
+            if times is not None:
+                times[timestamp] = occurred_at
+    if occurred_at is None:
         errors = _problems(item, now, nul_possible, sg_event_id, event_type, timestamp)
         if errors:
             return None, errors
         occurred_at = datetime.fromtimestamp(timestamp, UTC)  # type: ignore[arg-type]
-        if times is not None:
-            times[timestamp] = occurred_at
     email = item.get("email")
     raw = item.copy()
     for name in PERSONAL_FIELDS:
