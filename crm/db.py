@@ -485,12 +485,54 @@ def insert_driver_rows(
     if dialect.name != "sqlite":  # pragma: no cover - only the two supported engines
         raise RuntimeError(f"insert_driver_rows does not support {dialect.name}")
     one = "(" + ", ".join(["?"] * len(keys)) + ")"
+    fast = _sqlite_executemany(conn, table, keys, rows, head + "VALUES " + one + tail.split(" RETURNING ")[0],
+                               returning)
+    if fast is not None:
+        return fast
     per_statement = max(1, min(2000, _MAX_PARAMETERS // len(keys)))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start:start + per_statement]
         sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
         out += conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).fetchall()
     return out
+
+
+def _sqlite_executemany(conn: Any, table: Any, keys: Sequence[str], rows: list[tuple[Any, ...]], sql: str,
+                        returning: list[str]) -> list[tuple[Any, ...]] | None:
+    """SQLite: the rows through one prepared single-row statement (``executemany``, a third faster than a
+    multi-row ``VALUES ... RETURNING``), when the answer can be known without ``RETURNING``: every row was
+    inserted (no conflict skipped one; a writing SQLite transaction holds the write lock, so nobody else
+    inserts meanwhile), the returned columns are among the row's own values or are the integer primary
+    key, which SQLite then gave out in order after the largest one (checked: ``max(id)`` before and
+    after). Otherwise the savepoint is rolled back and ``None`` says: do it the general way."""
+    pk = [c.key for c in table.primary_key.columns]
+    generated = [c for c in returning if c not in keys]
+    if generated and (generated != pk or len(pk) != 1):
+        return None
+    quote = conn.dialect.identifier_preparer.quote
+    highest = f"SELECT max({quote(table.c[pk[0]].name)}) FROM {quote(table.name)}" if generated else ""  # noqa: S608
+    before = (conn.exec_driver_sql(highest).scalar() or 0) if generated else 0
+    conn.exec_driver_sql("SAVEPOINT crm_bulk_insert")
+    try:
+        done = conn.exec_driver_sql(sql, rows).rowcount == len(rows)
+        if done and generated:
+            done = (conn.exec_driver_sql(highest).scalar() or 0) == before + len(rows)
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK TO crm_bulk_insert")
+        conn.exec_driver_sql("RELEASE crm_bulk_insert")
+        raise
+    if not done:
+        conn.exec_driver_sql("ROLLBACK TO crm_bulk_insert")
+        conn.exec_driver_sql("RELEASE crm_bulk_insert")
+        return None
+    conn.exec_driver_sql("RELEASE crm_bulk_insert")
+    index = {k: i for i, k in enumerate(keys)}
+    if not generated:
+        if len(returning) == 1:
+            at = index[returning[0]]
+            return [(row[at],) for row in rows]
+        return [tuple(row[index[c]] for c in returning) for row in rows]
+    return [tuple(before + 1 + n if c == pk[0] else row[index[c]] for c in returning) for n, row in enumerate(rows)]
 
 
 def driver_time(dialect_name: str) -> Callable[[datetime], Any]:
