@@ -51,36 +51,42 @@ def _text(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) and value.strip() else None
 
 
-def parse_event(item: Any, now: datetime, nul_possible: bool = True,
-                times: dict[Any, datetime] | None = None) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
+def parse_event(item: Any, now: datetime, nul_possible: bool = True
+                ) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
     """One event, or the reasons it cannot be used (field -> messages). ``nul_possible=False``: the body
-    holds no ``\\u0000`` escape, so no string of it holds a NUL (JSON text cannot carry a raw one).
-    ``times``: the instants of the timestamps read so far in this batch (they repeat), filled as it goes."""
-    if type(item) is not dict:
-        if not isinstance(item, dict):
-            return None, {"_schema": ["Expected a JSON object."]}
-    sg_event_id = item.get("sg_event_id")
-    event_type = item.get("event")
-    timestamp = item.get("timestamp")
+    holds no ``\\u0000`` escape, so no string of it holds a NUL (JSON text cannot carry a raw one)."""
+    return _parse(item, now, (now + MAX_FUTURE).timestamp(), nul_possible, {})
+
+
+def _parse(item: Any, now: datetime, limit: float, nul_possible: bool, times: dict[Any, datetime]
+           ) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
+    """``parse_event`` with what a batch shares: ``limit``, the latest plausible Unix time (``now`` plus
+    ``MAX_FUTURE``), and ``times``, the instants of the timestamps read so far (filled as it goes)."""
+    if type(item) is not dict and not isinstance(item, dict):
+        return None, {"_schema": ["Expected a JSON object."]}
+    get = item.get
+    sg_event_id = get("sg_event_id")
+    event_type = get("event")
+    timestamp = get("timestamp")
     occurred_at = None
     if (not nul_possible and type(sg_event_id) is str and type(event_type) is str and _usable_id(sg_event_id)
             and _usable_type(event_type) and (type(timestamp) is int or type(timestamp) is float)):
         # The common case, checked in a few steps: a plain positive timestamp clearly before the limit.
-        occurred_at = times.get(timestamp) if times is not None else None
-        if occurred_at is None and 0 < timestamp < (now + MAX_FUTURE).timestamp() - 1:
-            occurred_at = datetime.fromtimestamp(timestamp, UTC)
-            if times is not None:
-                times[timestamp] = occurred_at
+        occurred_at = times.get(timestamp)
+        if occurred_at is None and 0 < timestamp < limit - 1:
+            occurred_at = times[timestamp] = datetime.fromtimestamp(timestamp, UTC)
     if occurred_at is None:
         errors = _problems(item, now, nul_possible, sg_event_id, event_type, timestamp)
         if errors:
             return None, errors
         occurred_at = datetime.fromtimestamp(timestamp, UTC)  # type: ignore[arg-type]
-    email = item.get("email")
+    email = get("email")
     raw = item.copy()
     for name in PERSONAL_FIELDS:
         raw.pop(name, None)
-    get = item.get
+    reason = get("reason")
+    bounce_type = get("type")
+    url = get("url")
     return IncomingEmailEvent(
         sg_event_id.strip(),  # type: ignore[union-attr]
         event_type.strip(),  # type: ignore[union-attr]
@@ -88,9 +94,9 @@ def parse_event(item: Any, now: datetime, nul_possible: bool = True,
         email.strip() or None if isinstance(email, str) else None,
         _int_or_none(get("hcp_id")),
         _int_or_none(get("campaign_id")),
-        _text(get("reason"), 500) or _text(get("response"), 500),
-        _text(get("type"), 40),
-        _text(get("url"), 2000),
+        (None if reason is None else _text(reason, 500)) or _text(get("response"), 500),
+        None if bounce_type is None else _text(bounce_type, 40),
+        None if url is None else _text(url, 2000),
         raw,
     ), {}
 
@@ -161,8 +167,9 @@ def parse_batch(body: bytes, now: datetime) -> ParsedBatch:
     batch = ParsedBatch(received=len(data))
     nul_possible = b"\\u0000" in body
     times: dict[Any, datetime] = {}
+    limit = (now + MAX_FUTURE).timestamp()
     for index, item in enumerate(data):
-        event, problems = parse_event(item, now, nul_possible, times)
+        event, problems = _parse(item, now, limit, nul_possible, times)
         if event is not None:
             batch.events.append(event)
             continue
