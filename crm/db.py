@@ -499,33 +499,38 @@ def insert_driver_rows(
 
 def _sqlite_executemany(conn: Any, table: Any, keys: Sequence[str], rows: list[tuple[Any, ...]], sql: str,
                         returning: list[str]) -> list[tuple[Any, ...]] | None:
-    """SQLite: the rows through one prepared single-row statement (``executemany``, a third faster than a
-    multi-row ``VALUES ... RETURNING``), when the answer can be known without ``RETURNING``: every row was
-    inserted (no conflict skipped one; a writing SQLite transaction holds the write lock, so nobody else
-    inserts meanwhile), the returned columns are among the row's own values or are the integer primary
-    key, which SQLite then gave out in order after the largest one (checked: ``max(id)`` before and
-    after). Otherwise the savepoint is rolled back and ``None`` says: do it the general way."""
+    """SQLite: the rows through one prepared single-row statement (``executemany``: no statement of
+    thousands of placeholders to build and parse, no rows to return), when the answer can be known without
+    ``RETURNING``: every row was inserted (no conflict skipped one; a writing SQLite transaction holds the
+    write lock, so nobody else inserts meanwhile), and the returned columns are among the rows' own values
+    or are the integer primary key, which SQLite then gave out in order after the largest one (checked:
+    ``max(id)`` before and after). Otherwise the savepoint is rolled back and ``None`` says: do it the
+    general way (which also raises a failure as SQLAlchemy does). Straight on the driver's connection,
+    inside the session's transaction: these few statements need none of the statement machinery."""
     pk = [c.key for c in table.primary_key.columns]
     generated = [c for c in returning if c not in keys]
     if generated and (generated != pk or len(pk) != 1):
         return None
     quote = conn.dialect.identifier_preparer.quote
     highest = f"SELECT max({quote(table.c[pk[0]].name)}) FROM {quote(table.name)}" if generated else ""  # noqa: S608
-    before = (conn.exec_driver_sql(highest).scalar() or 0) if generated else 0
-    conn.exec_driver_sql("SAVEPOINT crm_bulk_insert")
+    conn.info["crm_wrote"] = True  # past the statement events (wrote_nothing)
+    cursor = conn.connection.driver_connection.cursor()
     try:
-        done = conn.exec_driver_sql(sql, rows).rowcount == len(rows)
-        if done and generated:
-            done = (conn.exec_driver_sql(highest).scalar() or 0) == before + len(rows)
-    except BaseException:
-        conn.exec_driver_sql("ROLLBACK TO crm_bulk_insert")
-        conn.exec_driver_sql("RELEASE crm_bulk_insert")
-        raise
+        before = (cursor.execute(highest).fetchone()[0] or 0) if generated else 0
+        cursor.execute("SAVEPOINT crm_bulk_insert")
+        try:
+            done = cursor.executemany(sql, rows).rowcount == len(rows)
+            if done and generated:
+                done = (cursor.execute(highest).fetchone()[0] or 0) == before + len(rows)
+        except sqlite3.Error:
+            done = False
+        if not done:
+            cursor.execute("ROLLBACK TO crm_bulk_insert")
+        cursor.execute("RELEASE crm_bulk_insert")
+    finally:
+        cursor.close()
     if not done:
-        conn.exec_driver_sql("ROLLBACK TO crm_bulk_insert")
-        conn.exec_driver_sql("RELEASE crm_bulk_insert")
         return None
-    conn.exec_driver_sql("RELEASE crm_bulk_insert")
     index = {k: i for i, k in enumerate(keys)}
     if not generated:
         if len(returning) == 1:

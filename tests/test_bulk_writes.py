@@ -193,3 +193,19 @@ def test_blind_indexes_are_the_blind_index_of_each_address(app):
         got = blind_indexes(values)
         assert got == {v: blind_index(v) for v in values if v.strip()}
         assert blind_indexes(["a@b.example"], key="other") == {"a@b.example": blind_index("a@b.example", key="other")}
+
+
+def test_a_row_the_database_refuses_fails_the_insert_and_leaves_nothing(db, factory):
+    from crm.db import driver_time, insert_driver_rows
+
+    hcp = factory.hcp()
+    item = record_interactions(db, None, facts(hcp.id), channel="email", source="esp")["x-email.sent"]
+    at = driver_time(db.get_bind().dialect.name)(utc(2026, 3, 1))
+    rows = [(item, 10**9, at)]  # no such HCP
+    with pytest.raises(Exception) as caught:
+        insert_driver_rows(db, InteractionParticipant.__table__, ("interaction_id", "hcp_id", "occurred_at"), rows,
+                           ["interaction_id", "hcp_id"], ["interaction_id"])
+    assert "foreign key" in str(caught.value).lower()
+    if db.get_bind().dialect.name == "sqlite":  # PostgreSQL's transaction is aborted; SQLite's goes on
+        assert db.scalar(select(InteractionParticipant.hcp_id).where(
+            InteractionParticipant.interaction_id == item)) == hcp.id
