@@ -638,3 +638,31 @@ def test_a_backdated_unsubscribe_marks_the_campaign_mail_sent_after_it_as_a_cons
     assert out["consent_withdrawals"] == 2
     gaps = {hcp.id: [i.consent_gap for i in items_of(db, hcp.id) if i.kind == "email.sent"] for hcp in (late, early)}
     assert gaps == {late.id: [True], early.id: [False]}
+
+
+def test_events_another_worker_records_between_the_check_and_the_insert_are_left_to_it(db, factory, monkeypatch):
+    """The seen-check and the insert are two statements: on PostgreSQL a concurrent writer can record some of
+    the batch in between. Its events are then not counted, not put on the timeline and not acted on here."""
+    from datetime import UTC, datetime
+
+    from crm.campaigns import engagement
+    from crm.campaigns.engagement import IncomingEmailEvent, ingest_events
+
+    hcp = factory.hcp()
+    real = engagement.insert_driver_rows
+
+    def racing(session, table, keys, rows, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if table is EmailEvent.__table__:
+            theirs = [r for r in rows if r[0] == "sg-race-b"]
+            real(session, table, keys, theirs, *args, **kwargs)  # the other worker, a moment before
+        return real(session, table, keys, rows, *args, **kwargs)
+
+    monkeypatch.setattr(engagement, "insert_driver_rows", racing)
+    at = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    events = [IncomingEmailEvent("sg-race-a", "open", at, hcp_id=hcp.id),
+              IncomingEmailEvent("sg-race-b", "unsubscribe", at, hcp_id=hcp.id),
+              IncomingEmailEvent("sg-race-c", "open", at, email="nobody@nowhere.example")]
+    result = ingest_events(db, events)
+    assert (result.recorded, result.duplicates, result.unmatched) == (2, 1, 1)
+    assert (result.timeline_items, result.consent_withdrawals) == (1, 0)
+    assert [i.external_id for i in items_of(db, hcp.id)] == ["sg-race-a"]

@@ -78,10 +78,11 @@ class IngestResult:
 def _hcp_rows(session: DbSession, column: Any, values: set[int] | set[str],
               rows: dict[int, tuple[str | None, str, int | None]]) -> None:
     """HCPs whose ``column`` is among ``values`` into ``rows`` (id -> (email_bidx, status, merged_into_id)),
-    plain tuples: a batch reads a thousand of them."""
-    rows.update((hcp_id, (bidx, status, merged_into)) for hcp_id, bidx, status, merged_into in session.execute(
-        select(HCP.id, HCP.email_bidx, HCP.status, HCP.merged_into_id).where(
-            among(session, column, sorted(values)))))
+    plain tuples: a batch reads a thousand of them, through the connection (a Core statement: no ORM
+    loading; the session was flushed by the ingest's first read)."""
+    rows.update((hcp_id, (bidx, status, merged_into)) for hcp_id, bidx, status, merged_into in session.connection(
+    ).execute(select(HCP.id, HCP.email_bidx, HCP.status, HCP.merged_into_id).where(
+        among(session, column, sorted(values)))))
 
 
 def _resolve_hcps(session: DbSession, ids: set[int], bidx_wanted: Callable[[dict[int, int]], set[str]]
@@ -172,7 +173,12 @@ def ingest_events(session: DbSession, events: Sequence[IncomingEmailEvent]) -> I
     times: dict[datetime, Any] = {}
     encrypt = None
     rows: list[tuple[Any, ...]] = []
-    tied: dict[str, int | None] = {}
+    unmatched: list[str] = []
+    # The timeline items and side effects are built in the same pass, for the events this insert records;
+    # another worker's (rare: the same batch at the same moment) are dropped below.
+    facts: list[Fact] = []
+    effects: list[tuple[IncomingEmailEvent, int]] = []  # unsubscribes, spam reports, dead addresses
+    details_of: dict[int | None, dict[str, Any]] = {}
     for e in fresh:
         bidx = bidx_of.get(e.email) if e.email else None
         hcp_id, matched_by = None, None
@@ -180,39 +186,24 @@ def ingest_events(session: DbSession, events: Sequence[IncomingEmailEvent]) -> I
             hcp_id, matched_by = by_id[e.hcp_id], "hcp_id"
         elif bidx and bidx in by_bidx:
             hcp_id, matched_by = by_bidx[bidx], "email"
-        tied[e.sg_event_id] = hcp_id
         email = None
-        if hcp_id is None and e.email is not None:  # the address is kept (encrypted) only while nobody is found
-            if encrypt is None:
-                encrypt = cast(EncryptedString, EmailEvent.__table__.c.email.type).batch_encryptor()
-            email = encrypt(e.email)
+        if hcp_id is None:
+            unmatched.append(e.sg_event_id)
+            if e.email is not None:  # the address is kept (encrypted) only while nobody is found
+                if encrypt is None:
+                    encrypt = cast(EncryptedString, EmailEvent.__table__.c.email.type).batch_encryptor()
+                email = encrypt(e.email)
         at = times.get(e.occurred_at)
         if at is None:
             at = times[e.occurred_at] = to_time(e.occurred_at)
-        platform_type = e.platform_type
-        rows.append((e.sg_event_id, platform_type if platform_type in KNOWN_TYPES else "unknown", platform_type[:60],
-                     at, now, hcp_id, e.campaign_id if e.campaign_id in campaigns else None, matched_by, bidx, email,
-                     dump_json(e.raw)))
-    inserted = {r[0] for r in insert_driver_rows(session, EmailEvent.__table__, _EVENT_KEYS, rows, ["sg_event_id"],
-                                                 ["sg_event_id"], json_keys=("raw",))}
-    result.recorded = len(inserted)
-    result.duplicates = len(events) - len(inserted)
-    mine = fresh if len(inserted) == len(fresh) else [e for e in fresh if e.sg_event_id in inserted]
-    result.unmatched = sum(1 for e in mine if tied[e.sg_event_id] is None)
-    if not mine:  # another worker recorded the whole batch a moment ago
-        return result
-
-    facts = []
-    withdrawals: list[tuple[IncomingEmailEvent, int]] = []
-    invalid: dict[int, tuple[str, datetime]] = {}
-    details_of: dict[int | None, dict[str, Any]] = {}
-    for e in mine:
-        hcp_id = tied[e.sg_event_id]
         event_type = e.platform_type
+        campaign = campaigns.get(e.campaign_id) if e.campaign_id is not None else None
+        rows.append((e.sg_event_id, event_type if event_type in KNOWN_TYPES else "unknown", event_type[:60],
+                     at, now, hcp_id, campaign.id if campaign is not None else None, matched_by, bidx, email,
+                     dump_json(e.raw)))
         kind = KINDS.get(event_type)
         if hcp_id is None or kind is None:
             continue
-        campaign = campaigns.get(e.campaign_id) if e.campaign_id is not None else None
         campaign_id = campaign.id if campaign is not None else None
         # The details: the campaign's part is the same for all its events (built once), then the event's.
         base = details_of.get(campaign_id)
@@ -231,10 +222,26 @@ def ingest_events(session: DbSession, events: Sequence[IncomingEmailEvent]) -> I
         facts.append(Fact(hcp_id, e.occurred_at, kind, e.sg_event_id, summary, summary, details,
                           tuple(campaign.products or ()) if campaign is not None else (),
                           None, "marketer" if campaign is not None else "system"))
-        if event_type in WITHDRAWING:
-            withdrawals.append((e, hcp_id))
-        if (event_type == "bounce" or event_type == "dropped") and _dead_address(e):
-            invalid[hcp_id] = (f"{event_type}: {e.reason or e.bounce_type or 'address rejected'}", e.occurred_at)
+        if event_type in WITHDRAWING or event_type == "bounce" or event_type == "dropped":
+            effects.append((e, hcp_id))
+    inserted = {r[0] for r in insert_driver_rows(session, EmailEvent.__table__, _EVENT_KEYS, rows, ["sg_event_id"],
+                                                 ["sg_event_id"], json_keys=("raw",))}
+    result.recorded = len(inserted)
+    result.duplicates = len(events) - len(inserted)
+    if not inserted:  # another worker recorded the whole batch a moment ago
+        return result
+    first = fresh[0].sg_event_id
+    if len(inserted) < len(fresh):  # theirs are not ours to put on the timeline
+        unmatched = [k for k in unmatched if k in inserted]
+        facts = [f for f in facts if f.external_id in inserted]
+        effects = [(e, h) for e, h in effects if e.sg_event_id in inserted]
+        first = next(e.sg_event_id for e in fresh if e.sg_event_id in inserted)
+    result.unmatched = len(unmatched)
+    withdrawals = [(e, hcp_id) for e, hcp_id in effects if e.platform_type in WITHDRAWING]
+    invalid: dict[int, tuple[str, datetime]] = {}
+    for e, hcp_id in effects:
+        if _dead_address(e):
+            invalid[hcp_id] = (f"{e.platform_type}: {e.reason or e.bounce_type or 'address rejected'}", e.occurred_at)
     result.timeline_items = len(facts)
     record_interactions(session, None, facts, channel="email", source="esp", hcps_checked=True)
     result.consent_withdrawals = _withdraw(session, withdrawals, campaigns)
@@ -242,7 +249,7 @@ def ingest_events(session: DbSession, events: Sequence[IncomingEmailEvent]) -> I
         from crm.hcps.services import mark_emails_invalid
 
         result.emails_invalid = mark_emails_invalid(session, None, invalid)
-    audit.record(session, None, "email_events.ingest", "email_events", mine[0].sg_event_id,
+    audit.record(session, None, "email_events.ingest", "email_events", first,
                  audit.created({"received": result.received, "recorded": result.recorded,
                                 "duplicates": result.duplicates, "unmatched": result.unmatched,
                                 "timeline_items": result.timeline_items,
