@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
 from typing import Any
 
@@ -551,13 +552,18 @@ def driver_time(dialect_name: str) -> Callable[[datetime], Any]:
             return value
         return aware
 
-    def text(value: datetime) -> str:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise NaiveDatetimeError("naive datetime refused: times must carry an offset")
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-    return text
+    return _sqlite_time_text
+
+
+@lru_cache(maxsize=8192)
+def _sqlite_time_text(value: datetime) -> str:
+    """``UTCDateTime``'s SQLite text of an aware time (cached: a batch's writers format the same instants,
+    and webhook times repeat within a batch)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetimeError("naive datetime refused: times must carry an offset")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # "YYYY-MM-DD HH:MM:SS.ffffff", the offset left off
 
 
 def dump_json(value: Any) -> str:
