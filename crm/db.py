@@ -457,8 +457,8 @@ def insert_driver_rows(
     (the email webhook, ``record_interactions``) that build their parameters straight from their input:
     one tuple per row in the order of ``keys``, times as ``driver_time`` gives them, JSON columns
     (``json_keys``) as JSON text (``dump_json``), no other type processing (so no encrypted column
-    unless its values are already ciphertexts). Same statements and answer as
-    ``insert_ignoring_conflicts``."""
+    unless its values are already ciphertexts). The same answer as ``insert_ignoring_conflicts``: the
+    ``returning`` columns of the rows inserted, not of those skipped."""
     if not rows:
         return []
     conn = session.connection()
@@ -466,8 +466,8 @@ def insert_driver_rows(
     quote = dialect.identifier_preparer.quote
     names = [quote(table.c[k].name) for k in keys]
     head = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) "
-    tail = (f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING "
-            f"RETURNING {', '.join(quote(table.c[c].name) for c in returning)}")
+    skip = f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING"
+    tail = f"{skip} RETURNING {', '.join(quote(table.c[c].name) for c in returning)}"
     out: list[tuple[Any, ...]] = []
     if dialect.name == "postgresql":
         # As insert_ignoring_conflicts: one binary array per column, unnested; JSON travels as text.
@@ -486,8 +486,7 @@ def insert_driver_rows(
     if dialect.name != "sqlite":  # pragma: no cover - only the two supported engines
         raise RuntimeError(f"insert_driver_rows does not support {dialect.name}")
     one = "(" + ", ".join(["?"] * len(keys)) + ")"
-    fast = _sqlite_executemany(conn, table, keys, rows, head + "VALUES " + one + tail.split(" RETURNING ")[0],
-                               returning)
+    fast = _sqlite_executemany(conn, table, keys, rows, head + "VALUES " + one + skip, returning)
     if fast is not None:
         return fast
     per_statement = max(1, min(2000, _MAX_PARAMETERS // len(keys)))
