@@ -6,11 +6,14 @@ import json
 import os
 import sqlite3
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
@@ -434,6 +437,137 @@ def insert_ignoring_conflicts(
         sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
         out += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(flat))]
     return out
+
+
+def insert_driver_rows(
+    session: DbSession,
+    table: Any,
+    keys: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    conflict_columns: list[str],
+    returning: list[str],
+    *,
+    json_keys: Collection[str] = (),
+) -> list[tuple[Any, ...]]:
+    """``insert_ignoring_conflicts`` for rows already in the driver's form, for the hot bulk writers
+    (the email webhook, ``record_interactions``) that build their parameters straight from their input:
+    one tuple per row in the order of ``keys``, times as ``driver_time`` gives them, JSON columns
+    (``json_keys``) as JSON text (``dump_json``), no other type processing (so no encrypted column
+    unless its values are already ciphertexts). The same answer as ``insert_ignoring_conflicts``: the
+    ``returning`` columns of the rows inserted, not of those skipped."""
+    if not rows:
+        return []
+    conn = session.connection()
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    names = [quote(table.c[k].name) for k in keys]
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) "
+    skip = f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING"
+    tail = f"{skip} RETURNING {', '.join(quote(table.c[c].name) for c in returning)}"
+    out: list[tuple[Any, ...]] = []
+    if dialect.name == "postgresql":
+        # As insert_ignoring_conflicts: one binary array per column, unnested; JSON travels as text.
+        arrays = ", ".join(f"%b::{'TEXT' if k in json_keys else table.c[k].type.compile(dialect=dialect)}[]"
+                           for k in keys)
+        columns = ", ".join(f"c{i}::JSON" if k in json_keys else f"c{i}" for i, k in enumerate(keys))
+        aliases = ", ".join(f"c{i}" for i in range(len(keys)))
+        sql = f"{head}SELECT {columns} FROM unnest({arrays}) AS t({aliases}){tail}"  # noqa: S608
+        driver: Any = conn.connection.driver_connection
+        conn.info["crm_wrote"] = True  # past the statement events (wrote_nothing)
+        with driver.cursor() as cursor:  # the session's connection and transaction
+            for start in range(0, len(rows), 5000):
+                cursor.execute(sql, [list(values) for values in zip(*rows[start:start + 5000], strict=True)])
+                out += cursor.fetchall()
+        return out
+    if dialect.name != "sqlite":  # pragma: no cover - only the two supported engines
+        raise RuntimeError(f"insert_driver_rows does not support {dialect.name}")
+    one = "(" + ", ".join(["?"] * len(keys)) + ")"
+    fast = _sqlite_executemany(conn, table, keys, rows, head + "VALUES " + one + skip, returning)
+    if fast is not None:
+        return fast
+    per_statement = max(1, min(2000, _MAX_PARAMETERS // len(keys)))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
+        out += conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).fetchall()
+    return out
+
+
+def _sqlite_executemany(conn: Any, table: Any, keys: Sequence[str], rows: list[tuple[Any, ...]], sql: str,
+                        returning: list[str]) -> list[tuple[Any, ...]] | None:
+    """SQLite: the rows through one prepared single-row statement (``executemany``: no statement of
+    thousands of placeholders to build and parse, no rows to return), when the answer can be known without
+    ``RETURNING``: every row was inserted (no conflict skipped one; a writing SQLite transaction holds the
+    write lock, so nobody else inserts meanwhile), and the returned columns are among the rows' own values
+    or are the integer primary key, which SQLite then gave out in order after the largest one (checked:
+    ``max(id)`` before and after). Otherwise the savepoint is rolled back and ``None`` says: do it the
+    general way (which also raises a failure as SQLAlchemy does). Straight on the driver's connection,
+    inside the session's transaction: these few statements need none of the statement machinery."""
+    pk = [c.key for c in table.primary_key.columns]
+    generated = [c for c in returning if c not in keys]
+    if generated and (generated != pk or len(pk) != 1):
+        return None
+    quote = conn.dialect.identifier_preparer.quote
+    highest = f"SELECT max({quote(table.c[pk[0]].name)}) FROM {quote(table.name)}" if generated else ""  # noqa: S608
+    conn.info["crm_wrote"] = True  # past the statement events (wrote_nothing)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        before = (cursor.execute(highest).fetchone()[0] or 0) if generated else 0
+        cursor.execute("SAVEPOINT crm_bulk_insert")
+        try:
+            done = cursor.executemany(sql, rows).rowcount == len(rows)
+            if done and generated:
+                done = (cursor.execute(highest).fetchone()[0] or 0) == before + len(rows)
+        except sqlite3.Error:
+            done = False
+        if not done:
+            cursor.execute("ROLLBACK TO crm_bulk_insert")
+        cursor.execute("RELEASE crm_bulk_insert")
+    finally:
+        cursor.close()
+    if not done:
+        return None
+    index = {k: i for i, k in enumerate(keys)}
+    if not generated:
+        if len(returning) == 1:
+            at = index[returning[0]]
+            return [(row[at],) for row in rows]
+        return [tuple(row[index[c]] for c in returning) for row in rows]
+    return [tuple(before + 1 + n if c == pk[0] else row[index[c]] for c in returning) for n, row in enumerate(rows)]
+
+
+def driver_time(dialect_name: str) -> Callable[[datetime], Any]:
+    """An aware time as the driver takes it for a ``UTCDateTime`` column, without the type's processing:
+    PostgreSQL takes the datetime itself, SQLite the UTC text ``UTCDateTime`` writes (the same text, so
+    times written either way compare and sort alike). Naive times are refused, as the type does."""
+    if dialect_name != "sqlite":
+        def aware(value: datetime) -> datetime:
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise NaiveDatetimeError("naive datetime refused: times must carry an offset")
+            return value
+        return aware
+
+    return _sqlite_time_text
+
+
+@lru_cache(maxsize=8192)
+def _sqlite_time_text(value: datetime) -> str:
+    """``UTCDateTime``'s SQLite text of an aware time (cached: a batch's writers format the same instants,
+    and webhook times repeat within a batch)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetimeError("naive datetime refused: times must carry an offset")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # "YYYY-MM-DD HH:MM:SS.ffffff", the offset left off
+
+
+def dump_json(value: Any) -> str:
+    """JSON text of a value for a JSON column (``insert_driver_rows``): orjson, compact; the standard
+    library for what orjson does not take (integers beyond 64 bits, a read-only mapping...)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value if not isinstance(value, Mapping) or isinstance(value, dict) else dict(value))
 
 
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, PostgreSQL 65,535

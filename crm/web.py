@@ -78,6 +78,48 @@ def loads_json(raw: str | bytes) -> Any:
     """Parse a JSON document as the API accepts it: standard JSON only (no NaN/Infinity), nested at most
     ``MAX_JSON_DEPTH`` deep, and no string holding a lone UTF-16 surrogate (``"\\ud800"``), which no
     database can store. Raises ``ValueError`` (``JSONRefused`` with a reason) otherwise."""
+    # orjson first (a webhook batch parses several times faster): it takes only UTF-8 and refuses NaN
+    # and lone surrogates itself. Whatever it refuses is read again by the standard library, which then
+    # answers as it always did; so is a document holding a number it may have read differently (an
+    # integer beyond 64 bits becomes a float in orjson, an exact int in the standard library).
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = _REFUSED
+    if data is _REFUSED or not _plain(data):
+        return _loads_json_stdlib(raw)
+    return data
+
+
+_REFUSED = object()
+
+
+_BIG = float(2**63)
+
+
+def _plain(data: Any) -> bool:
+    """Whether orjson's ``data`` is what the standard library reads too: no float as large as an integer
+    orjson could not hold (such a float may have been one). ``JSONRefused`` when it nests deeper than
+    ``MAX_JSON_DEPTH``. Visits the values of containers only (no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    if type(data) is float:
+        return -_BIG < data < _BIG
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise JSONRefused(f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+        depth += 1
+        for sub in value.values() if type(value) is dict else value:
+            kind = type(sub)
+            if kind is dict or kind is list:
+                stack.append((sub, depth))
+            elif kind is float and not -_BIG < sub < _BIG:
+                return False
+    return True
+
+
+def _loads_json_stdlib(raw: str | bytes) -> Any:
+    """``loads_json`` by the standard library (any encoding it detects, integers of any size)."""
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError as exc:

@@ -108,3 +108,104 @@ def test_batch_replays_return_the_first_ids_and_unknown_hcps_are_refused(db, fac
     with pytest.raises(NotFound):
         record_interactions(db, None, [Fact(hcp_id=10**9, occurred_at=utc(2026, 3, 1), kind="email.sent",
                                             external_id="x-nobody")], channel="email", source="esp")
+
+
+# -- driver rows built by the caller (insert_driver_rows, driver_time, dump_json) -----------------------
+
+def _item(n: int, at):
+    from crm.db import driver_time, dump_json
+
+    to_time = driver_time(_db_dialect())
+    return (to_time(at), to_time(at), "email", "email.opened", "esp", f"drv-{n}", "s", "s", dump_json({"n": n}),
+            "standard", None, "system", None, None, False)
+
+
+def _db_dialect() -> str:
+    from crm.extensions import db as _db
+
+    return _db.engine.dialect.name
+
+
+def test_insert_driver_rows_returns_the_generated_ids_of_its_rows(db):
+    from crm.db import insert_driver_rows
+    from crm.timeline.services import _ITEM_KEYS
+
+    rows = [_item(n, utc(2026, 3, 1) + timedelta(seconds=n)) for n in range(7)]
+    got = dict(insert_driver_rows(db, Interaction.__table__, _ITEM_KEYS, rows, ["source", "external_id"],
+                                  ["external_id", "id"], json_keys=("details",)))
+    stored = dict(db.execute(select(Interaction.external_id, Interaction.id).where(
+        Interaction.external_id.like("drv-%"))).all())
+    assert got == stored and len(got) == 7
+    item = db.get(Interaction, got["drv-3"])
+    assert item.details == {"n": 3} and item.occurred_at == utc(2026, 3, 1, 0, 0, 3)
+
+
+def test_insert_driver_rows_skips_rows_already_there_and_returns_only_its_own(db):
+    from crm.db import insert_driver_rows
+    from crm.timeline.services import _ITEM_KEYS
+
+    table, conflict = Interaction.__table__, ["source", "external_id"]
+    first = dict(insert_driver_rows(db, table, _ITEM_KEYS, [_item(2, utc(2026, 3, 1))], conflict,
+                                    ["external_id", "id"], json_keys=("details",)))
+    again = dict(insert_driver_rows(db, table, _ITEM_KEYS, [_item(n, utc(2026, 3, 1)) for n in range(5)], conflict,
+                                    ["external_id", "id"], json_keys=("details",)))
+    assert sorted(again) == ["drv-0", "drv-1", "drv-3", "drv-4"]
+    stored = dict(db.execute(select(Interaction.external_id, Interaction.id).where(
+        Interaction.external_id.like("drv-%"))).all())
+    assert stored == {**first, **again}  # the ids returned are the rows' own, and the first row is untouched
+    assert insert_driver_rows(db, table, _ITEM_KEYS, [], conflict, ["id"]) == []
+
+
+def test_driver_time_writes_what_the_column_type_writes(db):
+    from datetime import datetime, timezone
+
+    from crm.db import NaiveDatetimeError, driver_time
+
+    dialect = db.get_bind().dialect
+    process = Interaction.__table__.c.occurred_at.type.dialect_impl(dialect).bind_processor(dialect)
+    to_time = driver_time(dialect.name)
+    for value in (utc(2026, 3, 1), utc(2026, 3, 1, 10, 0, 0) + timedelta(microseconds=5),
+                  datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))):
+        expected = process(value) if process else Interaction.__table__.c.occurred_at.type.process_bind_param(
+            value, dialect)
+        assert to_time(value) == expected
+    with pytest.raises(NaiveDatetimeError):
+        to_time(datetime(2026, 3, 1))
+
+
+def test_dump_json_takes_what_orjson_does_not():
+    import json
+    from types import MappingProxyType
+
+    from crm.db import dump_json
+
+    assert json.loads(dump_json({"a": [1, "é"], "b": None})) == {"a": [1, "é"], "b": None}
+    assert json.loads(dump_json({"big": 10**30})) == {"big": 10**30}
+    assert json.loads(dump_json(MappingProxyType({"x": 1}))) == {"x": 1}
+    assert json.loads(dump_json({1: "int key"})) == {"1": "int key"}
+
+
+def test_blind_indexes_are_the_blind_index_of_each_address(app):
+    from crm.security.crypto import blind_index, blind_indexes
+
+    values = ["Dr.Who@Clinic.Example ", "x@y.example", "Zoë@klinik.example", "  ", ""]
+    with app.app_context():
+        got = blind_indexes(values)
+        assert got == {v: blind_index(v) for v in values if v.strip()}
+        assert blind_indexes(["a@b.example"], key="other") == {"a@b.example": blind_index("a@b.example", key="other")}
+
+
+def test_a_row_the_database_refuses_fails_the_insert_and_leaves_nothing(db, factory):
+    from crm.db import driver_time, insert_driver_rows
+
+    hcp = factory.hcp()
+    item = record_interactions(db, None, facts(hcp.id), channel="email", source="esp")["x-email.sent"]
+    at = driver_time(db.get_bind().dialect.name)(utc(2026, 3, 1))
+    rows = [(item, 10**9, at)]  # no such HCP
+    with pytest.raises(Exception) as caught:
+        insert_driver_rows(db, InteractionParticipant.__table__, ("interaction_id", "hcp_id", "occurred_at"), rows,
+                           ["interaction_id", "hcp_id"], ["interaction_id"])
+    assert "foreign key" in str(caught.value).lower()
+    if db.get_bind().dialect.name == "sqlite":  # PostgreSQL's transaction is aborted; SQLite's goes on
+        assert db.scalar(select(InteractionParticipant.hcp_id).where(
+            InteractionParticipant.interaction_id == item)) == hcp.id

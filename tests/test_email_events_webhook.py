@@ -175,6 +175,38 @@ def test_timestamp_that_is_not_a_usable_number_is_a_per_event_rejection(client, 
     assert db.scalar(select(EmailEvent.sg_event_id)) == "sg-ts-ok"
 
 
+def test_timestamps_shared_by_events_and_the_future_limit_are_checked_for_every_event(client, db):
+    now = int(time.time())
+    batch = [event("sg-same-1", "open", timestamp=now - 600), event("sg-same-2", "open", timestamp=now - 600),
+             event("sg-same-3", "open", timestamp=float(now - 600)),
+             event("sg-soon", "open", timestamp=now + 1800),  # clock skew within the hour: kept
+             event("sg-later", "open", timestamp=now + 7200), event("sg-later-again", "open", timestamp=now + 7200),
+             {**event("sg-zero", "open"), "timestamp": 0}]
+    answer = post(client, batch).get_json()
+    assert sorted(r["sg_event_id"] for r in answer["rejected"]) == ["sg-later", "sg-later-again", "sg-zero"]
+    rows = {e.sg_event_id: e for e in db.scalars(select(EmailEvent))}
+    assert sorted(rows) == ["sg-same-1", "sg-same-2", "sg-same-3", "sg-soon"]
+    assert rows["sg-same-1"].occurred_at == rows["sg-same-2"].occurred_at == rows["sg-same-3"].occurred_at
+    assert int(rows["sg-same-1"].occurred_at.timestamp()) == now - 600
+
+
+def test_numbers_beyond_64_bits_are_kept_exactly_in_the_raw_event(client, db):
+    big = 2**70 + 1
+    raw = json.dumps([event("sg-big", "open", hcp_id=big, extra=big)]).encode()
+    answer = post(client, raw).get_json()
+    assert answer["recorded"] == 1 and answer["unmatched"] == 1  # the hcp_id is out of range: ignored
+    assert db.scalar(select(EmailEvent.raw).where(EmailEvent.sg_event_id == "sg-big"))["extra"] == big
+
+
+def test_an_hcp_id_of_nobody_falls_back_to_the_address(client, db, factory):
+    hcp = factory.hcp(email="fallback@clinic.example")
+    answer = post(client, [event("sg-fallback", "open", hcp_id="999999", email="Fallback@Clinic.example")]).get_json()
+    assert answer["recorded"] == 1 and answer["unmatched"] == 0
+    row = db.scalar(select(EmailEvent).where(EmailEvent.sg_event_id == "sg-fallback"))
+    assert (row.hcp_id, row.matched_by, row.email) == (hcp.id, "email", None)
+    assert [i.kind for i in items_of(db, hcp.id)] == ["email.opened"]
+
+
 def test_event_that_is_not_an_object_and_event_without_type(client, db):
     resp = post(client, ["just a string", {"sg_event_id": "sg-no-type", "timestamp": 1700000000}, None])
     assert resp.status_code == 200
@@ -606,3 +638,31 @@ def test_a_backdated_unsubscribe_marks_the_campaign_mail_sent_after_it_as_a_cons
     assert out["consent_withdrawals"] == 2
     gaps = {hcp.id: [i.consent_gap for i in items_of(db, hcp.id) if i.kind == "email.sent"] for hcp in (late, early)}
     assert gaps == {late.id: [True], early.id: [False]}
+
+
+def test_events_another_worker_records_between_the_check_and_the_insert_are_left_to_it(db, factory, monkeypatch):
+    """The seen-check and the insert are two statements: on PostgreSQL a concurrent writer can record some of
+    the batch in between. Its events are then not counted, not put on the timeline and not acted on here."""
+    from datetime import UTC, datetime
+
+    from crm.campaigns import engagement
+    from crm.campaigns.engagement import IncomingEmailEvent, ingest_events
+
+    hcp = factory.hcp()
+    real = engagement.insert_driver_rows
+
+    def racing(session, table, keys, rows, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if table is EmailEvent.__table__:
+            theirs = [r for r in rows if r[0] == "sg-race-b"]
+            real(session, table, keys, theirs, *args, **kwargs)  # the other worker, a moment before
+        return real(session, table, keys, rows, *args, **kwargs)
+
+    monkeypatch.setattr(engagement, "insert_driver_rows", racing)
+    at = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    events = [IncomingEmailEvent("sg-race-a", "open", at, hcp_id=hcp.id),
+              IncomingEmailEvent("sg-race-b", "unsubscribe", at, hcp_id=hcp.id),
+              IncomingEmailEvent("sg-race-c", "open", at, email="nobody@nowhere.example")]
+    result = ingest_events(db, events)
+    assert (result.recorded, result.duplicates, result.unmatched) == (2, 1, 1)
+    assert (result.timeline_items, result.consent_withdrawals) == (1, 0)
+    assert [i.external_id for i in items_of(db, hcp.id)] == ["sg-race-a"]

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import os
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -262,6 +262,19 @@ def blind_index(value: str | None, *, key: str | None = None) -> str | None:
         return None
     secret = (key or current_app.config["CRM_BLIND_INDEX_KEY"]).encode()
     return hmac.new(secret, normalise_email(value).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def blind_indexes(values: Iterable[str], *, key: str | None = None) -> dict[str, str]:
+    """``{value: blind_index(value)}`` for many values (a webhook batch's addresses), the key taken once;
+    blank values are left out."""
+    keyed = hmac.new((key or current_app.config["CRM_BLIND_INDEX_KEY"]).encode(), digestmod=hashlib.sha256)
+    out = {}
+    for value in values:
+        if value is not None and value.strip():
+            mac = keyed.copy()  # the key's part of HMAC computed once, not again for every value
+            mac.update(normalise_email(value).encode("utf-8"))
+            out[value] = mac.hexdigest()
+    return out
 
 
 BLIND_INDEX_TYPE = String(64)

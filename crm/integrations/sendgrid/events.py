@@ -31,11 +31,17 @@ MAX_FUTURE = timedelta(hours=1)
 
 
 def _int_or_none(value: Any) -> int | None:
+    if type(value) is str:  # the custom arguments come back as strings
+        value = value.strip()
+        if value.isdecimal() and len(value) <= 12:
+            number = int(value)
+            return number if 0 < number <= ID_MAX else None
+        return None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value if 0 < value <= ID_MAX else None
-    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 12:
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 12:  # a str subclass
         number = int(value.strip())
         return number if 0 < number <= ID_MAX else None
     return None
@@ -49,21 +55,72 @@ def parse_event(item: Any, now: datetime, nul_possible: bool = True
                 ) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
     """One event, or the reasons it cannot be used (field -> messages). ``nul_possible=False``: the body
     holds no ``\\u0000`` escape, so no string of it holds a NUL (JSON text cannot carry a raw one)."""
-    if not isinstance(item, dict):
+    return _parse(item, now, (now + MAX_FUTURE).timestamp(), nul_possible, {})
+
+
+def _parse(item: Any, now: datetime, limit: float, nul_possible: bool, times: dict[Any, datetime]
+           ) -> tuple[IncomingEmailEvent | None, dict[str, list[str]]]:
+    """``parse_event`` with what a batch shares: ``limit``, the latest plausible Unix time (``now`` plus
+    ``MAX_FUTURE``), and ``times``, the instants of the timestamps read so far (filled as it goes)."""
+    if type(item) is not dict and not isinstance(item, dict):
         return None, {"_schema": ["Expected a JSON object."]}
+    get = item.get
+    sg_event_id = get("sg_event_id")
+    event_type = get("event")
+    timestamp = get("timestamp")
+    occurred_at = None
+    if (not nul_possible and type(sg_event_id) is str and type(event_type) is str and _usable_id(sg_event_id)
+            and _usable_type(event_type) and (type(timestamp) is int or type(timestamp) is float)):
+        # The common case, checked in a few steps: a plain positive timestamp clearly before the limit.
+        occurred_at = times.get(timestamp)
+        if occurred_at is None and 0 < timestamp < limit - 1:
+            occurred_at = times[timestamp] = datetime.fromtimestamp(timestamp, UTC)
+    if occurred_at is None:
+        errors = _problems(item, now, nul_possible, sg_event_id, event_type, timestamp)
+        if errors:
+            return None, errors
+        occurred_at = datetime.fromtimestamp(timestamp, UTC)  # type: ignore[arg-type]
+    email = get("email")
+    raw = item.copy()
+    for name in PERSONAL_FIELDS:
+        raw.pop(name, None)
+    reason = get("reason")
+    bounce_type = get("type")
+    url = get("url")
+    return IncomingEmailEvent(
+        sg_event_id.strip(),  # type: ignore[union-attr]
+        event_type.strip(),  # type: ignore[union-attr]
+        occurred_at,
+        email.strip() or None if isinstance(email, str) else None,
+        _int_or_none(get("hcp_id")),
+        _int_or_none(get("campaign_id")),
+        (None if reason is None else _text(reason, 500)) or _text(get("response"), 500),
+        None if bounce_type is None else _text(bounce_type, 40),
+        None if url is None else _text(url, 2000),
+        raw,
+    ), {}
+
+
+def _usable_id(value: str) -> bool:
+    return len(value) <= MAX_ID_LENGTH and bool(value.strip()) and value.isprintable()
+
+
+def _usable_type(value: str) -> bool:
+    return bool(value.strip()) and value.isprintable()
+
+
+def _problems(item: dict[str, Any], now: datetime, nul_possible: bool, sg_event_id: Any, event_type: Any,
+              timestamp: Any) -> dict[str, list[str]]:
+    """Why an event cannot be used (field -> messages); empty when it can."""
     errors: dict[str, list[str]] = {}
     if nul_possible and has_nul(item):  # PostgreSQL stores no NUL in text
         errors["_schema"] = ["Must not contain a NUL character."]
-    sg_event_id = item.get("sg_event_id")
     if not isinstance(sg_event_id, str) or not sg_event_id.strip():
         errors["sg_event_id"] = ["Missing: every event needs its sg_event_id (the external id)."]
     elif len(sg_event_id) > MAX_ID_LENGTH or not sg_event_id.isprintable():
         errors["sg_event_id"] = [f"Must be printable text of at most {MAX_ID_LENGTH} characters."]
-    event_type = item.get("event")
     if not isinstance(event_type, str) or not event_type.strip() or not event_type.isprintable():
         errors["event"] = ["Missing: every event needs its type."]
-    timestamp = item.get("timestamp")
-    occurred_at = None
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp):
         errors["timestamp"] = ["Must be a number (Unix time in seconds)."]
     else:
@@ -74,21 +131,7 @@ def parse_event(item: Any, now: datetime, nul_possible: bool = True
         else:
             if timestamp <= 0 or occurred_at > now + MAX_FUTURE:
                 errors["timestamp"] = ["Not a plausible Unix time (before 1970 or in the future)."]
-    if errors or occurred_at is None:
-        return None, errors
-    email = item.get("email")
-    return IncomingEmailEvent(
-        sg_event_id=sg_event_id.strip(),  # type: ignore[union-attr]
-        platform_type=event_type.strip(),  # type: ignore[union-attr]
-        occurred_at=occurred_at,
-        email=email.strip() if isinstance(email, str) and email.strip() else None,
-        hcp_id=_int_or_none(item.get("hcp_id")),
-        campaign_id=_int_or_none(item.get("campaign_id")),
-        reason=_text(item.get("reason"), 500) or _text(item.get("response"), 500),
-        bounce_type=_text(item.get("type"), 40),
-        url=_text(item.get("url"), 2000),
-        raw={k: v for k, v in item.items() if k not in PERSONAL_FIELDS},
-    ), {}
+    return errors
 
 
 @dataclass(frozen=True)
@@ -123,8 +166,10 @@ def parse_batch(body: bytes, now: datetime) -> ParsedBatch:
                       errors={"_schema": ["Expected a JSON array."]})
     batch = ParsedBatch(received=len(data))
     nul_possible = b"\\u0000" in body
+    times: dict[Any, datetime] = {}
+    limit = (now + MAX_FUTURE).timestamp()
     for index, item in enumerate(data):
-        event, problems = parse_event(item, now, nul_possible)
+        event, problems = _parse(item, now, limit, nul_possible, times)
         if event is not None:
             batch.events.append(event)
             continue
