@@ -104,7 +104,8 @@ def record_interaction(
         supersedes_id=supersedes.id if supersedes is not None else None,
         consent_gap=consent_gap,
     )
-    item.participants = [InteractionParticipant(hcp_id=h, occurred_at=occurred_at) for h in ids]
+    item.participants = [InteractionParticipant(hcp_id=h, occurred_at=occurred_at, channel=channel, kind=kind)
+                         for h in ids]
     item.products = [InteractionProduct(sku=s) for s in dict.fromkeys(products)]
     if external_id is None:  # nothing for a concurrent writer to collide on: no savepoint needed
         session.add(item)
@@ -220,8 +221,8 @@ def record_interactions(session: DbSession, actor: Any, facts: Sequence[Fact], *
     created = [f for f in new if f.external_id in inserted]
     insert_ignoring_conflicts(
         session, InteractionParticipant.__table__,
-        [{"interaction_id": inserted[f.external_id], "hcp_id": f.hcp_id, "occurred_at": f.occurred_at}
-         for f in created], ["interaction_id", "hcp_id"], ["interaction_id"])
+        [{"interaction_id": inserted[f.external_id], "hcp_id": f.hcp_id, "occurred_at": f.occurred_at,
+          "channel": channel, "kind": f.kind} for f in created], ["interaction_id", "hcp_id"], ["interaction_id"])
     insert_ignoring_conflicts(
         session, InteractionProduct.__table__,
         [{"interaction_id": inserted[f.external_id], "sku": sku} for f in created for sku in dict.fromkeys(f.products)],
