@@ -42,6 +42,8 @@ from crm.timeline.models import CHANNELS, SENSITIVITIES, Interaction, Interactio
 DEFAULT_WEEKS = 13
 # Two years and a day or two of slack: the longest period any chart takes (about 105 weekly columns).
 MAX_DAYS = 732
+# Reach over a period longer than this reads the participants in HCP order (see ``reach_frequency``).
+LONG_PERIOD = timedelta(days=183)
 MAX_SEGMENTS = 30
 MAX_CAMPAIGNS = 20
 MAX_PLANS = 12
@@ -218,8 +220,16 @@ def reach_frequency(session: DbSession, w: Window) -> dict[str, Any]:
     (the touch table of engagement plans) and touches per reached HCP (frequency). Two statements."""
     groups = _groups(session, w)
     p = InteractionParticipant
-    per_hcp = (select(p.hcp_id.label("hcp_id"), func.count().label("n"))
-               .where(*period_touches(w.since, w.until)).group_by(p.hcp_id).subquery())
+    per_hcp_query = select(p.hcp_id.label("hcp_id"), func.count().label("n")).where(
+        *period_touches(w.since, w.until)).group_by(p.hcp_id)
+    if w.until - w.since > LONG_PERIOD:
+        # A long period holds most participants: reading them all in HCP order from the (covering) timeline
+        # index groups them without a sort, which SQLite's planner does not pick by itself (its range scan
+        # of the period index then sorts every row: 0.6 s against 0.45 s at two years and 1M items; the
+        # range scan wins below half a year). ``hcp_id > 0`` is true of every row (ids start at 1): a range
+        # on the timeline index's first column that makes SQLite's planner read that index.
+        per_hcp_query = per_hcp_query.where(p.hcp_id > 0)
+    per_hcp = per_hcp_query.subquery()
     touched_cols, size_cols = [], []
     for _sid, _name, where in groups:
         touched_cols += [func.coalesce(func.sum(case((where, per_hcp.c.n), else_=0)), 0),

@@ -67,7 +67,9 @@ class InteractionParticipant(Base):
 
     __tablename__ = "interaction_participants"
     __table_args__ = (
-        Index("ix_interaction_participants_timeline", "hcp_id", "occurred_at", "interaction_id"),
+        # One HCP's timeline (keyset on occurred_at, interaction_id); channel and kind at the end make it
+        # cover the touches per HCP over a long period too (insights reach: read in HCP order, no sort).
+        Index("ix_interaction_participants_timeline", "hcp_id", "occurred_at", "interaction_id", "channel", "kind"),
         # Everyone touched in a period (insights reach, plan attainment): an index range scan that also
         # holds what makes an item a touch (channel, kind).
         Index("ix_interaction_participants_period", "occurred_at", "hcp_id", "channel", "kind", "interaction_id"),

@@ -33,6 +33,9 @@ def upgrade():
         batch_op.drop_index('ix_interaction_participants_period')
         batch_op.create_index('ix_interaction_participants_period',
                               ['occurred_at', 'hcp_id', 'channel', 'kind', 'interaction_id'], unique=False)
+        batch_op.drop_index('ix_interaction_participants_timeline')
+        batch_op.create_index('ix_interaction_participants_timeline',
+                              ['hcp_id', 'occurred_at', 'interaction_id', 'channel', 'kind'], unique=False)
     with op.batch_alter_table('interactions', schema=None) as batch_op:
         batch_op.create_index('ix_interactions_weekly', ['channel', 'sensitivity', 'occurred_at'], unique=False,
                               sqlite_where=sa.text('superseded_by_id IS NULL'),
@@ -47,6 +50,9 @@ def downgrade():
         batch_op.drop_index('ix_interactions_superseded')
         batch_op.drop_index('ix_interactions_weekly')
     with op.batch_alter_table('interaction_participants', schema=None) as batch_op:
+        batch_op.drop_index('ix_interaction_participants_timeline')
+        batch_op.create_index('ix_interaction_participants_timeline', ['hcp_id', 'occurred_at', 'interaction_id'],
+                              unique=False)
         batch_op.drop_index('ix_interaction_participants_period')
         batch_op.create_index('ix_interaction_participants_period', ['occurred_at', 'hcp_id', 'interaction_id'],
                               unique=False)
