@@ -37,13 +37,6 @@ def touch_condition(table: Any = Interaction) -> Any:
     return or_(*[and_(table.channel == t.channel, table.kind.in_(t.kinds)) for t in TOUCHES])
 
 
-def period_of_items(since: datetime, until: datetime) -> tuple[Any, ...]:
-    """The period again on ``Interaction.occurred_at`` (a participant's ``occurred_at`` is its item's,
-    copied): redundant for the result, it lets the database range-scan both tables' period indexes and join
-    them rather than read every item to join it to the period's participants."""
-    return Interaction.occurred_at >= since, Interaction.occurred_at < until
-
-
 def period_touches(since: datetime, until: datetime) -> tuple[Any, ...]:
     """The touches in [since, until) as conditions on ``InteractionParticipant`` alone (one row per HCP
     touched): the touch table on the participant's copy of its item's channel and kind, and the item is
