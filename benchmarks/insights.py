@@ -121,12 +121,22 @@ def build(engine: Engine, args: argparse.Namespace) -> float:
     from crm.surveys.models import Survey
 
     started = time.perf_counter()
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
-        else:
-            Base.metadata.drop_all(conn)
+    else:
+        # Without the foreign-key checks: with them SQLite checks every deleted row against the columns that
+        # refer to it, some unindexed (interactions.superseded_by_id), and a rebuild takes many minutes.
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("PRAGMA foreign_keys=OFF")
+            for table in reversed(Base.metadata.sorted_tables):
+                cur.execute(f'DROP TABLE IF EXISTS "{table.name}"')
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            raw.close()
     Base.metadata.create_all(engine)
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=SPAN_DAYS)
@@ -171,8 +181,9 @@ def build(engine: Engine, args: argparse.Namespace) -> float:
             f"SELECT n, {q.at(start, seconds)}, {q.at(start, seconds)}, {channel}, {kind}, 'import', "
             f"'item ' || n, '', {q.json}, {sensitivity}, 'system', {q.false} FROM {series}"))
         conn.execute(text(
-            "INSERT INTO interaction_participants (interaction_id, hcp_id, occurred_at) "
-            f"SELECT id, 1 + (CAST(id AS BIGINT) * 2654435761) % {args.hcps}, occurred_at FROM interactions"))
+            "INSERT INTO interaction_participants (interaction_id, hcp_id, occurred_at, channel, kind) "
+            f"SELECT id, 1 + (CAST(id AS BIGINT) * 2654435761) % {args.hcps}, occurred_at, channel, kind "
+            "FROM interactions"))
         # consent: email promotional for a third, market research for half, visit promotional for most
         for ch, purpose, cond, state in (("email", "promotional", "id % 3 = 0", "granted"),
                                          ("email", "market_research", "id % 2 = 0", "granted"),

@@ -199,7 +199,8 @@ def build(engine: Engine, args: argparse.Namespace) -> float:
         for batch in _batches(({"r": r, "h": h, "p": p} for r, h, p in rows()), BATCH):
             conn.execute(insert(Interaction), [b["r"] for b in batch])
             conn.execute(insert(InteractionParticipant), [
-                {"interaction_id": b["r"]["id"], "hcp_id": h, "occurred_at": b["r"]["occurred_at"]}
+                {"interaction_id": b["r"]["id"], "hcp_id": h, "occurred_at": b["r"]["occurred_at"],
+                 "channel": b["r"]["channel"], "kind": b["r"]["kind"]}
                 for b in batch for h in b["h"]
             ])
             products = [{"interaction_id": b["r"]["id"], "sku": s} for b in batch for s in b["p"]]

@@ -164,9 +164,10 @@ def test_the_allowed_set_feeds_an_insert_select_and_only_skipped_come_back(db, f
     db.add(item)
     db.flush()
     db.execute(insert(InteractionParticipant).from_select(
-        ["interaction_id", "hcp_id", "occurred_at"],
+        ["interaction_id", "hcp_id", "occurred_at", "channel", "kind"],
         select(literal(item.id), decision.allowed_select.subquery().c.hcp_id,
-               literal(item.occurred_at, InteractionParticipant.occurred_at.type))))
+               literal(item.occurred_at, InteractionParticipant.occurred_at.type), literal(item.channel),
+               literal(item.kind))))
     assert sorted(db.scalars(select(InteractionParticipant.hcp_id).where(
         InteractionParticipant.interaction_id == item.id))) == sorted(h.id for h in allowed)
 

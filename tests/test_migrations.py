@@ -68,3 +68,35 @@ def test_the_samples_migration_makes_sample_only_products_sample_products():
         assert {k: bool(v) for k, v in rows.items()} == {"S-1": True, "P-1": False} and limits == {10}
         downgrade(revision="base")
         db.engine.dispose()
+
+
+def test_the_insights_migration_copies_each_items_channel_and_kind_to_its_participants():
+    """Issue 12 item 4: participants carry their item's channel and kind; existing rows get them copied."""
+    app = make_app(database_url("_migrations"))
+    _empty(app)
+    with app.app_context():
+        upgrade(revision="52a5d0e73303")
+        now = "2026-01-01 00:00:00+00:00"
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO hcps (id, first_name, last_name, profession, country, status, email_status, "
+                              "version, created_at, updated_at) VALUES (1, 'A', 'B', 'gp', 'US', 'active', 'valid', "
+                              "1, :now, :now), (2, 'C', 'D', 'gp', 'US', 'active', 'valid', 1, :now, :now)"),
+                         {"now": now})
+            conn.execute(text("INSERT INTO interactions (id, occurred_at, recorded_at, channel, kind, source, summary, "
+                              "safe_summary, details, sensitivity, owner_role, consent_gap) VALUES "
+                              "(1, :now, :now, 'visit', 'visit.submitted', 'crm', '', '', :d, 'standard', :r, :f), "
+                              "(2, :now, :now, 'email', 'email.opened', 'esp', '', '', :d, 'standard', :r, :f)"),
+                         {"now": now, "f": False, "d": "{}", "r": "system"})
+            conn.execute(text("INSERT INTO interaction_participants (interaction_id, hcp_id, occurred_at) VALUES "
+                              "(1, 1, :now), (1, 2, :now), (2, 2, :now)"), {"now": now})
+        upgrade()
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT interaction_id, hcp_id, channel, kind FROM interaction_participants "
+                                     "ORDER BY interaction_id, hcp_id")).all()
+        assert [tuple(r) for r in rows] == [(1, 1, "visit", "visit.submitted"), (1, 2, "visit", "visit.submitted"),
+                                            (2, 2, "email", "email.opened")]
+        with db.engine.begin() as conn:
+            for table in ("interaction_participants", "interactions", "hcps"):
+                conn.execute(text(f"DELETE FROM {table}"))
+        downgrade(revision="base")
+        db.engine.dispose()

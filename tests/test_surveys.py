@@ -207,6 +207,80 @@ def test_the_send_stores_recipients_and_hands_them_over_in_batches(app, db, fact
     assert statuses == {hcps[0].id: "queued", hcps[1].id: "queued", hcps[2].id: "skipped"}
 
 
+def test_the_send_skips_a_bounced_or_missing_address_and_the_hand_over_a_bounce_since(app, db, factory, people):
+    ok, bounced, no_address, bounces_later = factory.hcp(), factory.hcp(), factory.hcp(email=None), factory.hcp()
+    for h in (ok, bounced, no_address, bounces_later):
+        email_consent(db, h, "market_research")
+    bounced.email_status = "invalid"
+    db.flush()
+    marketer = people["marketer"]
+    survey = make_survey(db, marketer, [ok.id, bounced.id, no_address.id, bounces_later.id])
+    result = services.send_survey(db, marketer, viewer_of(marketer), survey)
+    assert result.sent == [ok.id, bounces_later.id]
+    assert [(s["hcp_id"], s["reason"], s["detail"]) for s in result.skipped] == [
+        (bounced.id, "email-invalid", "The email address bounced"),
+        (no_address.id, "no-email-address", "No email address on record")]
+    bounces_later.email_status = "invalid"
+    db.flush()
+    handed = services.hand_over(db, marketer, survey)
+    assert handed.sent == [ok.id] and [(s["hcp_id"], s["reason"]) for s in handed.skipped] == [
+        (bounces_later.id, "email-invalid")]
+    rows = {r.hcp_id: (r.status, r.reason) for r in db.scalars(select(SurveyRecipient))}
+    assert rows == {ok.id: ("queued", None), bounced.id: ("skipped", "email-invalid"),
+                    no_address.id: ("skipped", "no-email-address"), bounces_later.id: ("skipped", "email-invalid")}
+    item = db.scalar(select(Interaction).where(Interaction.kind == "survey.sent"))
+    assert item.external_id == f"survey:{survey.id}:{ok.id}" and item.details["consent_rule"] == "consent-granted"
+
+
+def test_answered_hcps_are_skipped_first_and_the_listed_order_is_kept(app, db, factory, people):
+    first, answered, without = factory.hcp(), factory.hcp(), factory.hcp()
+    for h in (first, answered):
+        email_consent(db, h, "market_research")
+    marketer = people["marketer"]
+    survey = make_survey(db, marketer, [without.id, answered.id, first.id])  # not in id order
+    db.add(SurveyResponse(survey_id=survey.id, hcp_id=answered.id, score=9, answers=[], medium="phone",
+                          answered_at=utcnow(), sensitivity="standard", guardrail_hits=[]))
+    db.flush()
+    result = services.send_survey(db, marketer, viewer_of(marketer), survey)
+    assert result.sent == [first.id]
+    assert [(s["hcp_id"], s["reason"]) for s in result.skipped] == [
+        (answered.id, "already-answered"), (without.id, "no-consent")]
+    assert db.scalar(select(SurveyRecipient).where(SurveyRecipient.hcp_id == answered.id)) is None
+    # consent given meanwhile: the skipped row is decided again, the pending one is never sent twice
+    email_consent(db, without, "market_research")
+    again = services.send_survey(db, marketer, viewer_of(marketer), survey)
+    assert again.sent == [without.id]
+    assert [(s["hcp_id"], s["reason"]) for s in again.skipped] == [
+        (answered.id, "already-answered"), (first.id, "already-sent")]
+    rows = {r.hcp_id: (r.status, r.reason) for r in db.scalars(select(SurveyRecipient))}
+    assert rows == {first.id: ("pending", None), without.id: ("pending", None)}
+
+
+def test_a_large_audience_is_decided_and_stored_in_a_few_statements(app, db, factory, people, territory):
+    from crm.segments.models import Segment
+
+    hcps = [factory.hcp(territory=territory, tags="survey-big") for _ in range(1200)]
+    for h in hcps[:5]:
+        email_consent(db, h, "market_research")
+    marketer = people["marketer"]
+    segment = Segment(name="Big", description="", professions=[], specialties=[], territory_codes=[],
+                      tags=["survey-big"], tiers=[], created_by_id=marketer.id)
+    db.add(segment)
+    db.flush()
+    survey = services.create_survey(db, marketer, viewer_of(marketer), {
+        "name": "Big", "kind": "nps", "questions": [], "audience": {"segment_id": segment.id}})
+    result = services.send_survey(db, marketer, viewer_of(marketer), survey)
+    assert result.sent == [h.id for h in hcps[:5]]
+    assert [s["hcp_id"] for s in result.skipped] == [h.id for h in hcps[5:]]
+    assert {s["reason"] for s in result.skipped} == {"no-consent"}
+    assert result.job.progress_total == 5
+    assert dict(db.execute(select(SurveyRecipient.status, func.count()).group_by(SurveyRecipient.status)).all()) == {
+        "pending": 5, "skipped": 1195}
+    again = services.send_survey(db, marketer, viewer_of(marketer), survey)  # idempotent
+    assert again.sent == [] and [s["reason"] for s in again.skipped] == ["already-sent"] * 5 + ["no-consent"] * 1195
+    assert db.scalar(select(func.count()).select_from(SurveyRecipient)) == 1200
+
+
 def test_the_outbox_checks_consent_again_before_a_survey_mail_leaves(app, db, factory, people):
     from crm.mail.services import deliver_pending
 

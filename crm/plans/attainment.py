@@ -31,16 +31,21 @@ from crm.timeline.models import Interaction, InteractionParticipant, Interaction
 NO_TERRITORY = "No territory"
 
 
-def touch_condition() -> Any:
-    """The touch table as one SQL condition on ``Interaction``."""
-    return or_(*[and_(Interaction.channel == t.channel, Interaction.kind.in_(t.kinds)) for t in TOUCHES])
+def touch_condition(table: Any = Interaction) -> Any:
+    """The touch table as one SQL condition on ``table``'s ``channel`` and ``kind``: ``Interaction``, or
+    ``InteractionParticipant``, which carries its item's (never changed) channel and kind."""
+    return or_(*[and_(table.channel == t.channel, table.kind.in_(t.kinds)) for t in TOUCHES])
 
 
-def period_of_items(since: datetime, until: datetime) -> tuple[Any, ...]:
-    """The period again on ``Interaction.occurred_at`` (a participant's ``occurred_at`` is its item's,
-    copied): redundant for the result, it lets the database range-scan both tables' period indexes and join
-    them rather than read every item to join it to the period's participants."""
-    return Interaction.occurred_at >= since, Interaction.occurred_at < until
+def period_touches(since: datetime, until: datetime) -> tuple[Any, ...]:
+    """The touches in [since, until) as conditions on ``InteractionParticipant`` alone (one row per HCP
+    touched): the touch table on the participant's copy of its item's channel and kind, and the item is
+    the latest version (the few corrected items of the period are left out by id, read from their partial
+    index). Equal to joining each participant to its item and testing the item; without reading every item."""
+    p, i = InteractionParticipant, Interaction
+    corrected = select(i.id).where(i.superseded_by_id.is_not(None), i.occurred_at >= since, i.occurred_at < until)
+    return (p.occurred_at >= since, p.occurred_at < until, touch_condition(p),
+            p.interaction_id.not_in(corrected))
 
 
 def cycle_window(plan: EngagementPlan) -> tuple[datetime, datetime]:
@@ -239,12 +244,10 @@ def attainment_totals(session: DbSession, plan: EngagementPlan, *, now: datetime
     now = now or utcnow()
     start, end = cycle_window(plan)
     elapsed = elapsed_share(plan, now)
-    p, i = InteractionParticipant, Interaction
+    p = InteractionParticipant
     per_channel = (select(p.hcp_id.label("hcp_id"),
-                          *[func.sum(case((i.channel == c, 1), else_=0)).label(f"n_{c}") for c in PLAN_CHANNELS])
-                   .select_from(p).join(i, i.id == p.interaction_id)
-                   .where(p.occurred_at >= start, p.occurred_at < end, i.superseded_by_id.is_(None),
-                          touch_condition(), *period_of_items(start, end))
+                          *[func.sum(case((p.channel == c, 1), else_=0)).label(f"n_{c}") for c in PLAN_CHANNELS])
+                   .where(*period_touches(start, end))
                    .group_by(p.hcp_id).subquery())
     t = PlanTarget
     base = plan.channel_goals or {}

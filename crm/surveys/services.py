@@ -32,7 +32,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app, render_template
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, union_all, update
 
 from crm.access.policy import Viewer, require_write
 from crm.audit import services as audit
@@ -62,6 +62,8 @@ CONTEXT_LABELS = {None: "No particular experience", "visit": "After a visit", "e
 MEDIUM_LABELS = {"link": "Answered through the survey link", "phone": "Captured on the phone",
                  "visit": "Captured in a visit", "remote_meeting": "Captured in a remote meeting"}
 ALREADY_ANSWERED = "already-answered"
+# The rule of everyone a send may mail (crm.consent.services.RULES["granted"]), kept on the survey.sent item.
+CONSENT_GRANTED = "consent-granted"
 
 
 # -- surveys -----------------------------------------------------------------------------------------
@@ -184,47 +186,88 @@ def _skip_text(rule: str) -> str:
             "no-consent": "No consent for market research by email"}.get(rule, SKIP_TEXT.get(rule, rule))
 
 
+def _audience_source(session: DbSession, survey: Survey) -> tuple[Any, list[int] | None]:
+    """What ``decide_audience`` decides for the survey: its saved audience (resolved by the database, as the
+    campaign audiences are), or the ids of its segment as it is now or its own ids (in their order)."""
+    from crm.campaigns.services import get_audience
+    from crm.segments.filters import matching_ids
+    from crm.segments.services import segment_where
+
+    if survey.audience_id is not None:
+        return get_audience(session, survey.audience_id), None
+    if survey.segment is not None:
+        ids = matching_ids(session, segment_where(survey.segment))
+        return ids, ids
+    ids = list(dict.fromkeys(survey.hcp_ids or []))
+    return ids, ids
+
+
 def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, *,
                 at: datetime | None = None) -> SendResult:
     """Accept a send of the survey: decide now who may be mailed for market research and leave the mailing
     to a job (crm/surveys/sending.py), which answers at once however large the audience.
 
-    Consent (email, market research) and the address are evaluated for the whole audience at this instant
-    (the campaigns' ``evaluate``); every HCP gets a ``survey_recipients`` row, ``pending`` or ``skipped``
-    with the rule, and someone already mailed, pending, or who answered is never mailed again. When anyone
-    is pending a ``survey.send`` job is created (``result.job``); after the commit it hands the pending
-    recipients to the mail outbox in batches (``hand_over``). ``sent`` are the recipients accepted now.
+    Consent (email, market research) and the address are decided for the whole audience at this instant
+    by the database (``crm.campaigns.services.decide_audience``, as a campaign send; only the skipped and
+    their rules come back); someone who answered, or is pending or queued already, is never mailed again
+    (skipped as ``already-answered``, ``already-sent``). The recipients are written set-based: new ones
+    inserted in a few statements, ``pending`` or ``skipped`` with the rule, and those skipped by an earlier
+    send updated per (status, rule). When anyone is pending a ``survey.send`` job is created
+    (``result.job``); after the commit it hands the pending recipients to the mail outbox in batches
+    (``hand_over``). ``sent`` are the recipients accepted now, in the audience's order (by id; a list of
+    ids: as listed), and so are ``skipped`` (the already-answered first).
     ``at`` is the send instant: now, except for the demo loader, which replays sends of the past.
     """
-    from crm.campaigns.services import evaluate
+    from crm.campaigns.services import decide_audience
+    from crm.db import insert_ignoring_conflicts
     from crm.jobs import services as jobs
 
     require_write(viewer, "survey.write")
     session.execute(select(Survey.id).where(Survey.id == survey.id).with_for_update())
     now = at or utcnow()
-    ids = audience_ids(session, survey)
-    rows = {r.hcp_id: r for r in session.scalars(select(SurveyRecipient).where(SurveyRecipient.survey_id == survey.id))}
+    source, listed = _audience_source(session, survey)
     answered = set(session.scalars(select(SurveyResponse.hcp_id).where(SurveyResponse.survey_id == survey.id)))
-    done = frozenset(h for h, r in rows.items() if r.status in ("pending", "queued"))
-    evaluation = evaluate(session, [h for h in ids if h not in answered], PURPOSE, now, done)
-    result = SendResult(sent=list(evaluation.send))
-    for hcp_id in ids:
-        if hcp_id in answered:
-            result.skipped.append({"hcp_id": hcp_id, "reason": ALREADY_ANSWERED,
-                                   "detail": _skip_text(ALREADY_ANSWERED)})
-    for hcp_id, rule in evaluation.skipped:
-        result.skipped.append({"hcp_id": hcp_id, "reason": rule, "detail": _skip_text(rule)})
-        if rule != "already-sent":
-            _set(session, rows, survey.id, hcp_id, "skipped", rule)
-    for hcp_id in evaluation.send:
-        _set(session, rows, survey.id, hcp_id, "pending", None)
+    never_again = union_all(
+        select(SurveyResponse.hcp_id).where(SurveyResponse.survey_id == survey.id),
+        select(SurveyRecipient.hcp_id).where(SurveyRecipient.survey_id == survey.id,
+                                             SurveyRecipient.status.in_(("pending", "queued"))))
+    decision = decide_audience(session, source, "email", PURPOSE, now, already_sent=never_again)
+    position = {h: k for k, h in enumerate(listed)} if listed is not None else None
+
+    def order(hcp_id: int) -> int:
+        return position[hcp_id] if position is not None else hcp_id
+
+    send = sorted(session.scalars(decision.allowed_select), key=order)
+    decided = sorted(decision.skipped, key=lambda s: order(s[0]))
+    result = SendResult(sent=send)
+    result.skipped = [{"hcp_id": h, "reason": ALREADY_ANSWERED, "detail": _skip_text(ALREADY_ANSWERED)}
+                      for h, rule in decided if rule == "already-sent" and h in answered]
+    result.skipped += [{"hcp_id": h, "reason": rule, "detail": _skip_text(rule)}
+                       for h, rule in decided if not (rule == "already-sent" and h in answered)]
+    outcome: list[tuple[int, str, str | None]] = [(h, "skipped", rule) for h, rule in decided
+                                                  if rule != "already-sent"]
+    outcome += [(h, "pending", None) for h in send]
+    inserted = {row[0] for row in insert_ignoring_conflicts(
+        session, SurveyRecipient.__table__,
+        [{"survey_id": survey.id, "hcp_id": h, "status": status, "reason": reason} for h, status, reason in outcome],
+        ["survey_id", "hcp_id"], ["hcp_id"])}
+    again: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+    for h, status, reason in outcome:
+        if h not in inserted:  # skipped by an earlier send (a pending or queued one is never decided again)
+            again[(status, reason)].append(h)
+    for (status, reason), hcp_ids in again.items():
+        session.execute(update(SurveyRecipient).where(
+            SurveyRecipient.survey_id == survey.id, among(session, SurveyRecipient.hcp_id, hcp_ids))
+            .values(status=status, reason=reason, updated_at=utcnow())
+            .execution_options(synchronize_session=False))
     survey.status, survey.last_sent_at = "sent", now
     session.flush()
     skipped: dict[str, int] = defaultdict(int)
     for s in result.skipped:
         skipped[s["reason"]] += 1
     audit.record(session, actor, "survey.send", "survey", survey.id, audit.created({
-        "purpose": PURPOSE, "audience": len(ids), "sent": len(result.sent), "skipped": dict(sorted(skipped.items()))}))
+        "purpose": PURPOSE, "audience": decision.allowed_count + len(decision.skipped), "sent": len(result.sent),
+        "skipped": dict(sorted(skipped.items()))}))
     pending = session.scalar(select(func.count()).select_from(SurveyRecipient).where(
         SurveyRecipient.survey_id == survey.id, SurveyRecipient.status == "pending")) or 0
     if pending:
@@ -232,15 +275,6 @@ def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, 
                                  {"survey_id": survey.id, "at": at.isoformat() if at else None},
                                  subject=f"survey:{survey.id}", total=pending)
     return result
-
-
-def _set(session: DbSession, rows: dict[int, SurveyRecipient], survey_id: int, hcp_id: int, status: str,
-         reason: str | None) -> None:
-    row = rows.get(hcp_id)
-    if row is None:
-        row = rows[hcp_id] = SurveyRecipient(survey_id=survey_id, hcp_id=hcp_id)
-        session.add(row)
-    row.status, row.reason = status, reason
 
 
 def take_pending(session: DbSession, survey_id: int, n: int) -> list[int]:
@@ -263,12 +297,13 @@ def hand_over(session: DbSession, actor: Any, survey: Survey, *, limit: int = BA
     answer link and unsubscribe headers, a ``survey.sent`` timeline item (external id
     ``survey:<survey>:<hcp>``) and an outbox row (key the same), handed over after the commit.
     """
-    from crm.campaigns.services import evaluate
+    from crm.campaigns.services import decide_audience
     from crm.mail.services import OutgoingMail, enqueue_many
 
     now = at or utcnow()
-    query = select(SurveyRecipient).where(SurveyRecipient.survey_id == survey.id,
-                                          SurveyRecipient.status == "pending").order_by(SurveyRecipient.hcp_id)
+    query = (select(SurveyRecipient.hcp_id).where(SurveyRecipient.survey_id == survey.id,
+                                                 SurveyRecipient.status == "pending")
+             .order_by(SurveyRecipient.hcp_id))
     if hcp_ids is not None:
         query = query.where(among(session, SurveyRecipient.hcp_id, list(hcp_ids)))
     else:
@@ -277,29 +312,41 @@ def hand_over(session: DbSession, actor: Any, survey: Survey, *, limit: int = BA
     result = SendResult()
     if not pending:
         return result
-    evaluation = evaluate(session, [r.hcp_id for r in pending], PURPOSE, now)
-    by_hcp = {r.hcp_id: r for r in pending}
-    for hcp_id, rule in evaluation.skipped:
-        by_hcp[hcp_id].status, by_hcp[hcp_id].reason = "skipped", rule
+    # The database decides the batch at this instant (as at the send): only the skipped come back.
+    decision = decide_audience(session, pending, "email", PURPOSE, now)
+    by_rule: dict[str, list[int]] = defaultdict(list)
+    for hcp_id, rule in decision.skipped:
+        by_rule[rule].append(hcp_id)
         result.skipped.append({"hcp_id": hcp_id, "reason": rule, "detail": _skip_text(rule)})
-    hcps = {h.id: h for h in session.scalars(select(HCP).where(among(session, HCP.id, evaluation.send)))}
+    for rule, ids in by_rule.items():
+        session.execute(update(SurveyRecipient).where(
+            SurveyRecipient.survey_id == survey.id, among(session, SurveyRecipient.hcp_id, ids),
+            SurveyRecipient.status == "pending").values(status="skipped", reason=rule, updated_at=utcnow())
+            .execution_options(synchronize_session=False))
+    skipped = {hcp_id for hcp_id, _ in decision.skipped}
+    send = [h for h in pending if h not in skipped]
+    if not send:
+        return result
+    hcps = {h.id: h for h in session.scalars(select(HCP).where(among(session, HCP.id, send)))}
     mails, facts = [], []
-    for hcp_id in evaluation.send:
+    for hcp_id in send:
         mail = _build_mail(session, survey, hcps[hcp_id])
         mails.append(OutgoingMail(mail, f"survey:{survey.id}:{hcp_id}", hcp_id=hcp_id))
         facts.append(Fact(
             hcp_id=hcp_id, occurred_at=now, kind="survey.sent", external_id=f"survey:{survey.id}:{hcp_id}",
             summary=f"Survey sent: {survey.name}", safe_summary=f"{KIND_LABELS[survey.kind]} survey sent",
             details={"survey_id": survey.id, "survey_name": survey.name, "survey_kind": survey.kind,
-                     "purpose": PURPOSE, "consent_rule": evaluation.decisions[hcp_id].rule,
+                     "purpose": PURPOSE, "consent_rule": CONSENT_GRANTED,
                      "context_channel": survey.context_channel},
             owner_id=getattr(actor, "id", None), owner_role=getattr(actor, "role", None) or "system"))
     queued = enqueue_many(session, mails, kind="survey")
-    for hcp_id, row in zip(evaluation.send, queued, strict=True):
-        recipient = by_hcp[hcp_id]
-        recipient.status, recipient.reason, recipient.outbox_id, recipient.queued_at = "queued", None, row.id, now
-        result.sent.append(hcp_id)
-    session.flush()
+    # One statement for the batch: each recipient queued with its own outbox row.
+    session.execute(
+        update(SurveyRecipient.__table__)  # type: ignore[arg-type]  # a mapped class's __table__ is a Table
+        .where(SurveyRecipient.survey_id == survey.id, SurveyRecipient.hcp_id == bindparam("b_hcp"))
+        .values(status="queued", reason=None, outbox_id=bindparam("b_outbox"), queued_at=now, updated_at=utcnow()),
+        [{"b_hcp": hcp_id, "b_outbox": row.id} for hcp_id, row in zip(send, queued, strict=True)])
+    result.sent = send
     record_interactions(session, actor, facts, channel="survey", source="crm")
     return result
 

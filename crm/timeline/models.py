@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.db import Base, UTCDateTime, utcnow
@@ -22,6 +22,13 @@ class Interaction(Base):
         Index("ix_interactions_feed", "occurred_at", "id"),
         # Covers the insights' period scans (channel mix, reach, attainment): read from the index alone.
         Index("ix_interactions_period", "occurred_at", "channel", "kind", "sensitivity", "superseded_by_id", "id"),
+        # The insights' weekly counts on SQLite: one index range counted per (week, channel, sensitivity) of
+        # the latest versions (crm.insights.services.channel_mix), no per-row date arithmetic or sort.
+        Index("ix_interactions_weekly", "channel", "sensitivity", "occurred_at",
+              sqlite_where=text("superseded_by_id IS NULL"), postgresql_where=text("superseded_by_id IS NULL")),
+        # The few corrected items of a period, left out of counts read from the participants alone.
+        Index("ix_interactions_superseded", "occurred_at", "id",
+              sqlite_where=text("superseded_by_id IS NOT NULL"), postgresql_where=text("superseded_by_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,18 +60,26 @@ class Interaction(Base):
 
 
 class InteractionParticipant(Base):
-    """An HCP on an interaction. ``occurred_at`` is copied so one HCP's timeline is an index range scan."""
+    """An HCP on an interaction. ``occurred_at`` is copied so one HCP's timeline is an index range scan;
+    ``channel`` and ``kind`` are copied so the touches of a period per HCP (insights reach) are read from
+    one index without visiting every item. All three are facts an item never changes (a correction is a
+    new item), written with the item by ``crm.timeline.services`` and nowhere else."""
 
     __tablename__ = "interaction_participants"
     __table_args__ = (
-        Index("ix_interaction_participants_timeline", "hcp_id", "occurred_at", "interaction_id"),
-        # Everyone touched in a period (insights reach, plan attainment): an index range scan.
-        Index("ix_interaction_participants_period", "occurred_at", "hcp_id", "interaction_id"),
+        # One HCP's timeline (keyset on occurred_at, interaction_id); channel and kind at the end make it
+        # cover the touches per HCP over a long period too (insights reach: read in HCP order, no sort).
+        Index("ix_interaction_participants_timeline", "hcp_id", "occurred_at", "interaction_id", "channel", "kind"),
+        # Everyone touched in a period (insights reach, plan attainment): an index range scan that also
+        # holds what makes an item a touch (channel, kind).
+        Index("ix_interaction_participants_period", "occurred_at", "hcp_id", "channel", "kind", "interaction_id"),
     )
 
     interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id"), primary_key=True)
     hcp_id: Mapped[int] = mapped_column(ForeignKey("hcps.id"), primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    channel: Mapped[str] = mapped_column(String(20), nullable=False)
+    kind: Mapped[str] = mapped_column(String(60), nullable=False)
 
     interaction: Mapped[Interaction] = relationship(back_populates="participants")
 

@@ -107,7 +107,8 @@ def record_interaction(
         supersedes_id=supersedes.id if supersedes is not None else None,
         consent_gap=consent_gap,
     )
-    item.participants = [InteractionParticipant(hcp_id=h, occurred_at=occurred_at) for h in ids]
+    item.participants = [InteractionParticipant(hcp_id=h, occurred_at=occurred_at, channel=channel, kind=kind)
+                         for h in ids]
     item.products = [InteractionProduct(sku=s) for s in dict.fromkeys(products)]
     if external_id is None:  # nothing for a concurrent writer to collide on: no savepoint needed
         session.add(item)
@@ -242,8 +243,8 @@ def record_interactions(session: DbSession, actor: Any, facts: Sequence[Fact], *
     ids.update(inserted)
     created = new if len(inserted) == len(new) else [f for f in new if f.external_id in inserted]
     insert_driver_rows(
-        session, InteractionParticipant.__table__, ("interaction_id", "hcp_id", "occurred_at"),
-        [(inserted[f.external_id], f.hcp_id, times[f.occurred_at]) for f in created],
+        session, InteractionParticipant.__table__, ("interaction_id", "hcp_id", "occurred_at", "channel", "kind"),
+        [(inserted[f.external_id], f.hcp_id, times[f.occurred_at], channel, f.kind) for f in created],
         ["interaction_id", "hcp_id"], ["interaction_id"])
     insert_driver_rows(
         session, InteractionProduct.__table__, ("interaction_id", "sku"),
