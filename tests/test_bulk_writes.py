@@ -201,9 +201,10 @@ def test_a_row_the_database_refuses_fails_the_insert_and_leaves_nothing(db, fact
     hcp = factory.hcp()
     item = record_interactions(db, None, facts(hcp.id), channel="email", source="esp")["x-email.sent"]
     at = driver_time(db.get_bind().dialect.name)(utc(2026, 3, 1))
-    rows = [(item, 10**9, at)]  # no such HCP
+    rows = [(item, 10**9, at, "email", "email.sent")]  # no such HCP
     with pytest.raises(Exception) as caught:
-        insert_driver_rows(db, InteractionParticipant.__table__, ("interaction_id", "hcp_id", "occurred_at"), rows,
+        insert_driver_rows(db, InteractionParticipant.__table__,
+                           ("interaction_id", "hcp_id", "occurred_at", "channel", "kind"), rows,
                            ["interaction_id", "hcp_id"], ["interaction_id"])
     assert "foreign key" in str(caught.value).lower()
     if db.get_bind().dialect.name == "sqlite":  # PostgreSQL's transaction is aborted; SQLite's goes on
