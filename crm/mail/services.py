@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -316,7 +317,10 @@ def deliver_pending(app: Flask, *, ids: Iterable[int] | None = None, now: dateti
         for outbox_id, attempt in batch:
             message, error = _load(outbox_id, utcnow())
             if message is None:
-                app.logger.warning("mail (outbox %s) dropped: %s", outbox_id, error)
+                # Consent withdrawn since the send was decided: the ledger working as it should (the outbox
+                # row keeps the reason), not something for an operator to act on; anything else is.
+                level = logging.INFO if error and error.startswith("not sent: ") else logging.WARNING
+                app.logger.log(level, "mail (outbox %s) dropped: %s", outbox_id, error)
                 counts[_record(app, outbox_id, attempt, error, now, final=True)] += 1
                 continue
             try:
