@@ -104,6 +104,8 @@ def _plain(data: Any) -> bool:
     stack: list[tuple[Any, int]] = [(data, 1)]
     if type(data) is float:
         return -_BIG < data < _BIG
+    if type(data) is not dict and type(data) is not list:  # null, true, a number or a string alone
+        return True
     while stack:
         value, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:

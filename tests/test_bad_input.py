@@ -172,6 +172,15 @@ def test_non_json_constants_are_400(world, constant):
     assert "not JSON" in body["detail"]
 
 
+@pytest.mark.parametrize("text", ["null", "true", "0", "1.5", '"text"', "1e400", str(2**70)])
+def test_a_body_that_is_json_but_not_an_object_is_a_clear_4xx_not_500(world, client, text):
+    # JSON alone at the top level (null, a number, a string) parses; then it is no body (400) or the
+    # wrong shape (422), never a server error
+    for url in ("/api/v1/hcps", "/api/v1/templates", "/api/v1/guardrails/rules", "/api/v1/samples/counts"):
+        _problem(_raw(world["client"]["admin"], "post", url, text), 400, 422)
+    _problem(client.post("/api/v1/integrations/email/events", data=text, content_type="application/json"), 422)
+
+
 def test_the_email_webhook_refuses_deep_json_and_surrogates(client, db):
     deep = client.post("/api/v1/integrations/email/events", data="[" * 1000 + "]" * 1000,
                        content_type="application/json")
