@@ -177,19 +177,6 @@ def _fresh(name: str, workdir: Path, rows: int, scheme: str, pg_url: str) -> str
     return f"sqlite:///{db_file}"
 
 
-def ensure_database(url: str) -> None:
-    """Create the PostgreSQL database of ``url`` when it does not exist yet (a fresh machine has only ``postgres``)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}).scalar():
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
-
-
 def one_round(name: str, path: Path, rows: int, round_no: int, workdir: Path, pg_url: str) -> dict:
     """Floor, Fernet import, AES-GCM import and its re-import; the order alternates between rounds."""
     out: dict = {}
@@ -237,7 +224,9 @@ def main() -> None:
     os.environ["BENCH_KEY_DIR"] = str(args.workdir)
     databases = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     if "postgresql" in databases:
-        ensure_database(args.pg_url)
+        from crm.dbcheck import create_database
+
+        create_database(args.pg_url)
     for rows in sizes:
         path = args.workdir / f"nppes-{rows}.csv"
         t = time.perf_counter()

@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_sqlalchemy.session import Session as FSASession
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from crm import create_app
@@ -48,15 +48,12 @@ def database_url(suffix: str = "") -> str:
     if not suffix:
         return url
     # A sibling PostgreSQL database for tests that need their own (committing, migrations).
-    parsed = make_url(url)
-    name = f"{parsed.database}{suffix}"
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
-        if not exists:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return parsed.set(database=name).render_as_string(hide_password=False)
+    from crm.dbcheck import create_database
+
+    sibling = make_url(url)
+    sibling = sibling.set(database=f"{sibling.database}{suffix}").render_as_string(hide_password=False)
+    create_database(sibling)
+    return sibling
 
 
 class FreshContextClient(FlaskClient):

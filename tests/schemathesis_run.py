@@ -39,14 +39,10 @@ def _prepare_env(database_url: str | None, workdir: Path) -> None:
 def _empty_postgres(url: str) -> None:
     """Create the database when it is missing, else empty it."""
     from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}).scalar():
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
+    from crm.dbcheck import create_database
+
+    create_database(url)
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
