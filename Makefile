@@ -7,7 +7,7 @@ PORT ?= 8000
 WORKERS ?= 3
 CONSUMER_WORKERS ?= 2
 
-.PHONY: run serve consume test test-browser browser-deps lint fuzz bench bench-import bench-email bench-read-locks bench-request bench-send bench-insights venv dev-venv clean
+.PHONY: run serve consume test test-browser browser-deps lint fuzz bench bench-import bench-email bench-read-locks bench-request bench-request-profile bench-send bench-insights venv dev-venv clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -87,6 +87,10 @@ bench-email: dev-venv
 # A timeline request under gunicorn against Flask's hello world, same settings, interleaved (issue 15)
 bench-request: dev-venv
 	$(BIN)/python -m benchmarks.request_path $(BENCH_ARGS)
+
+# Where a timeline request's CPU goes (parts taken away one by one, and a grouped profile).
+bench-request-profile: dev-venv
+	$(BIN)/python -m benchmarks.request_profile $(BENCH_ARGS)
 
 # Campaign send of 50,000 recipients through the queue (issue 13): request time and background completion
 bench-send: dev-venv
