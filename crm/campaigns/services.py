@@ -19,7 +19,7 @@ from __future__ import annotations
 import email.utils
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -499,6 +499,54 @@ class SendResult:
     job: Any = None  # the campaign.send job handing the accepted recipients over (None: nobody to mail)
 
 
+def store_decisions(session: DbSession, model: Any, owner: Any, owner_id: int,
+                    outcome: Sequence[tuple[int, str, str | None]], *,
+                    columns: Callable[[str | None], dict[str, Any]] | None = None) -> None:
+    """Each recipient's decided ``(hcp_id, status, reason)`` of a bulk send (a campaign's, a survey's) as its
+    row of ``model`` (``owner`` the column naming the campaign or survey), set-based: the new rows in one
+    insert that skips those already there, and the rows already there updated once per (status, reason),
+    only while they are ``skipped`` or ``failed`` (a pending, queued or sent one is never decided again).
+    ``columns(reason)``: more columns written with each row (e.g. the skip's text)."""
+    from crm.db import insert_ignoring_conflicts
+
+    def extra(reason: str | None) -> dict[str, Any]:
+        return columns(reason) if columns is not None else {}
+
+    inserted = {row[0] for row in insert_ignoring_conflicts(
+        session, model.__table__,
+        [{owner.key: owner_id, "hcp_id": h, "status": status, "reason": reason, **extra(reason)}
+         for h, status, reason in outcome], [owner.key, "hcp_id"], ["hcp_id"])}
+    again: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+    for h, status, reason in outcome:
+        if h not in inserted:
+            again[(status, reason)].append(h)
+    for (status, reason), hcp_ids in again.items():
+        session.execute(update(model).where(owner == owner_id, among(session, model.hcp_id, hcp_ids),
+                                            model.status.in_(("skipped", "failed")))
+                        .values(status=status, reason=reason, updated_at=utcnow(), **extra(reason))
+                        .execution_options(synchronize_session=False))
+
+
+def _skip_detail(reason: str | None) -> dict[str, Any]:
+    """The ``detail`` column of a campaign recipient: the skip rule's text (none when accepted)."""
+    return {"detail": None if reason is None else SKIP_TEXT.get(reason, reason)[:300]}
+
+
+def queue_send_job(session: DbSession, actor: Any, kind: str, model: Any, owner: Any, owner_id: int,
+                   at: datetime | None) -> Any:
+    """The ``kind`` job (``campaign.send``, ``survey.send``) that hands the pending recipients of a bulk send
+    to the mail outbox after the commit, or None when nobody is pending."""
+    from crm.jobs import services as jobs
+
+    pending = session.scalar(select(func.count()).select_from(model).where(
+        owner == owner_id, model.status == "pending")) or 0
+    if not pending:
+        return None
+    name = kind.partition(".")[0]
+    return jobs.create(session, actor, kind, {f"{name}_id": owner_id, "at": at.isoformat() if at else None},
+                       subject=f"{name}:{owner_id}", total=pending)
+
+
 def _mail_domain() -> str:
     from_addr = current_app.config["CRM_MAIL_FROM"]
     return email.utils.parseaddr(from_addr)[1].rpartition("@")[2] or "localhost"
@@ -519,9 +567,6 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
     (no consent then) or whose mail failed is evaluated again and may be accepted this time.
     ``at`` is the send instant: now, except for the demo loader, which replays sends of the past.
     """
-    from crm.db import insert_ignoring_conflicts
-    from crm.jobs import services as jobs
-
     require_write(viewer, "campaign.write")
     session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
     template = campaign.template
@@ -532,38 +577,16 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
     now = at or utcnow()
     # The consent decision is the database's (decide_audience): only the skipped come back with their rule;
     # the recipients are stored as pending rows and handed to the outbox by the send job, in batches.
-    states: dict[int, str] = {hcp_id: status for hcp_id, status in session.execute(
-        select(CampaignMessage.hcp_id, CampaignMessage.status).where(CampaignMessage.campaign_id == campaign.id))}
     decision = decide_audience(session, campaign.audience, "email", template.purpose, now,
                                already_sent=_already_sent(campaign.id))
     send = list(session.scalars(decision.allowed_select))
     result = SendResult(sent=send)
-    table = CampaignMessage.__table__
-    fresh: list[dict[str, Any]] = []
-    again: dict[tuple[str, str | None], list[int]] = defaultdict(list)
-    for hcp_id, rule in decision.skipped:
-        result.skipped.append({"hcp_id": hcp_id, "reason": rule, "detail": SKIP_TEXT.get(rule, rule)})
-        if rule == "already-sent":
-            continue
-        if hcp_id in states:
-            again[("skipped", rule)].append(hcp_id)
-        else:
-            fresh.append({"campaign_id": campaign.id, "hcp_id": hcp_id, "status": "skipped", "reason": rule,
-                          "detail": SKIP_TEXT.get(rule, rule)[:300], "message_id": None, "sent_at": None})
-    for hcp_id in send:
-        if hcp_id in states:
-            again[("pending", None)].append(hcp_id)
-        else:
-            fresh.append({"campaign_id": campaign.id, "hcp_id": hcp_id, "status": "pending", "reason": None,
-                          "detail": None, "message_id": None, "sent_at": None})
-    insert_ignoring_conflicts(session, table, fresh, ["campaign_id", "hcp_id"], ["id"])
-    for (status, why), hcp_ids in again.items():
-        detail = None if why is None else SKIP_TEXT.get(why, why)[:300]
-        session.execute(update(CampaignMessage).where(
-            CampaignMessage.campaign_id == campaign.id, among(session, CampaignMessage.hcp_id, hcp_ids),
-            CampaignMessage.status.in_(("skipped", "failed")))
-            .values(status=status, reason=why, detail=detail, updated_at=utcnow())
-            .execution_options(synchronize_session=False))
+    result.skipped = [{"hcp_id": h, "reason": rule, "detail": SKIP_TEXT.get(rule, rule)}
+                      for h, rule in decision.skipped]
+    store_decisions(session, CampaignMessage, CampaignMessage.campaign_id, campaign.id,
+                    [(h, "skipped", rule) for h, rule in decision.skipped if rule != "already-sent"]
+                    + [(h, "pending", None) for h in send],
+                    columns=_skip_detail)
     campaign.status, campaign.last_sent_at = "sent", now
     session.flush()
     skipped_by_rule = Counter(s["reason"] for s in result.skipped)
@@ -572,12 +595,8 @@ def send_campaign(session: DbSession, actor: Any, viewer: Viewer, campaign: Camp
         "audience": len(send) + len(decision.skipped), "sent": len(result.sent),
         "skipped": dict(sorted(skipped_by_rule.items())),
     }))
-    pending = session.scalar(select(func.count()).select_from(CampaignMessage).where(
-        CampaignMessage.campaign_id == campaign.id, CampaignMessage.status == "pending")) or 0
-    if pending:
-        result.job = jobs.create(session, actor, "campaign.send",
-                                 {"campaign_id": campaign.id, "at": at.isoformat() if at else None},
-                                 subject=f"campaign:{campaign.id}", total=pending)
+    result.job = queue_send_job(session, actor, "campaign.send", CampaignMessage, CampaignMessage.campaign_id,
+                                campaign.id, at)
     return result
 
 

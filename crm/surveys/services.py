@@ -218,9 +218,7 @@ def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, 
     ids: as listed), and so are ``skipped`` (the already-answered first).
     ``at`` is the send instant: now, except for the demo loader, which replays sends of the past.
     """
-    from crm.campaigns.services import decide_audience
-    from crm.db import insert_ignoring_conflicts
-    from crm.jobs import services as jobs
+    from crm.campaigns.services import decide_audience, queue_send_job, store_decisions
 
     require_write(viewer, "survey.write")
     session.execute(select(Survey.id).where(Survey.id == survey.id).with_for_update())
@@ -244,22 +242,9 @@ def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, 
                       for h, rule in decided if rule == "already-sent" and h in answered]
     result.skipped += [{"hcp_id": h, "reason": rule, "detail": _skip_text(rule)}
                        for h, rule in decided if not (rule == "already-sent" and h in answered)]
-    outcome: list[tuple[int, str, str | None]] = [(h, "skipped", rule) for h, rule in decided
-                                                  if rule != "already-sent"]
-    outcome += [(h, "pending", None) for h in send]
-    inserted = {row[0] for row in insert_ignoring_conflicts(
-        session, SurveyRecipient.__table__,
-        [{"survey_id": survey.id, "hcp_id": h, "status": status, "reason": reason} for h, status, reason in outcome],
-        ["survey_id", "hcp_id"], ["hcp_id"])}
-    again: dict[tuple[str, str | None], list[int]] = defaultdict(list)
-    for h, status, reason in outcome:
-        if h not in inserted:  # skipped by an earlier send (a pending or queued one is never decided again)
-            again[(status, reason)].append(h)
-    for (status, reason), hcp_ids in again.items():
-        session.execute(update(SurveyRecipient).where(
-            SurveyRecipient.survey_id == survey.id, among(session, SurveyRecipient.hcp_id, hcp_ids))
-            .values(status=status, reason=reason, updated_at=utcnow())
-            .execution_options(synchronize_session=False))
+    store_decisions(session, SurveyRecipient, SurveyRecipient.survey_id, survey.id,
+                    [(h, "skipped", rule) for h, rule in decided if rule != "already-sent"]
+                    + [(h, "pending", None) for h in send])
     survey.status, survey.last_sent_at = "sent", now
     session.flush()
     skipped: dict[str, int] = defaultdict(int)
@@ -268,12 +253,8 @@ def send_survey(session: DbSession, actor: Any, viewer: Viewer, survey: Survey, 
     audit.record(session, actor, "survey.send", "survey", survey.id, audit.created({
         "purpose": PURPOSE, "audience": decision.allowed_count + len(decision.skipped), "sent": len(result.sent),
         "skipped": dict(sorted(skipped.items()))}))
-    pending = session.scalar(select(func.count()).select_from(SurveyRecipient).where(
-        SurveyRecipient.survey_id == survey.id, SurveyRecipient.status == "pending")) or 0
-    if pending:
-        result.job = jobs.create(session, actor, "survey.send",
-                                 {"survey_id": survey.id, "at": at.isoformat() if at else None},
-                                 subject=f"survey:{survey.id}", total=pending)
+    result.job = queue_send_job(session, actor, "survey.send", SurveyRecipient, SurveyRecipient.survey_id,
+                                survey.id, at)
     return result
 
 
