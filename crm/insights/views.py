@@ -19,8 +19,7 @@ from crm.glossary import TERMS
 from crm.insights import charts, services
 from crm.insights.kpis import KPIS, TOUCHES
 from crm.pageforms import page_id
-from crm.plans.models import EngagementPlan
-from crm.plans.services import readable_plans_query
+from crm.plans.services import readable_plan_ids
 from crm.reports import to_csv
 from crm.schemas import MAX_YEAR, MIN_YEAR
 from crm.segments.models import Segment
@@ -195,19 +194,10 @@ def _page(errors: list[str] | None = None, status: int = 200) -> Any:
     last_day = (w.until - timedelta(microseconds=1)).date()
     return render_template("insights/index.html", errors=[], segments=segments, args=request.args, w=w,
                            first_day=w.since.date(), last_day=last_day, data=data, svg=svg,
-                           openable_plans=_openable_plans([p["plan_id"] for p in data["plan-attainment"]["items"]]),
+                           openable_plans=readable_plan_ids(  # only links a viewer can follow
+                               db.session, viewer(), [p["plan_id"] for p in data["plan-attainment"]["items"]]),
                            channel_labels=services.CHANNEL_LABELS, label=_label,
                            funnel_labels=services.FUNNEL_LABELS), status
-
-
-def _openable_plans(plan_ids: list[int]) -> set[int]:
-    """The plans of the attainment table whose own page the viewer may open (a field rep: plans of own
-    territories). Every role sees every plan's figures here; only the link to a page that would answer 403
-    is left out."""
-    if not plan_ids:
-        return set()
-    query = readable_plans_query(viewer()).with_only_columns(EngagementPlan.id).where(EngagementPlan.id.in_(plan_ids))
-    return set(db.session.scalars(query))
 
 
 @bp.get("/insights")
