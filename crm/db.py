@@ -411,32 +411,7 @@ def insert_ignoring_conflicts(
     if dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover - only the two supported engines
         raise RuntimeError(f"insert_ignoring_conflicts does not support {dialect.name}")
     keys, params = bulk_parameters(table, rows, dialect)
-    quote = dialect.identifier_preparer.quote
-    # Names and types come from the table's metadata, quoted; every value is a bound parameter.
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(table.c[k].name) for k in keys)}) "
-    tail = (f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING "
-            f"RETURNING {', '.join(quote(table.c[c].name) for c in returning)}")
-    out: list[tuple[Any, ...]] = []
-    if dialect.name == "postgresql":
-        # One array per column, unnested into rows: a short statement that psycopg and the server parse
-        # once (a statement with a placeholder per value is parsed again on every call).
-        arrays = ", ".join(f"%b::{table.c[k].type.compile(dialect=dialect)}[]" for k in keys)
-        sql = head + f"SELECT * FROM unnest({arrays})" + tail  # noqa: S608
-        driver: Any = conn.connection.driver_connection
-        with driver.cursor() as cursor:  # the session's connection and transaction
-            for start in range(0, len(params), 5000):
-                columns = [list(values) for values in zip(*params[start:start + 5000], strict=True)]
-                cursor.execute(sql, columns)  # %b: arrays sent in binary, no per-element quoting
-                out += [tuple(r) for r in cursor.fetchall()]
-        return out
-    one = "(" + ", ".join(["?"] * len(keys)) + ")"
-    per_statement = max(1, min(1000, _MAX_PARAMETERS // len(keys)))
-    for start in range(0, len(params), per_statement):
-        chunk = params[start:start + per_statement]
-        flat = [value for row in chunk for value in row]
-        sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
-        out += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(flat))]
-    return out
+    return _insert_returning(conn, table, keys, params, conflict_columns, returning)
 
 
 def insert_driver_rows(
@@ -457,39 +432,53 @@ def insert_driver_rows(
     ``returning`` columns of the rows inserted, not of those skipped."""
     if not rows:
         return []
-    conn = session.connection()
+    return _insert_returning(session.connection(), table, keys, rows, conflict_columns, returning,
+                             json_keys=json_keys, single_row_first=True)
+
+
+def _insert_returning(conn: Any, table: Any, keys: Sequence[str], rows: list[tuple[Any, ...]],
+                      conflict_columns: list[str], returning: list[str], *, json_keys: Collection[str] = (),
+                      single_row_first: bool = False) -> list[tuple[Any, ...]]:
+    """The statements of ``insert_ignoring_conflicts`` and ``insert_driver_rows``, for ``rows`` of driver
+    values in the order of ``keys``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, on PostgreSQL one
+    binary array per column unnested into rows (a short statement psycopg and the server parse once; JSON
+    columns of ``json_keys`` travel as text), on SQLite multi-row ``VALUES`` (first, with
+    ``single_row_first``, one prepared single-row statement when the answer can be known without
+    ``RETURNING``: ``_sqlite_executemany``). Runs on the driver's cursor inside the session's transaction,
+    so it marks the transaction as written itself (the statement events do not see it: ``wrote_nothing``)."""
     dialect = conn.dialect
     quote = dialect.identifier_preparer.quote
-    names = [quote(table.c[k].name) for k in keys]
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) "
+    # Names and types come from the table's metadata, quoted; every value is a bound parameter.
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(table.c[k].name) for k in keys)}) "
     skip = f" ON CONFLICT ({', '.join(quote(table.c[c].name) for c in conflict_columns)}) DO NOTHING"
     tail = f"{skip} RETURNING {', '.join(quote(table.c[c].name) for c in returning)}"
     out: list[tuple[Any, ...]] = []
+    conn.info["crm_wrote"] = True
     if dialect.name == "postgresql":
-        # As insert_ignoring_conflicts: one binary array per column, unnested; JSON travels as text.
         arrays = ", ".join(f"%b::{'TEXT' if k in json_keys else table.c[k].type.compile(dialect=dialect)}[]"
                            for k in keys)
         columns = ", ".join(f"c{i}::JSON" if k in json_keys else f"c{i}" for i, k in enumerate(keys))
         aliases = ", ".join(f"c{i}" for i in range(len(keys)))
         sql = f"{head}SELECT {columns} FROM unnest({arrays}) AS t({aliases}){tail}"  # noqa: S608
         driver: Any = conn.connection.driver_connection
-        conn.info["crm_wrote"] = True  # past the statement events (wrote_nothing)
         with driver.cursor() as cursor:  # the session's connection and transaction
             for start in range(0, len(rows), 5000):
+                # %b: arrays sent in binary, no per-element quoting
                 cursor.execute(sql, [list(values) for values in zip(*rows[start:start + 5000], strict=True)])
-                out += cursor.fetchall()
+                out += [tuple(r) for r in cursor.fetchall()]
         return out
     if dialect.name != "sqlite":  # pragma: no cover - only the two supported engines
-        raise RuntimeError(f"insert_driver_rows does not support {dialect.name}")
+        raise RuntimeError(f"inserting rows ignoring conflicts is not supported on {dialect.name}")
     one = "(" + ", ".join(["?"] * len(keys)) + ")"
-    fast = _sqlite_executemany(conn, table, keys, rows, head + "VALUES " + one + skip, returning)
-    if fast is not None:
-        return fast
+    if single_row_first:
+        fast = _sqlite_executemany(conn, table, keys, rows, head + "VALUES " + one + skip, returning)
+        if fast is not None:
+            return fast
     per_statement = max(1, min(2000, _MAX_PARAMETERS // len(keys)))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start:start + per_statement]
         sql = head + "VALUES " + ", ".join([one] * len(chunk)) + tail
-        out += conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).fetchall()
+        out += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).fetchall()]
     return out
 
 
@@ -509,7 +498,6 @@ def _sqlite_executemany(conn: Any, table: Any, keys: Sequence[str], rows: list[t
         return None
     quote = conn.dialect.identifier_preparer.quote
     highest = f"SELECT max({quote(table.c[pk[0]].name)}) FROM {quote(table.name)}" if generated else ""  # noqa: S608
-    conn.info["crm_wrote"] = True  # past the statement events (wrote_nothing)
     cursor = conn.connection.driver_connection.cursor()
     try:
         before = (cursor.execute(highest).fetchone()[0] or 0) if generated else 0

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from crm import signals
 from crm.campaigns.models import EmailEvent
-from crm.db import among, bulk_parameters, insert_ignoring_conflicts
+from crm.db import among, bulk_parameters, insert_ignoring_conflicts, wrote_nothing
 from crm.errors import NotFound
 from crm.hcps.models import HCP
 from crm.timeline.models import Interaction, InteractionParticipant
@@ -23,6 +23,16 @@ def event_row(n: int, **values):
            "email": f"someone{n}@clinic.example", "raw": {"n": n, "event": "open"}}
     row.update(values)
     return row
+
+
+def test_a_bulk_insert_marks_its_transaction_as_written_on_both_engines(db):
+    # the rows go through the driver's cursor, past the statement events: the request boundary must still
+    # commit a transaction whose only write is such an insert
+    db.execute(select(HCP.id).limit(1))
+    db.connection().info["crm_wrote"] = False  # as a fresh transaction begins (the fixture's is an outer one)
+    assert wrote_nothing(db)
+    insert_ignoring_conflicts(db, EmailEvent.__table__, [event_row(1)], ["sg_event_id"], ["sg_event_id"])
+    assert not wrote_nothing(db)
 
 
 def test_insert_ignoring_conflicts_returns_only_its_own_rows_in_many_statements(db):
