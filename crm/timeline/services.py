@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from crm import signals
-from crm.access.reads import log_reads, strictest
+from crm.access.reads import strictest
 from crm.audit import services as audit
 from crm.db import DbSession, among, driver_time, dump_json, insert_driver_rows, utcnow
 from crm.errors import Conflict, Invalid, NotFound
@@ -260,13 +260,3 @@ def record_interactions(session: DbSession, actor: Any, facts: Sequence[Fact], *
                                     .options(lazyload(Interaction.products), lazyload(Interaction.owner))):
             signals.interaction_recorded.send(item, actor=actor, created=True)
     return ids
-
-
-def log_sensitive_reads(
-    session: DbSession,
-    viewer: Any,
-    reads: Iterable[tuple[int | None, int | None, str]],
-    what: str = "interaction",
-) -> int:
-    """``crm.access.reads.log_reads`` (kept under this name for the writers that log their own reads)."""
-    return log_reads(session, viewer, reads, what=what)
